@@ -1,0 +1,49 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openEmbeddedLog } from '../engine/embedded/app.js';
+import { directAccess, httpAccess, type LogAccess } from '../engine/embedded/access.js';
+import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { loadConfig, type SampleloopConfig } from '../engine/config.js';
+import { StateError, UsageError } from '../engine/errors.js';
+import { LocalSchemaRegistry } from '../schemas/registry.js';
+
+export interface CommonOptions {
+  config?: string;
+  dataDir?: string;
+}
+
+export function configFrom(options: CommonOptions): SampleloopConfig {
+  return loadConfig({ ...(options.config ? { file: options.config } : {}), overrides: options.dataDir ? { dataDir: options.dataDir } : {} });
+}
+
+/** Written by `sampleloop run` so other commands can reach the running engine. */
+export interface EngineInfo {
+  pid: number;
+  url: string;
+}
+
+export function engineInfoPath(dataDir: string): string {
+  return join(dataDir, 'engine.json');
+}
+
+/**
+ * Opens the embedded log directly, or, when a running engine holds it, talks to that engine over
+ * HTTP (RocksDB allows one process per database).
+ */
+export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: LogAccess) => Promise<T>): Promise<T> {
+  let log;
+  try {
+    log = await openEmbeddedLog(config);
+  } catch (err) {
+    if (!(err instanceof StateError) || !err.retriable) throw err;
+    const infoPath = engineInfoPath(config.dataDir);
+    if (!existsSync(infoPath)) throw new UsageError(`${config.dataDir} is locked by another process that did not publish ${infoPath}; stop it or use another --data-dir`);
+    const info = JSON.parse(readFileSync(infoPath, 'utf8')) as EngineInfo;
+    return fn(httpAccess(info.url));
+  }
+  try {
+    return await fn(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+  } finally {
+    await log.close();
+  }
+}

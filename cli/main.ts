@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { SampleloopError } from '../engine/errors.js';
+import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+import { runDemo } from './demo.js';
+import { runEngine } from './run.js';
+import { inspect } from './inspect.js';
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
+    .option('-d, --data-dir <dir>', 'embedded mode: where the local log and state live (overrides dataDir)');
+}
+
+function intOption(value: string, name: string): number {
+  const n = Number.parseInt(value, 10);
+  if (!Number.isFinite(n) || n < 0 || String(n) !== value.trim()) throw new CommanderError(2, 'sampleloop.usage', `${name} must be a non-negative integer, got "${value}"`);
+  return n;
+}
+
+export function buildProgram(out: (line: string) => void): Command {
+  const program = new Command('sampleloop')
+    .description('Closed-loop sample generation: predictions + business feedback → labeled, privacy-safe training samples.')
+    .showHelpAfterError('(run with --help for usage)');
+
+  common(program.command('run').description('run the engine (embedded mode by default) until SIGTERM/SIGINT'))
+    .option('--http-port <port>', 'port of /metrics, /healthz and the topic API (0 = any free port)')
+    .action(async (opts: CommonOptions & { httpPort?: string }) => {
+      const config = configFrom(opts);
+      if (opts.httpPort !== undefined) config.http.port = intOption(opts.httpPort, '--http-port');
+      await runEngine(config);
+    });
+
+  common(program.command('produce <topic>').description('append JSON-lines records (one JSON object per line) to an embedded topic'))
+    .option('-f, --file <path>', 'read records from this file instead of standard input')
+    .option('--key-field <field>', 'field whose value becomes the record key', 'requestId')
+    .option('--partitions <n>', 'partition count if the topic has to be created')
+    .action(async (topic: string, opts: CommonOptions & { file?: string; keyField: string; partitions?: string }) => {
+      const config = configFrom(opts);
+      const text = readFileSync(opts.file ?? 0, 'utf8');
+      const partitions = opts.partitions === undefined ? config.embedded.partitions : intOption(opts.partitions, '--partitions');
+      const result = await withLogAccess(config, (access) => access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions }));
+      out(JSON.stringify({ topic, appended: result.appended }));
+    });
+
+  common(program.command('consume <topic>').description('print the records of an embedded topic as JSON lines (values decoded)'))
+    .option('--from <offset>', 'start at this offset in every partition', '0')
+    .option('--partition <p>', 'only this partition')
+    .option('--max <n>', 'print at most n records')
+    .option('--metadata', 'print topic, partition, offset, timestamp, key and headers around each value')
+    .action(async (topic: string, opts: CommonOptions & { from: string; partition?: string; max?: string; metadata?: boolean }) => {
+      const config = configFrom(opts);
+      const records = await withLogAccess(config, (access) =>
+        access.read(topic, {
+          from: intOption(opts.from, '--from'),
+          ...(opts.partition !== undefined ? { partition: intOption(opts.partition, '--partition') } : {}),
+          ...(opts.max !== undefined ? { max: intOption(opts.max, '--max') } : {}),
+        }),
+      );
+      for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
+    });
+
+  common(program.command('inspect').description('topics with partitions, offsets and record counts; state and consumer positions'))
+    .option('--json', 'print JSON instead of a table')
+    .action(async (opts: CommonOptions & { json?: boolean }) => {
+      await inspect(configFrom(opts), { json: opts.json ?? false, out });
+    });
+
+  program
+    .command('demo')
+    .description('the whole loop on the embedded default with a real dataset: traffic, feedback, join, samples')
+    .option('-d, --data-dir <dir>', 'where the demo keeps its data (a fresh directory is used by default)')
+    .option('--requests <n>', 'number of simulated requests', '1797')
+    .option('--seed <n>', 'random seed of the simulated traffic', '7')
+    .addOption(new Option('--quiet', 'print only the summary'))
+    .action(async (opts: { dataDir?: string; requests: string; seed: string; quiet?: boolean }) => {
+      await runDemo({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), requests: intOption(opts.requests, '--requests'), seed: intOption(opts.seed, '--seed'), quiet: opts.quiet ?? false, out });
+    });
+
+  return program;
+}
+
+/** Entry point of bin/sampleloop.js; returns the process exit code. */
+export async function main(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
+  const program = buildProgram(out);
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      if (err.code === 'sampleloop.usage') process.stderr.write(`error: ${err.message}\n`);
+      return err.exitCode || 2;
+    }
+    if (err instanceof SampleloopError) {
+      process.stderr.write(`error [${err.code}]: ${err.message}\n`);
+      return err.code === 'SL_CONFIG' || err.code === 'SL_USAGE' ? 2 : 1;
+    }
+    throw err;
+  }
+}

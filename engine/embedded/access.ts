@@ -1,0 +1,172 @@
+import type { EmbeddedLog } from './log.js';
+import { UsageError } from '../errors.js';
+import type { OutputRecord, SourceRecord } from '../record.js';
+import { decodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import type { SchemaRegistry } from '../../schemas/registry.js';
+
+/** A record as `consume` prints it. */
+export interface DisplayRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: string | null;
+  headers: Record<string, string>;
+  /** Decoded value: Avro through the registry, JSON as is, other bytes as { base64 }. */
+  value: unknown;
+}
+
+export interface ReadOptions {
+  /** Offset to start at in every partition (default: the start of the log). */
+  from?: number;
+  partition?: number;
+  max?: number;
+}
+
+export interface TopicSummary {
+  topic: string;
+  partitions: number;
+  compact: boolean;
+  retentionMs: number | null;
+  records: number;
+  endOffsets: number[];
+}
+
+/** What the CLI does with the embedded log, either directly or through a running engine's HTTP API. */
+export interface LogAccess {
+  produce(topic: string, jsonLines: string, options?: { keyField?: string; createPartitions?: number }): Promise<{ appended: number }>;
+  read(topic: string, options?: ReadOptions): Promise<DisplayRecord[]>;
+  topics(): Promise<TopicSummary[]>;
+}
+
+/**
+ * Each non-empty line becomes one record holding the line's bytes unchanged, so a malformed line
+ * reaches the engine and ends in the dead-letter topic instead of vanishing at the producer.
+ */
+export function jsonLinesToRecords(topic: string, text: string, keyField: string, now: number): OutputRecord[] {
+  const records: OutputRecord[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.length === 0) continue;
+    let key: Buffer | null = null;
+    let timestamp = now;
+    try {
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      const k = parsed[keyField];
+      if (typeof k === 'string' && k.length > 0) key = Buffer.from(k, 'utf8');
+      if (typeof parsed.timestamp === 'number' && Number.isFinite(parsed.timestamp)) timestamp = parsed.timestamp;
+    } catch {
+      // kept as is: the engine dead-letters it with the reason
+    }
+    records.push({ topic, key, value: Buffer.from(line, 'utf8'), timestamp, headers: {} });
+  }
+  return records;
+}
+
+export function toDisplay(record: SourceRecord, registry: SchemaRegistry): DisplayRecord {
+  return {
+    topic: record.topic,
+    partition: record.partition,
+    offset: record.offset,
+    timestamp: record.timestamp,
+    key: record.key === null ? null : record.key.toString('utf8'),
+    headers: record.headers,
+    value: displayValue(record.value, registry),
+  };
+}
+
+function displayValue(bytes: Buffer | null, registry: SchemaRegistry): unknown {
+  if (bytes === null) return null;
+  if (referencedSchemaId(bytes) !== undefined) {
+    try {
+      return plain(decodeFramed(bytes, (id) => registry.cached(id)).value);
+    } catch {
+      return { base64: bytes.toString('base64') };
+    }
+  }
+  const text = bytes.toString('utf8');
+  if (text.trimStart().startsWith('{')) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return { text };
+    }
+  }
+  return { base64: bytes.toString('base64') };
+}
+
+/** Avro-decoded values as plain JSON: bytes become UTF-8 text when they are text, base64 otherwise. */
+function plain(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) {
+    const text = value.toString('utf8');
+    return Buffer.from(text, 'utf8').equals(value) && !/[\u0000-\u0008\u000e-\u001f]/.test(text) ? text : { base64: value.toString('base64') };
+  }
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = plain(v);
+    return out;
+  }
+  return value;
+}
+
+export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: () => number = Date.now): LogAccess {
+  return {
+    produce: (topic, text, options = {}) => {
+      log.ensureTopic(topic, options.createPartitions === undefined ? {} : { partitions: options.createPartitions });
+      const records = jsonLinesToRecords(topic, text, options.keyField ?? 'requestId', now());
+      log.append(records);
+      return Promise.resolve({ appended: records.length });
+    },
+    read: (topic, options = {}) => {
+      const config = log.topic(topic);
+      if (!config) throw new UsageError(`unknown topic "${topic}"; existing topics: ${log.listTopics().map(([t]) => t).join(', ') || '(none)'}`);
+      const out: DisplayRecord[] = [];
+      const max = options.max ?? Number.MAX_SAFE_INTEGER;
+      for (let p = 0; p < config.partitions; p++) {
+        if (options.partition !== undefined && options.partition !== p) continue;
+        let from = options.from ?? 0;
+        while (out.length < max) {
+          const batch = log.read(topic, p, from, Math.min(5000, max - out.length));
+          for (const r of batch) out.push(toDisplay(r, registry));
+          if (batch.length === 0) break;
+          from = (batch[batch.length - 1] as SourceRecord).offset + 1;
+        }
+      }
+      return Promise.resolve(out);
+    },
+    topics: () =>
+      Promise.resolve(
+        log.listTopics().map(([topic, c]) => {
+          const endOffsets: number[] = [];
+          let records = 0;
+          for (let p = 0; p < c.partitions; p++) {
+            endOffsets.push(log.endOffset(topic, p));
+            records += log.count(topic, p);
+          }
+          return { topic, partitions: c.partitions, compact: c.compact, retentionMs: c.retentionMs, records, endOffsets };
+        }),
+      ),
+  };
+}
+
+export function httpAccess(baseUrl: string): LogAccess {
+  const call = async <T>(path: string, init?: RequestInit): Promise<T> => {
+    const res = await fetch(`${baseUrl}${path}`, init);
+    const body = (await res.json()) as T & { error?: string };
+    if (!res.ok) throw new UsageError(`the running engine at ${baseUrl} answered ${res.status}: ${body.error ?? JSON.stringify(body)}`);
+    return body;
+  };
+  return {
+    produce: (topic, text, options = {}) =>
+      call(`/topics/${encodeURIComponent(topic)}/records?keyField=${encodeURIComponent(options.keyField ?? 'requestId')}${options.createPartitions ? `&partitions=${options.createPartitions}` : ''}`, { method: 'POST', body: text }),
+    read: (topic, options = {}) => {
+      const q = new URLSearchParams();
+      if (options.from !== undefined) q.set('from', String(options.from));
+      if (options.partition !== undefined) q.set('partition', String(options.partition));
+      if (options.max !== undefined) q.set('max', String(options.max));
+      return call(`/topics/${encodeURIComponent(topic)}/records?${q.toString()}`);
+    },
+    topics: () => call('/topics'),
+  };
+}

@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import type { SampleloopConfig } from '../config.js';
+import { createLogger, type Logger } from '../logger.js';
+import { EngineMetrics } from '../metrics.js';
+import { LocalSchemaRegistry } from '../../schemas/registry.js';
+import { encodeFramed } from '../../schemas/codec.js';
+import { PrivacyPolicy, resolvePrivacyKey } from '../../processors/privacy.js';
+import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../../topologies/samples.js';
+import { registerOutputSchemas, type OutputSerdes } from '../../topologies/serde.js';
+import { EmbeddedLog } from './log.js';
+import { EmbeddedRuntime } from './runtime.js';
+import { rocksRegistryStorage } from './registry-storage.js';
+import type { DeadLetterEnvelope } from '../task.js';
+
+export interface EmbeddedApp {
+  config: SampleloopConfig;
+  log: EmbeddedLog;
+  runtime: EmbeddedRuntime;
+  registry: LocalSchemaRegistry;
+  serdes: OutputSerdes;
+  privacy: PrivacyPolicy;
+  metrics: EngineMetrics;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export function logDirOf(dataDir: string): string {
+  return join(dataDir, 'log');
+}
+
+export async function openEmbeddedLog(config: SampleloopConfig): Promise<EmbeddedLog> {
+  return EmbeddedLog.open(logDirOf(config.dataDir), { syncWrites: config.embedded.syncWrites });
+}
+
+export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolean): PrivacyPolicy {
+  const categories: Record<string, SampleloopConfig['privacy']['alwaysSensitive']> = {};
+  for (const [name, c] of Object.entries(config.categories)) categories[name] = c.sensitive;
+  const policyConfig = { alwaysSensitive: config.privacy.alwaysSensitive, categories };
+  const needsKey = [...config.privacy.alwaysSensitive, ...Object.values(categories).flat()].some((r) => r.action === 'tokenize');
+  if (!needsKey) return new PrivacyPolicy(policyConfig, null);
+  const { key } = resolvePrivacyKey({
+    envVar: config.privacy.keyEnv,
+    ...(config.privacy.keyFile ? { keyFile: config.privacy.keyFile } : {}),
+    dataDir: config.dataDir,
+    allowGenerate,
+  });
+  return new PrivacyPolicy(policyConfig, key);
+}
+
+/** Opens the embedded log and starts the samples topology on it (not yet processing: call runtime.run/step). */
+export async function startEmbeddedApp(
+  config: SampleloopConfig,
+  options: { logger?: Logger; metrics?: EngineMetrics; now?: () => number; origin?: 'online' | 'replay' } = {},
+): Promise<EmbeddedApp> {
+  const logger = options.logger ?? createLogger({ level: config.log.level });
+  const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
+  const privacy = privacyPolicyFor(config, true);
+  const log = await openEmbeddedLog(config);
+  try {
+    const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+    const serdes = await registerOutputSchemas(registry, samplesOutputs(config.topics));
+    const deadLetterId = serdes.schemaId(config.topics.deadLetters) as number;
+    const topology = buildSamplesTopology({
+      topics: config.topics,
+      join: joinOptionsFromConfig(config, options.origin ?? 'online'),
+      privacy,
+      maxRecordBytes: config.input.maxRecordBytes,
+      ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
+      serdes,
+    });
+    const runtime = new EmbeddedRuntime(log, [topology], {
+      applicationId: config.applicationId,
+      logger,
+      metrics,
+      deadLetterTopic: config.topics.deadLetters,
+      encodeDeadLetter: (envelope: DeadLetterEnvelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
+      commitIntervalMs: config.embedded.commitIntervalMs,
+      punctuateIntervalMs: config.join.punctuateIntervalMs,
+      defaultTopic: { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs },
+      ...(options.now ? { now: options.now } : {}),
+    });
+    runtime.start();
+    return {
+      config,
+      log,
+      runtime,
+      registry,
+      serdes,
+      privacy,
+      metrics,
+      logger,
+      close: async () => {
+        runtime.close();
+        await log.close();
+      },
+    };
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+}

@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { KeyValueStore } from '../state/kv-store.js';
+import type { Headers, StreamRecord } from './record.js';
+
+/** Where the record being processed came from. */
+export interface RecordContext {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  headers: Headers;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+export interface DeadLetterRequest {
+  /** Stable machine code, e.g. `undecodable`, `missing-request-id`. */
+  reasonCode: string;
+  reason: string;
+  /** Replaces the original bytes (which may hold sensitive values) when given. */
+  redactedPayload?: Buffer;
+}
+
+/** Counters a processor reports; the runtime turns them into Prometheus metrics. */
+export interface ProcessorMetrics {
+  count(event: string, by?: number): void;
+  observe(histogram: string, value: number): void;
+}
+
+export interface ProcessorContext<Out> {
+  readonly applicationId: string;
+  readonly taskId: string;
+  readonly partition: number;
+  readonly logger: Logger;
+  readonly metrics: ProcessorMetrics;
+  /** Sends a record to the children wired to `output` ('' = the main output). */
+  forward(record: StreamRecord<Out>, output?: string): void;
+  /** Sends the current source record to the dead-letter topic. */
+  deadLetter(request: DeadLetterRequest): void;
+  store<V>(name: string): KeyValueStore<V>;
+  /** Source of the record being processed; undefined inside a punctuation. */
+  recordContext(): RecordContext | undefined;
+  /** Calls `punctuator` about every `intervalMs` of wall-clock time with the current wall-clock time. */
+  schedule(intervalMs: number, punctuator: (wallClockMs: number) => void): void;
+}
+
+export interface Processor<In, Out> {
+  init?(context: ProcessorContext<Out>): void;
+  /** `from` is the name of the parent node the record came from. */
+  process(record: StreamRecord<In>, from: string): void;
+  /** Called when a bounded input is exhausted: close everything still open. */
+  endOfInput?(): void;
+  close?(): void;
+}
+
+export type ProcessorSupplier<In, Out> = () => Processor<In, Out>;

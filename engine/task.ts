@@ -1,0 +1,269 @@
+import type { CommittableStore, StoreChange } from '../state/kv-store.js';
+import type { WriteOp } from '../state/rocks.js';
+import { errorMessage, TopologyError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { EngineMetrics } from './metrics.js';
+import type { DeadLetterRequest, Processor, ProcessorContext, RecordContext } from './processor.js';
+import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
+import { tpKey } from './record.js';
+import type { StoreSpec, Topology, TopologyNode } from './topology.js';
+
+/** Everything a dead-letter record carries; the runtime encodes it (schemas/dead-letter.avsc). */
+export interface DeadLetterEnvelope {
+  reasonCode: string;
+  reason: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  sourceTimestamp: number;
+  key: Buffer | null;
+  payload: Buffer;
+  payloadRedacted: boolean;
+  stage: string;
+  failedAt: number;
+}
+
+export interface TaskServices {
+  applicationId: string;
+  logger: Logger;
+  metrics: EngineMetrics;
+  deadLetterTopic: string;
+  createStore(spec: StoreSpec, taskId: string): CommittableStore<unknown>;
+  encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
+  /** Wall clock, injectable for tests. */
+  now(): number;
+}
+
+export interface CommitUnit {
+  taskId: string;
+  outputs: OutputRecord[];
+  ops: WriteOp[];
+  changes: StoreChange[];
+  /** Next offset to read per source partition. */
+  offsets: Array<{ topic: string; partition: number; offset: number }>;
+}
+
+interface Punctuation {
+  intervalMs: number;
+  next: number;
+  fn: (now: number) => void;
+  node: string;
+}
+
+type Dispatch = (record: StreamRecord<unknown>, from: string) => void;
+
+/** One partition of one topology: its processor instances, its stores, its pending outputs and offsets. */
+export class StreamTask {
+  readonly id: string;
+  private readonly stores = new Map<string, CommittableStore<unknown>>();
+  private readonly instances = new Map<string, Processor<unknown, unknown>>();
+  private readonly dispatchers = new Map<string, Map<string, Dispatch[]>>();
+  private readonly punctuations: Punctuation[] = [];
+  private outputs: OutputRecord[] = [];
+  private readonly offsets = new Map<string, { topic: string; partition: number; offset: number }>();
+  private current: RecordContext | undefined;
+  private currentStage = '';
+  private readonly inCounters = new Map<string, { inc(): void }>();
+
+  constructor(
+    readonly topology: Topology,
+    readonly partition: number,
+    private readonly services: TaskServices,
+  ) {
+    this.id = `${topology.name}_${partition}`;
+  }
+
+  init(): void {
+    for (const spec of this.topology.stores.values()) this.stores.set(spec.name, this.services.createStore(spec, this.id));
+    for (const node of this.topology.nodes.values()) {
+      if (node.kind === 'processor') this.instances.set(node.name, node.supplier());
+    }
+    for (const node of this.topology.nodes.values()) this.dispatchers.set(node.name, this.buildDispatch(node));
+    for (const node of this.topology.nodes.values()) {
+      if (node.kind === 'processor') this.instances.get(node.name)?.init?.(this.contextFor(node.name, node.stores));
+    }
+  }
+
+  /** Processes one source record; a processor failure sends the record to the dead-letter topic. */
+  process(record: SourceRecord): void {
+    const source = this.topology.sourceFor(record.topic);
+    if (!source) throw new TopologyError(`topology "${this.topology.name}" has no source for topic "${record.topic}"`);
+    this.offsets.set(tpKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1 });
+    this.countIn(record.topic);
+    this.current = record;
+    try {
+      this.emit(source.name, '', { key: record.key === null ? null : record.key.toString('utf8'), value: record.value, timestamp: record.timestamp, headers: record.headers });
+    } catch (err) {
+      this.services.logger.error({ err, task: this.id, topic: record.topic, partition: record.partition, offset: record.offset, stage: this.currentStage }, 'processing failed; record sent to the dead-letter topic');
+      this.sendDeadLetter({ reasonCode: 'processing-error', reason: `processor "${this.currentStage}" failed: ${errorMessage(err)}` }, this.currentStage);
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  /** Runs the wall-clock punctuations that are due. */
+  punctuate(now: number): void {
+    for (const p of this.punctuations) {
+      if (now < p.next) continue;
+      p.next = now + p.intervalMs;
+      this.currentStage = p.node;
+      try {
+        p.fn(now);
+      } catch (err) {
+        this.services.logger.error({ err, task: this.id, processor: p.node }, 'punctuation failed');
+      }
+    }
+  }
+
+  /** Tells every processor that a bounded input is exhausted. */
+  endOfInput(): void {
+    for (const [name, instance] of this.instances) {
+      this.currentStage = name;
+      instance.endOfInput?.();
+    }
+  }
+
+  pendingOutputs(): number {
+    return this.outputs.length;
+  }
+
+  pendingStateWrites(): number {
+    let n = 0;
+    for (const s of this.stores.values()) n += s.pendingWrites();
+    return n;
+  }
+
+  /** Hands over everything produced since the last commit. */
+  drain(): CommitUnit {
+    const ops: WriteOp[] = [];
+    const changes: StoreChange[] = [];
+    for (const store of this.stores.values()) {
+      const d = store.drain();
+      for (const op of d.ops) ops.push(op);
+      for (const c of d.changes) changes.push(c);
+    }
+    const unit: CommitUnit = { taskId: this.id, outputs: this.outputs, ops, changes, offsets: [...this.offsets.values()] };
+    this.outputs = [];
+    this.offsets.clear();
+    return unit;
+  }
+
+  store(name: string): CommittableStore<unknown> | undefined {
+    return this.stores.get(name);
+  }
+
+  close(): void {
+    for (const instance of this.instances.values()) instance.close?.();
+  }
+
+  private countIn(topic: string): void {
+    let c = this.inCounters.get(topic);
+    if (!c) {
+      c = this.services.metrics.recordsIn.labels(this.topology.name, topic);
+      this.inCounters.set(topic, c);
+    }
+    c.inc();
+  }
+
+  private emit(from: string, output: string, record: StreamRecord<unknown>): void {
+    const targets = this.dispatchers.get(from)?.get(output);
+    if (!targets) return;
+    for (const target of targets) target(record, from);
+  }
+
+  private buildDispatch(node: TopologyNode): Map<string, Dispatch[]> {
+    const byOutput = new Map<string, Dispatch[]>();
+    for (const link of node.children) {
+      const child = this.topology.nodes.get(link.child);
+      if (!child) throw new TopologyError(`node "${node.name}" links to unknown node "${link.child}"`);
+      const list = byOutput.get(link.output) ?? [];
+      list.push(this.dispatchTo(child));
+      byOutput.set(link.output, list);
+    }
+    return byOutput;
+  }
+
+  private dispatchTo(node: TopologyNode): Dispatch {
+    if (node.kind === 'sink') {
+      const outCounter = this.services.metrics.recordsOut.labels(node.topic);
+      return (record) => {
+        const s = node.serialize(record);
+        this.outputs.push({ topic: node.topic, key: s.key, value: s.value, timestamp: record.timestamp, headers: s.headers ?? {} });
+        outCounter.inc();
+      };
+    }
+    if (node.kind === 'processor') {
+      const name = node.name;
+      return (record, from) => {
+        const instance = this.instances.get(name) as Processor<unknown, unknown>;
+        const previous = this.currentStage;
+        this.currentStage = name;
+        instance.process(record, from);
+        this.currentStage = previous;
+      };
+    }
+    throw new TopologyError(`source "${node.name}" cannot be a child`);
+  }
+
+  private contextFor(nodeName: string, storeNames: string[]): ProcessorContext<unknown> {
+    const allowed = new Set(storeNames);
+    const metrics = this.services.metrics.forProcessor(this.topology.name, nodeName);
+    const logger = this.services.logger.child({ task: this.id, processor: nodeName });
+    return {
+      applicationId: this.services.applicationId,
+      taskId: this.id,
+      partition: this.partition,
+      logger,
+      metrics,
+      forward: (record, output = '') => this.emit(nodeName, output, record),
+      deadLetter: (request) => this.sendDeadLetter(request, nodeName),
+      store: <V>(name: string) => {
+        const store = this.stores.get(name);
+        if (!store || !allowed.has(name)) throw new TopologyError(`processor "${nodeName}" did not declare store "${name}"`);
+        return store as unknown as CommittableStore<V>;
+      },
+      recordContext: () => this.current,
+      schedule: (intervalMs, fn) => {
+        this.punctuations.push({ intervalMs, next: this.services.now() + intervalMs, fn, node: nodeName });
+      },
+    };
+  }
+
+  private sendDeadLetter(request: DeadLetterRequest, stage: string): void {
+    const source = this.current;
+    if (!source) {
+      this.services.logger.error({ task: this.id, stage, reasonCode: request.reasonCode }, 'dead letter requested outside record processing; nothing to send');
+      return;
+    }
+    const now = this.services.now();
+    const envelope: DeadLetterEnvelope = {
+      reasonCode: request.reasonCode,
+      reason: request.reason,
+      sourceTopic: source.topic,
+      sourcePartition: source.partition,
+      sourceOffset: source.offset,
+      sourceTimestamp: source.timestamp,
+      key: source.key,
+      payload: request.redactedPayload ?? source.value ?? Buffer.alloc(0),
+      payloadRedacted: request.redactedPayload !== undefined,
+      stage,
+      failedAt: now,
+    };
+    this.outputs.push({
+      topic: this.services.deadLetterTopic,
+      key: source.key,
+      value: this.services.encodeDeadLetter(envelope),
+      timestamp: now,
+      headers: {
+        'sampleloop.dlq.reason.code': request.reasonCode,
+        'sampleloop.dlq.reason': request.reason,
+        'sampleloop.dlq.source.topic': source.topic,
+        'sampleloop.dlq.source.partition': String(source.partition),
+        'sampleloop.dlq.source.offset': String(source.offset),
+        'sampleloop.dlq.stage': stage,
+        'sampleloop.dlq.payload.redacted': String(envelope.payloadRedacted),
+      },
+    });
+    this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();
+  }
+}

@@ -1,0 +1,73 @@
+import type avro from 'avsc';
+import type { Processor, ProcessorContext } from '../engine/processor.js';
+import type { StreamRecord } from '../engine/record.js';
+import { decodeRecord } from '../schemas/codec.js';
+import type { Feedback, Prediction, Request } from '../schemas/types.js';
+import type { PrivacyPolicy } from './privacy.js';
+
+type InputName = 'Request' | 'Prediction' | 'Feedback';
+type InputValue<N extends InputName> = N extends 'Request' ? Request : N extends 'Prediction' ? Prediction : Feedback;
+
+export interface DecodeOptions {
+  maxRecordBytes: number;
+  privacy: PrivacyPolicy;
+  /** Writer schemas of Confluent-framed input, by id (already fetched). */
+  writerSchema?: (id: number) => avro.Type | undefined;
+  /** When set, records of other categories are dead letters (`unknown-category`). */
+  knownCategories?: ReadonlySet<string>;
+}
+
+/**
+ * First step of every input: bytes → validated record with sensitive attributes protected.
+ * Anything that fails goes to the dead-letter topic with a reason code; nothing downstream
+ * (state, changelogs, outputs) ever sees a raw sensitive value.
+ */
+export class DecodeProcessor<N extends InputName> implements Processor<Buffer | null, InputValue<N>> {
+  private ctx!: ProcessorContext<InputValue<N>>;
+
+  constructor(
+    private readonly schema: N,
+    private readonly options: DecodeOptions,
+  ) {}
+
+  init(ctx: ProcessorContext<InputValue<N>>): void {
+    this.ctx = ctx;
+  }
+
+  process(record: StreamRecord<Buffer | null>): void {
+    const result = decodeRecord<InputValue<N>>(this.schema, record.value, {
+      maxBytes: this.options.maxRecordBytes,
+      ...(this.options.writerSchema ? { writerSchema: this.options.writerSchema } : {}),
+    });
+    if (!result.ok) {
+      this.reject(result.reasonCode, result.reason, result.partial);
+      return;
+    }
+    const value = result.value as InputValue<N> & { category?: string; attributes?: Record<string, string> };
+    if (this.options.knownCategories && value.category !== undefined && !this.options.knownCategories.has(value.category)) {
+      this.reject('unknown-category', `category "${value.category}" is not configured (known: ${[...this.options.knownCategories].join(', ')})`, value as unknown as Record<string, unknown>);
+      return;
+    }
+    if (value.attributes !== undefined) value.attributes = this.options.privacy.protect(value.category ?? null, value.attributes);
+    this.ctx.forward({ key: value.requestId, value, timestamp: value.timestamp, headers: record.headers });
+  }
+
+  private reject(reasonCode: string, reason: string, partial: Record<string, unknown> | undefined): void {
+    this.ctx.metrics.count(`rejected-${reasonCode}`);
+    const redacted = partial ? this.redact(partial) : undefined;
+    this.ctx.deadLetter(redacted ? { reasonCode, reason, redactedPayload: redacted } : { reasonCode, reason });
+  }
+
+  /** Re-encodes what could be parsed with its sensitive attributes protected, so dead letters never carry them in clear. */
+  private redact(partial: Record<string, unknown>): Buffer {
+    const attributes = partial.attributes;
+    const category = typeof partial.category === 'string' ? partial.category : null;
+    const safe: Record<string, unknown> = { ...partial };
+    if (typeof attributes === 'object' && attributes !== null && !Array.isArray(attributes)) {
+      const strings: Record<string, string> = {};
+      for (const [k, v] of Object.entries(attributes as Record<string, unknown>)) strings[k] = typeof v === 'string' ? v : JSON.stringify(v);
+      safe.attributes = this.options.privacy.protect(category, strings);
+    }
+    return Buffer.from(JSON.stringify(safe, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+  }
+}

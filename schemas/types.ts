@@ -1,0 +1,111 @@
+/**
+ * TypeScript mirrors of the Avro schemas in this directory (field for field, same order).
+ * `long` timestamps are milliseconds since the Unix epoch as JS numbers; `bytes` are Buffers.
+ */
+
+export interface Request {
+  requestId: string;
+  category: string;
+  features: Record<string, number>;
+  attributes: Record<string, string>;
+  timestamp: number;
+  source: string;
+}
+
+export interface Prediction {
+  requestId: string;
+  category: string;
+  features: Record<string, number>;
+  attributes: Record<string, string>;
+  predictedLabel: string;
+  scores: Record<string, number>;
+  modelVersion: string;
+  modelHash: string;
+  requestTimestamp: number;
+  timestamp: number;
+}
+
+export interface Feedback {
+  requestId: string;
+  timestamp: number;
+  source: string;
+  actualLabel: string | null;
+  correct: boolean | null;
+}
+
+export type LabelSource = 'CONFIRMED' | 'CORRECTED' | 'DEFAULT';
+
+export type SampleOrigin = 'online' | 'replay';
+
+export interface LabeledSample {
+  requestId: string;
+  category: string;
+  features: Record<string, number>;
+  attributes: Record<string, string>;
+  label: string;
+  labelSource: LabelSource;
+  predictedLabel: string;
+  modelVersion: string;
+  requestTimestamp: number;
+  feedbackTimestamp: number | null;
+  revision: number;
+  origin: SampleOrigin;
+}
+
+export interface UnmatchedPrediction {
+  prediction: Prediction;
+  reason: string;
+  closedAt: number;
+}
+
+export interface OrphanFeedback {
+  feedback: Feedback;
+  reason: string;
+  predictionTimestamp: number | null;
+  closedAt: number;
+}
+
+export type LateKind = 'PREDICTION' | 'FEEDBACK';
+
+export interface LateRecord {
+  kind: LateKind;
+  requestId: string;
+  recordTimestamp: number;
+  streamTime: number;
+  closeTime: number;
+  prediction: Prediction | null;
+  feedback: Feedback | null;
+}
+
+export interface ReviewRecord {
+  prediction: Prediction;
+  feedback: Feedback;
+  reason: string;
+}
+
+export interface DeadLetter {
+  reasonCode: string;
+  reason: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  sourceTimestamp: number;
+  key: Buffer | null;
+  payload: Buffer;
+  payloadRedacted: boolean;
+  stage: string;
+  failedAt: number;
+}
+
+/** Maps each schema name to the TS type of its records. */
+export interface SchemaValueTypes {
+  Request: Request;
+  Prediction: Prediction;
+  Feedback: Feedback;
+  LabeledSample: LabeledSample;
+  UnmatchedPrediction: UnmatchedPrediction;
+  OrphanFeedback: OrphanFeedback;
+  LateRecord: LateRecord;
+  ReviewRecord: ReviewRecord;
+  DeadLetter: DeadLetter;
+}

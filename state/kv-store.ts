@@ -1,0 +1,206 @@
+import type { RocksDatabase, WriteOp } from './rocks.js';
+
+export interface Codec<V> {
+  encode(value: V): Buffer;
+  decode(bytes: Buffer): V;
+}
+
+/** A task-local key-value store. Keys used with `range` must be ASCII so string and byte order agree. */
+export interface KeyValueStore<V> {
+  readonly name: string;
+  get(key: string): V | undefined;
+  put(key: string, value: V): void;
+  delete(key: string): void;
+  /** Entries with from <= key < to in key order, including writes not yet committed. */
+  range(from: string, to: string, limit?: number): Array<[string, V]>;
+  /** Entries written since the last commit (a rough size signal for commit scheduling). */
+  pendingWrites(): number;
+}
+
+/** One logical change of a store, as written to a changelog topic (value null = deleted). */
+export interface StoreChange {
+  store: string;
+  key: string;
+  value: Buffer | null;
+}
+
+export interface CommittableStore<V> extends KeyValueStore<V> {
+  /** Hands over the uncommitted writes, as physical write ops and as changelog entries. */
+  drain(): { ops: WriteOp[]; changes: StoreChange[] };
+  /** Physical key prefix of this store instance. */
+  readonly prefix: Buffer;
+  /** Applies changelog entries (restoration) straight to the database. */
+  restore(changes: ReadonlyArray<{ key: string; value: Buffer | null }>): void;
+}
+
+const STATE_PREFIX = 0x50;
+
+export function storePrefix(store: string, taskId: string): Buffer {
+  return Buffer.concat([Buffer.from([STATE_PREFIX]), Buffer.from(`${store}\u0000${taskId}\u0000`, 'utf8')]);
+}
+
+/**
+ * RocksDB-backed store with an in-memory write cache flushed at commit and a bounded read cache.
+ * Reads see uncommitted writes; nothing reaches RocksDB before the task commits, so state and
+ * outputs become durable together.
+ */
+export class CachedKeyValueStore<V> implements CommittableStore<V> {
+  private readonly dirty = new Map<string, V | null>();
+  private readonly clean = new Map<string, V>();
+  /** Dirty keys in sorted order, kept only for stores scanned by range (see `orderedKeys`). */
+  private readonly dirtySorted: string[] | undefined;
+  private deletions = 0;
+  readonly prefix: Buffer;
+
+  constructor(
+    readonly name: string,
+    taskId: string,
+    private readonly db: RocksDatabase,
+    private readonly codec: Codec<V>,
+    private readonly readCacheEntries = 10_000,
+    orderedKeys = false,
+  ) {
+    this.prefix = storePrefix(name, taskId);
+    this.dirtySorted = orderedKeys ? [] : undefined;
+  }
+
+  private markDirty(key: string, value: V | null): void {
+    const previous = this.dirty.get(key);
+    if (previous === undefined) {
+      if (this.dirtySorted) insertSorted(this.dirtySorted, key);
+    } else if (previous === null) {
+      this.deletions--;
+    }
+    if (value === null) this.deletions++;
+    this.dirty.set(key, value);
+  }
+
+  private physical(key: string): Buffer {
+    const k = Buffer.allocUnsafe(this.prefix.length + Buffer.byteLength(key));
+    this.prefix.copy(k, 0);
+    k.write(key, this.prefix.length, 'utf8');
+    return k;
+  }
+
+  get(key: string): V | undefined {
+    const pending = this.dirty.get(key);
+    if (pending !== undefined) return pending ?? undefined;
+    const cached = this.clean.get(key);
+    if (cached !== undefined) return cached;
+    const bytes = this.db.get(this.physical(key));
+    if (bytes === undefined) return undefined;
+    const value = this.codec.decode(bytes);
+    this.remember(key, value);
+    return value;
+  }
+
+  put(key: string, value: V): void {
+    this.markDirty(key, value);
+    this.clean.delete(key);
+  }
+
+  delete(key: string): void {
+    this.markDirty(key, null);
+    this.clean.delete(key);
+  }
+
+  range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
+    const stored = this.db.range(this.physical(from), this.physical(to), limit + this.deletions);
+    const merged = new Map<string, V | null>();
+    const offset = this.prefix.length;
+    for (const [k, v] of stored) {
+      const key = k.toString('utf8', offset);
+      merged.set(key, this.clean.get(key) ?? this.codec.decode(v));
+    }
+    if (this.dirtySorted) {
+      for (let i = lowerBound(this.dirtySorted, from); i < this.dirtySorted.length; i++) {
+        const key = this.dirtySorted[i] as string;
+        if (key >= to) break;
+        merged.set(key, this.dirty.get(key) as V | null);
+      }
+    } else {
+      for (const [key, value] of this.dirty) {
+        if (key >= from && key < to) merged.set(key, value);
+      }
+    }
+    const out: Array<[string, V]> = [];
+    for (const key of [...merged.keys()].sort()) {
+      const value = merged.get(key);
+      if (value === null || value === undefined) continue;
+      out.push([key, value]);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  pendingWrites(): number {
+    return this.dirty.size;
+  }
+
+  drain(): { ops: WriteOp[]; changes: StoreChange[] } {
+    const ops: WriteOp[] = [];
+    const changes: StoreChange[] = [];
+    for (const [key, value] of this.dirty) {
+      const physical = this.physical(key);
+      if (value === null) {
+        ops.push({ type: 'del', key: physical });
+        changes.push({ store: this.name, key, value: null });
+      } else {
+        const bytes = this.codec.encode(value);
+        ops.push({ type: 'put', key: physical, value: bytes });
+        changes.push({ store: this.name, key, value: bytes });
+        this.remember(key, value);
+      }
+    }
+    this.dirty.clear();
+    if (this.dirtySorted) this.dirtySorted.length = 0;
+    this.deletions = 0;
+    return { ops, changes };
+  }
+
+  restore(changes: ReadonlyArray<{ key: string; value: Buffer | null }>): void {
+    const ops: WriteOp[] = changes.map((c) =>
+      c.value === null ? { type: 'del', key: this.physical(c.key) } : { type: 'put', key: this.physical(c.key), value: c.value },
+    );
+    this.db.write(ops);
+    for (const c of changes) this.clean.delete(c.key);
+  }
+
+  private remember(key: string, value: V): void {
+    if (this.readCacheEntries <= 0) return;
+    if (this.clean.size >= this.readCacheEntries) {
+      const oldest = this.clean.keys().next().value;
+      if (oldest !== undefined) this.clean.delete(oldest);
+    }
+    this.clean.set(key, value);
+  }
+}
+
+/** JSON codec for small, rarely written state (metadata). */
+export function jsonCodec<V>(): Codec<V> {
+  return {
+    encode: (v) => Buffer.from(JSON.stringify(v), 'utf8'),
+    decode: (b) => JSON.parse(b.toString('utf8')) as V,
+  };
+}
+
+function lowerBound(sorted: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] as string) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Keys mostly arrive in increasing order (time-ordered indexes), so this is usually an append. */
+function insertSorted(sorted: string[], key: string): void {
+  const last = sorted[sorted.length - 1];
+  if (last === undefined || last < key) {
+    sorted.push(key);
+    return;
+  }
+  sorted.splice(lowerBound(sorted, key), 0, key);
+}

@@ -1,0 +1,118 @@
+import { createRequire } from 'node:module';
+import { StateError } from '../engine/errors.js';
+
+/**
+ * Thin synchronous facade over @nxtedition/rocksdb (the maintained fork of `rocksdb`).
+ * Its batch writes, multi-gets and bounded range queries run synchronously, which lets a stream
+ * task process a record without awaiting state I/O (see docs/benchmarks.md for the measurement
+ * behind the choice).
+ */
+export type WriteOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+interface NativeBatch {
+  put(key: Buffer, value: Buffer): void;
+  del(key: Buffer): void;
+  _writeSync(options: { sync: boolean }): void;
+}
+
+interface NativeDb {
+  open(): Promise<void>;
+  close(): Promise<void>;
+  batch(): NativeBatch;
+  _getManySync(keys: Buffer[], options: object): Array<Buffer | undefined>;
+  querySync(options: object): { rows: Buffer[]; finished: boolean };
+  getProperty(name: string): string;
+}
+
+type RocksLevelCtor = new (location: string, options: object) => NativeDb;
+
+const require = createRequire(import.meta.url);
+const { RocksLevel } = require('@nxtedition/rocksdb') as { RocksLevel: RocksLevelCtor };
+
+const BUFFER_ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
+
+export interface RocksOptions {
+  /** fsync the write-ahead log on every commit (survives power loss, not only process crashes). */
+  syncWrites?: boolean;
+}
+
+export class RocksDatabase {
+  private closed = false;
+
+  private constructor(
+    readonly location: string,
+    private readonly db: NativeDb,
+    private readonly syncWrites: boolean,
+  ) {}
+
+  static async open(location: string, options: RocksOptions = {}): Promise<RocksDatabase> {
+    const db = new RocksLevel(location, { ...BUFFER_ENCODING, createIfMissing: true });
+    try {
+      await db.open();
+    } catch (err) {
+      const lockHeld = /lock/i.test(String((err as { cause?: unknown }).cause ?? err));
+      throw new StateError(
+        lockHeld
+          ? `the state directory ${location} is in use by another sampleloop process (RocksDB lock held); stop it or use another --data-dir`
+          : `cannot open RocksDB at ${location}: ${String(err)}`,
+        { cause: err, retriable: lockHeld },
+      );
+    }
+    return new RocksDatabase(location, db, options.syncWrites ?? false);
+  }
+
+  get(key: Buffer): Buffer | undefined {
+    return this.db._getManySync([key], BUFFER_ENCODING)[0];
+  }
+
+  getMany(keys: Buffer[]): Array<Buffer | undefined> {
+    return keys.length === 0 ? [] : this.db._getManySync(keys, BUFFER_ENCODING);
+  }
+
+  /** Entries with gte <= key < lt in key order, at most `limit`. */
+  range(gte: Buffer, lt: Buffer, limit = Number.MAX_SAFE_INTEGER, reverse = false): Array<[Buffer, Buffer]> {
+    const { rows } = this.db.querySync({ ...BUFFER_ENCODING, gte, lt, limit: Math.min(limit, 0x7fffffff), reverse });
+    const out: Array<[Buffer, Buffer]> = new Array(rows.length / 2);
+    for (let i = 0, j = 0; i < rows.length; i += 2, j++) out[j] = [rows[i] as Buffer, rows[i + 1] as Buffer];
+    return out;
+  }
+
+  /** Writes every operation atomically: all of them or none survive a crash. */
+  write(ops: readonly WriteOp[]): void {
+    if (ops.length === 0) return;
+    const batch = this.db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+    batch._writeSync({ sync: this.syncWrites });
+  }
+
+  property(name: string): string {
+    return this.db.getProperty(name);
+  }
+
+  approximateSizeBytes(): number {
+    const live = Number(this.property('rocksdb.estimate-live-data-size'));
+    const mem = Number(this.property('rocksdb.cur-size-all-mem-tables'));
+    return (Number.isFinite(live) ? live : 0) + (Number.isFinite(mem) ? mem : 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+}
+
+/** Smallest key greater than every key that starts with `prefix`. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] !== 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+}
