@@ -124,7 +124,7 @@ describe('decodeRecord: raw Avro and Confluent framing', () => {
     await registry.register('requests-value', schemaJson('Request'));
     const id = await registry.register('requests-value', JSON.stringify(writerSchema));
     expect(id).toBe(2);
-    const writer = avro.Type.forSchema(writerSchema as avro.Type);
+    const writer = avro.Type.forSchema(writerSchema as Parameters<typeof avro.Type.forSchema>[0]);
     const body = writer.toBuffer({ ...request, userAgent: 'curl/8', tags: ['a', 'b'] });
     const bytes = Buffer.concat([Buffer.from([0, 0, 0, 0, id]), body]);
     const lookup = (n: number) => registry.cached(n);

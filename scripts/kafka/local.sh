@@ -40,11 +40,16 @@ require() {
 
 # ---------------------------------------------------------------- fetch
 
+# Maven 3.8 prints colour resets even in batch mode; strip them (pipefail keeps its exit code).
+mvn_quiet() {
+  mvn -B -q -f "$SCRIPT_DIR/pom.xml" "$@" 2>&1 | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^$/d' >&2
+}
+
 run_mvn() {
   require mvn "needed once to download Kafka/Apicurio into $CACHE_DIR"
-  if ! mvn -B -q -Dstyle.color=never -f "$SCRIPT_DIR/pom.xml" "$@" >&2; then
+  if ! mvn_quiet "$@"; then
     log "maven failed online; retrying offline from ~/.m2"
-    mvn -B -q -o -Dstyle.color=never -f "$SCRIPT_DIR/pom.xml" "$@" >&2
+    mvn_quiet -o "$@"
   fi
 }
 
