@@ -47,6 +47,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: { metr
     send(res, 200, await log.topics());
     return;
   }
+  if (log && req.method === 'GET' && url.pathname === '/stores') {
+    send(res, 200, await log.stores());
+    return;
+  }
   const records = /^\/topics\/([A-Za-z0-9._-]+)\/records$/.exec(url.pathname);
   if (log && records) {
     const topic = records[1] as string;

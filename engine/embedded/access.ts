@@ -23,6 +23,13 @@ export interface ReadOptions {
   max?: number;
 }
 
+export interface StoreSummary {
+  store: string;
+  task: string;
+  entries: number;
+  bytes: number;
+}
+
 export interface TopicSummary {
   topic: string;
   partitions: number;
@@ -37,6 +44,7 @@ export interface LogAccess {
   produce(topic: string, jsonLines: string, options?: { keyField?: string; createPartitions?: number }): Promise<{ appended: number }>;
   read(topic: string, options?: ReadOptions): Promise<DisplayRecord[]>;
   topics(): Promise<TopicSummary[]>;
+  stores(): Promise<StoreSummary[]>;
 }
 
 /**
@@ -147,7 +155,31 @@ export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: ()
           return { topic, partitions: c.partitions, compact: c.compact, retentionMs: c.retentionMs, records, endOffsets };
         }),
       ),
+    stores: () => Promise.resolve(storeSummaries(log)),
   };
+}
+
+/** Entry counts and bytes of every state store instance (key prefix 0x50 + store + NUL + task + NUL). */
+export function storeSummaries(log: EmbeddedLog): StoreSummary[] {
+  const byInstance = new Map<string, StoreSummary>();
+  const start = Buffer.from([0x50]);
+  let from = start;
+  const end = Buffer.from([0x51]);
+  for (;;) {
+    const rows = log.db.range(from, end, 10_000);
+    for (const [k, v] of rows) {
+      const text = k.toString('utf8', 1);
+      const [store = '', task = ''] = text.split('\u0000');
+      const id = `${store}\u0000${task}`;
+      const entry = byInstance.get(id) ?? { store, task, entries: 0, bytes: 0 };
+      entry.entries++;
+      entry.bytes += k.length + v.length;
+      byInstance.set(id, entry);
+    }
+    if (rows.length < 10_000) break;
+    from = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], Buffer.from([0])]);
+  }
+  return [...byInstance.values()].sort((a, b) => (a.store + a.task).localeCompare(b.store + b.task));
 }
 
 export function httpAccess(baseUrl: string): LogAccess {
@@ -168,5 +200,6 @@ export function httpAccess(baseUrl: string): LogAccess {
       return call(`/topics/${encodeURIComponent(topic)}/records?${q.toString()}`);
     },
     topics: () => call('/topics'),
+    stores: () => call('/stores'),
   };
 }
