@@ -131,14 +131,19 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       if (truth.get(s.requestId) === s.label) right++;
       bySource[s.labelSource] = (bySource[s.labelSource] ?? 0) + 1;
     }
-    const raw = traffic.flatMap((s) => [s.prediction.attributes.name, s.prediction.attributes.idNumber, s.prediction.attributes.phone]) as string[];
+    const raw = new Set(traffic.flatMap((s) => [s.prediction.attributes.name, s.prediction.attributes.idNumber, s.prediction.attributes.phone]) as string[]);
     let leaks = 0;
-    for (const t of topics) {
-      for (const r of await access.read(t.topic)) {
-        if (t.topic === config.topics.predictions || t.topic === config.topics.feedback) continue;
-        const text = JSON.stringify(r);
-        for (const v of raw) if (text.includes(v)) leaks++;
+    const scan = (value: unknown): void => {
+      if (typeof value === 'string') {
+        if (raw.has(value)) leaks++;
+        else if (value.length > 64) for (const v of raw) if (value.includes(v)) leaks++;
+      } else if (value !== null && typeof value === 'object') {
+        for (const v of Object.values(value)) scan(v);
       }
+    };
+    for (const t of topics) {
+      if (t.topic === config.topics.predictions || t.topic === config.topics.feedback) continue;
+      for (const r of await access.read(t.topic)) scan(r);
     }
     options.out('');
     options.out(`processed ${events.length} input records in ${seconds.toFixed(2)} s`);

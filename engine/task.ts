@@ -5,7 +5,6 @@ import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
 import type { DeadLetterRequest, Processor, ProcessorContext, RecordContext } from './processor.js';
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
-import { tpKey } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
 
 /** Everything a dead-letter record carries; the runtime encodes it (schemas/dead-letter.avsc). */
@@ -60,10 +59,11 @@ export class StreamTask {
   private readonly dispatchers = new Map<string, Map<string, Dispatch[]>>();
   private readonly punctuations: Punctuation[] = [];
   private outputs: OutputRecord[] = [];
-  private readonly offsets = new Map<string, { topic: string; partition: number; offset: number }>();
+  private readonly offsets = new Set<{ topic: string; partition: number; offset: number }>();
   private current: RecordContext | undefined;
   private currentStage = '';
   private readonly inCounters = new Map<string, { inc(): void }>();
+  private readonly sources = new Map<string, { name: string; position: Map<number, { topic: string; partition: number; offset: number }> }>();
 
   constructor(
     readonly topology: Topology,
@@ -86,9 +86,20 @@ export class StreamTask {
 
   /** Processes one source record; a processor failure sends the record to the dead-letter topic. */
   process(record: SourceRecord): void {
-    const source = this.topology.sourceFor(record.topic);
-    if (!source) throw new TopologyError(`topology "${this.topology.name}" has no source for topic "${record.topic}"`);
-    this.offsets.set(tpKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1 });
+    let source = this.sources.get(record.topic);
+    if (!source) {
+      const node = this.topology.sourceFor(record.topic);
+      if (!node) throw new TopologyError(`topology "${this.topology.name}" has no source for topic "${record.topic}"`);
+      source = { name: node.name, position: new Map() };
+      this.sources.set(record.topic, source);
+    }
+    let position = source.position.get(record.partition);
+    if (!position) {
+      position = { topic: record.topic, partition: record.partition, offset: 0 };
+      source.position.set(record.partition, position);
+    }
+    position.offset = record.offset + 1;
+    this.offsets.add(position);
     this.countIn(record.topic);
     this.current = record;
     try {
@@ -142,7 +153,7 @@ export class StreamTask {
       for (const op of d.ops) ops.push(op);
       for (const c of d.changes) changes.push(c);
     }
-    const unit: CommitUnit = { taskId: this.id, outputs: this.outputs, ops, changes, offsets: [...this.offsets.values()] };
+    const unit: CommitUnit = { taskId: this.id, outputs: this.outputs, ops, changes, offsets: [...this.offsets].map((o) => ({ ...o })) };
     this.outputs = [];
     this.offsets.clear();
     return unit;

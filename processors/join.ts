@@ -253,8 +253,10 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   private closeUpTo(time: number): void {
     let from = this.closedThrough === undefined ? '' : expiryBound(this.closedThrough + 1);
     this.nextClose = Number.POSITIVE_INFINITY;
+    // Usually only a few entries are due: start small and grow, since every entry fetched is decoded.
+    let limit = 8;
     for (;;) {
-      const batch = this.expiry.range(from, '~', CLOSE_BATCH);
+      const batch = this.expiry.range(from, '~', limit);
       for (const [key] of batch) {
         const closeTime = Number(key.slice(0, 16));
         if (closeTime > time) {
@@ -266,8 +268,9 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
         if (key.charAt(17) === PREDICTION_KIND) this.closePrediction(key.slice(19), closeTime);
         else this.closeFeedback(key.slice(19), closeTime);
       }
-      if (batch.length < CLOSE_BATCH) break;
+      if (batch.length < limit) break;
       from = `${(batch[batch.length - 1] as [string, true])[0]}\u0000`;
+      limit = Math.min(limit * 4, CLOSE_BATCH);
     }
     this.closedThrough = time;
   }

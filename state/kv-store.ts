@@ -34,6 +34,7 @@ export interface CommittableStore<V> extends KeyValueStore<V> {
 }
 
 const STATE_PREFIX = 0x50;
+const ZERO = Buffer.from([0]);
 
 export function storePrefix(store: string, taskId: string): Buffer {
   return Buffer.concat([Buffer.from([STATE_PREFIX]), Buffer.from(`${store}\u0000${taskId}\u0000`, 'utf8')]);
@@ -49,7 +50,6 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   private readonly clean = new Map<string, V>();
   /** Dirty keys in sorted order, kept only for stores scanned by range (see `orderedKeys`). */
   private readonly dirtySorted: string[] | undefined;
-  private deletions = 0;
   readonly prefix: Buffer;
 
   constructor(
@@ -65,13 +65,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   private markDirty(key: string, value: V | null): void {
-    const previous = this.dirty.get(key);
-    if (previous === undefined) {
-      if (this.dirtySorted) insertSorted(this.dirtySorted, key);
-    } else if (previous === null) {
-      this.deletions--;
-    }
-    if (value === null) this.deletions++;
+    if (this.dirtySorted && !this.dirty.has(key)) insertSorted(this.dirtySorted, key);
     this.dirty.set(key, value);
   }
 
@@ -105,12 +99,24 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
-    const stored = this.db.range(this.physical(from), this.physical(to), limit + this.deletions);
     const merged = new Map<string, V | null>();
     const offset = this.prefix.length;
-    for (const [k, v] of stored) {
-      const key = k.toString('utf8', offset);
-      merged.set(key, this.clean.get(key) ?? this.codec.decode(v));
+    const end = this.physical(to);
+    let cursor = this.physical(from);
+    let page = Math.max(1, Math.min(limit, 64));
+    let live = 0;
+    // Page through RocksDB until `limit` stored entries not deleted by uncommitted writes are found.
+    for (;;) {
+      const rows = this.db.range(cursor, end, page);
+      for (const [k, v] of rows) {
+        const key = k.toString('utf8', offset);
+        if (this.dirty.get(key) === null) continue;
+        merged.set(key, this.clean.get(key) ?? this.codec.decode(v));
+        live++;
+      }
+      if (live >= limit || rows.length < page) break;
+      cursor = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], ZERO]);
+      page = Math.min(page * 4, 10_000);
     }
     if (this.dirtySorted) {
       for (let i = lowerBound(this.dirtySorted, from); i < this.dirtySorted.length; i++) {
@@ -154,7 +160,6 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     }
     this.dirty.clear();
     if (this.dirtySorted) this.dirtySorted.length = 0;
-    this.deletions = 0;
     return { ops, changes };
   }
 

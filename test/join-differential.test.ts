@@ -3,11 +3,10 @@
  * arrival order) against the independent reference model of docs/join-semantics.md, compared record
  * for record per output topic, plus the duplicate/superseded counters.
  */
-import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runReference, type RefInput, type RefJoinConfig, type RefOutput } from './reference/join-model.js';
 import { generateTraffic, DEFAULT_TRAFFIC_CATEGORIES } from './reference/traffic.js';
-import { HARNESS_PRIVACY_KEY, startHarness, type EngineHarness } from './helpers/engine-harness.js';
+import { protectAsDocumented, startHarness, type EngineHarness } from './helpers/engine-harness.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -16,20 +15,6 @@ const HOUR = 60 * MINUTE;
 /** Small enough that late, outside-window, no-prediction and closing paths all fire often. */
 const WINDOW = { beforeMs: 30 * SECOND, afterMs: 2 * HOUR, graceMs: 20 * MINUTE };
 const REQUESTS = 2_000;
-
-/** The engine's default privacy rules, recomputed here from the doc (not with the engine's code). */
-function protect(attributes: Record<string, string>): Record<string, string> {
-  const out = { ...attributes };
-  for (const field of ['idNumber', 'name']) {
-    const value = out[field];
-    if (value === undefined || /^tok_[A-Za-z0-9_-]{22}$/.test(value)) continue;
-    const mac = createHmac('sha256', HARNESS_PRIVACY_KEY).update(`${field}\u0000${value}`, 'utf8').digest('base64url');
-    out[field] = `tok_${mac.slice(0, 22)}`;
-  }
-  const phone = out.phone;
-  if (phone !== undefined && phone.length > 4) out.phone = '*'.repeat(phone.length - 4) + phone.slice(-4);
-  return out;
-}
 
 function toEngineInput(input: RefInput): object {
   if (input.kind === 'feedback') return input.value;
@@ -55,7 +40,7 @@ function projectReference(out: RefOutput): { topic: string; row: Projected } {
           requestTimestamp: out.requestTimestamp,
           feedbackTimestamp: out.feedbackTimestamp,
           features: out.features,
-          attributes: protect(out.attributes),
+          attributes: protectAsDocumented(out.attributes),
         },
       };
     case 'unmatched':

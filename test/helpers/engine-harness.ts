@@ -5,6 +5,7 @@
  * records are handled in exactly the order they were sent. The privacy key is a fixed test key (read
  * from a key file in the temp dir) so tests can compute expected tokens independently.
  */
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,26 @@ const UNUSED_KEY_ENV = 'SAMPLELOOP_TEST_HARNESS_UNUSED_KEY';
 
 /** Default starting value of the controllable wall clock. */
 export const HARNESS_START_WALL_CLOCK = 1_800_000_000_000;
+
+/**
+ * The default privacy rules (name, idNumber tokenized; phone masked keeping 4), computed from
+ * docs/join-semantics.md with HARNESS_PRIVACY_KEY rather than with the engine's own code.
+ */
+export function protectAsDocumented(attributes: Record<string, string>): Record<string, string> {
+  const out = { ...attributes };
+  for (const field of ['idNumber', 'name']) {
+    const value = out[field];
+    if (value === undefined || /^tok_[A-Za-z0-9_-]{22}$/.test(value)) continue;
+    const mac = createHmac('sha256', HARNESS_PRIVACY_KEY).update(`${field}\u0000${value}`, 'utf8').digest('base64url');
+    out[field] = `tok_${mac.slice(0, 22)}`;
+  }
+  const phone = out.phone;
+  if (phone !== undefined) {
+    const chars = Array.from(phone);
+    if (chars.length > 4) out.phone = '*'.repeat(chars.length - 4) + chars.slice(-4).join('');
+  }
+  return out;
+}
 
 export type InputKind = 'prediction' | 'feedback';
 

@@ -1,0 +1,412 @@
+/**
+ * Join benchmark: (a) the limit — decode + validate every input and encode one LabeledSample per
+ * prediction, nothing else — versus (b) the full embedded engine on the same pre-generated traffic.
+ * Run: `npm run build && node --expose-gc dist/bench/join.js [--predictions N]` (see docs/benchmarks.md).
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../engine/config.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
+import { DecodeError, UsageError } from '../engine/errors.js';
+import { silentLogger } from '../engine/logger.js';
+import { EngineMetrics } from '../engine/metrics.js';
+import type { OutputRecord } from '../engine/record.js';
+import { buildSample } from '../processors/labeling.js';
+import { decodeRecord, encodeFramed, type DecodeOptions } from '../schemas/codec.js';
+import { schemaJson } from '../schemas/index.js';
+import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js';
+import type { Prediction } from '../schemas/types.js';
+import {
+  collectGarbage,
+  formatTable,
+  isMainModule,
+  machineInfo,
+  MemoryTracker,
+  mib,
+  rate,
+  resultPath,
+  weightedPercentile,
+  writeResult,
+  type MachineInfo,
+  type MemoryPeak,
+} from './measure.js';
+import { generateBenchTraffic, type BenchTraffic, type InputFormat } from './traffic.js';
+
+export type JoinPhase = 'limit' | 'join';
+
+export interface JoinBenchOptions {
+  predictions: number;
+  /** Input records appended (and then processed with runUntilIdle) per chunk. */
+  chunk: number;
+  formats: InputFormat[];
+  phases: JoinPhase[];
+  /** Join window of the engine run; the short default lets windows close during the run (steady state). */
+  afterMs: number;
+  graceMs: number;
+  seed: number;
+  /** Where the JSON results go; null to skip writing. */
+  resultFile: string | null;
+  out: (line: string) => void;
+}
+
+export const DEFAULT_JOIN_OPTIONS: JoinBenchOptions = {
+  predictions: 1_000_000,
+  chunk: 1000,
+  formats: ['json', 'avro'],
+  phases: ['limit', 'join'],
+  afterMs: 60_000,
+  graceMs: 10_000,
+  seed: 42,
+  resultFile: resultPath('join'),
+  out: (line) => console.log(line),
+};
+
+export interface LimitResult {
+  format: InputFormat;
+  records: number;
+  seconds: number;
+  recordsPerSecond: number;
+  samplesEncoded: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface OutputCounts {
+  samples: number;
+  unmatched: number;
+  review: number;
+  orphans: number;
+  late: number;
+  deadLetters: number;
+}
+
+export interface EmbeddedJoinResult {
+  format: InputFormat;
+  records: number;
+  chunks: number;
+  /** append + runUntilIdle of every chunk, plus the final endOfInput. */
+  seconds: number;
+  appendSeconds: number;
+  processSeconds: number;
+  endOfInputSeconds: number;
+  recordsPerSecond: number;
+  /** Throughput of processing alone (the log append is the producer's cost). */
+  processRecordsPerSecond: number;
+  latencyMs: { p50: number; p99: number; max: number; method: string };
+  memory: MemoryPeak;
+  outputs: OutputCounts;
+  dataDirBytes: number;
+}
+
+export interface JoinBenchResult {
+  benchmark: 'join';
+  at: string;
+  machine: MachineInfo;
+  options: Omit<JoinBenchOptions, 'out' | 'resultFile'>;
+  traffic: { predictions: number; feedback: number; spanSeconds: number; generationSeconds: number; bytes: Partial<Record<InputFormat, number>>; expected: BenchTraffic['expected'] };
+  limit: LimitResult[];
+  join: EmbeddedJoinResult[];
+  ratios: Array<{ format: InputFormat; joinOverLimit: number; processOnlyOverLimit: number }>;
+  target: number;
+}
+
+export const TARGET_RATIO = 0.5;
+const LATENCY_METHOD =
+  'per chunk: every record of a chunk gets (time runUntilIdle returned, i.e. its final commit) − (time log.append of the chunk was called); p50/p99 over records';
+const MAX_RECORD_BYTES = 1024 * 1024;
+
+const inputSchema = (traffic: BenchTraffic, event: number): 'Prediction' | 'Feedback' =>
+  traffic.kind(event) === 'prediction' ? 'Prediction' : 'Feedback';
+
+async function registerInputSchemas(registry: SchemaRegistry, traffic: BenchTraffic): Promise<void> {
+  const predictionId = await registry.register('predictions-value', schemaJson('Prediction'));
+  const feedbackId = await registry.register('feedback-value', schemaJson('Feedback'));
+  traffic.setAvroSchemaIds(predictionId, feedbackId);
+}
+
+/** (a): decode + validate each input, encode one LabeledSample per prediction. Only that is timed. */
+export async function measureLimit(traffic: BenchTraffic, format: InputFormat, batch: number): Promise<LimitResult> {
+  const registry = new LocalSchemaRegistry();
+  if (format === 'avro') await registerInputSchemas(registry, traffic);
+  const sampleSchemaId = await registry.register('samples-value', schemaJson('LabeledSample'));
+  const decodeOptions: DecodeOptions = { maxBytes: MAX_RECORD_BYTES, writerSchema: (id) => registry.cached(id) };
+  const views: Buffer[] = new Array(batch);
+  const schemas: Array<'Prediction' | 'Feedback'> = new Array(batch);
+  let seconds = 0;
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let samples = 0;
+  collectGarbage();
+  for (let from = 0; from < traffic.events; from += batch) {
+    const count = Math.min(batch, traffic.events - from);
+    for (let k = 0; k < count; k++) {
+      views[k] = traffic.bytes(format, from + k);
+      schemas[k] = inputSchema(traffic, from + k);
+    }
+    const started = performance.now();
+    for (let k = 0; k < count; k++) {
+      const bytes = views[k] as Buffer;
+      const schema = schemas[k] as 'Prediction' | 'Feedback';
+      const result = decodeRecord(schema, bytes, decodeOptions);
+      if (!result.ok) throw new DecodeError(`benchmark input ${from + k} (${format}) was rejected: ${result.reasonCode}: ${result.reason}`);
+      bytesIn += bytes.length;
+      if (schema === 'Prediction') {
+        const p = result.value as Prediction;
+        const sample = buildSample(p, { label: p.predictedLabel, labelSource: 'CONFIRMED' }, p.timestamp, 0, 'online');
+        bytesOut += encodeFramed('LabeledSample', sampleSchemaId, sample).length;
+        samples++;
+      }
+    }
+    seconds += (performance.now() - started) / 1000;
+  }
+  return { format, records: traffic.events, seconds, recordsPerSecond: traffic.events / seconds, samplesEncoded: samples, bytesIn, bytesOut };
+}
+
+function chunkRecords(traffic: BenchTraffic, format: InputFormat, app: EmbeddedApp, from: number, count: number): OutputRecord[] {
+  const { predictions, feedback } = app.config.topics;
+  const records: OutputRecord[] = new Array(count);
+  for (let k = 0; k < count; k++) {
+    const event = from + k;
+    records[k] = {
+      topic: traffic.kind(event) === 'prediction' ? predictions : feedback,
+      key: Buffer.from(traffic.requestId(event), 'utf8'),
+      value: traffic.bytes(format, event),
+      timestamp: traffic.timestamp(event),
+      headers: {},
+    };
+  }
+  return records;
+}
+
+function countOutputs(app: EmbeddedApp): OutputCounts {
+  const total = (topic: string): number => {
+    const config = app.log.topic(topic);
+    let n = 0;
+    for (let p = 0; p < (config?.partitions ?? 0); p++) n += app.log.endOffset(topic, p);
+    return n;
+  };
+  const t = app.config.topics;
+  return {
+    samples: total(t.samples),
+    unmatched: total(t.unmatched),
+    review: total(t.review),
+    orphans: total(t.orphans),
+    late: total(t.late),
+    deadLetters: total(t.deadLetters),
+  };
+}
+
+function directoryBytes(dir: string): number {
+  let n = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    n += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
+  }
+  return n;
+}
+
+/** (b): the full engine on a fresh temp dir; records appended in event-time order, chunk by chunk. */
+export async function measureEmbeddedJoin(traffic: BenchTraffic, format: InputFormat, options: Pick<JoinBenchOptions, 'chunk' | 'afterMs' | 'graceMs'>): Promise<EmbeddedJoinResult> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sampleloop-bench-join-'));
+  const config = parseConfig({
+    dataDir,
+    log: { level: 'silent' },
+    join: { afterMs: options.afterMs, graceMs: options.graceMs },
+    categories: { fraud: { classes: ['fraud', 'legit'] }, intent: { classes: ['billing', 'support', 'sales', 'cancel'] } },
+  });
+  const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics() });
+  try {
+    if (format === 'avro') await registerInputSchemas(app.registry, traffic);
+    const latencies: number[] = [];
+    const weights: number[] = [];
+    let appendMs = 0;
+    let processMs = 0;
+    collectGarbage();
+    const memory = new MemoryTracker();
+    for (let from = 0; from < traffic.events; from += options.chunk) {
+      const count = Math.min(options.chunk, traffic.events - from);
+      const records = chunkRecords(traffic, format, app, from, count);
+      const appendCalled = performance.now();
+      app.log.append(records);
+      const appended = performance.now();
+      app.runtime.runUntilIdle();
+      const committed = performance.now();
+      appendMs += appended - appendCalled;
+      processMs += committed - appended;
+      latencies.push(committed - appendCalled);
+      weights.push(count);
+      memory.sample();
+    }
+    const endStarted = performance.now();
+    app.runtime.endOfInput();
+    const endOfInputMs = performance.now() - endStarted;
+    const seconds = (appendMs + processMs + endOfInputMs) / 1000;
+    const outputs = countOutputs(app);
+    return {
+      format,
+      records: traffic.events,
+      chunks: latencies.length,
+      seconds,
+      appendSeconds: appendMs / 1000,
+      processSeconds: processMs / 1000,
+      endOfInputSeconds: endOfInputMs / 1000,
+      recordsPerSecond: traffic.events / seconds,
+      processRecordsPerSecond: traffic.events / ((processMs + endOfInputMs) / 1000),
+      latencyMs: {
+        p50: weightedPercentile(latencies, weights, 50),
+        p99: weightedPercentile(latencies, weights, 99),
+        max: Math.max(...latencies),
+        method: LATENCY_METHOD,
+      },
+      memory: memory.result(),
+      outputs,
+      dataDirBytes: directoryBytes(dataDir),
+    };
+  } finally {
+    await app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** The engine's outputs must be exactly what the traffic implies, or the throughput means nothing. */
+export function checkOutputs(outputs: OutputCounts, expected: BenchTraffic['expected']): void {
+  assert.deepEqual(outputs, { samples: expected.samples, unmatched: expected.unmatched, review: expected.review, orphans: 0, late: 0, deadLetters: 0 });
+}
+
+export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Promise<JoinBenchResult> {
+  const options: JoinBenchOptions = { ...DEFAULT_JOIN_OPTIONS, ...partial };
+  const say = options.out;
+  const n = options.predictions;
+  say(`join benchmark: ${n.toLocaleString('en-US')} predictions + ${n.toLocaleString('en-US')} feedback, formats ${options.formats.join(', ')}, chunk ${options.chunk}`);
+  const generationStarted = performance.now();
+  const traffic = generateBenchTraffic({ predictions: n, seed: options.seed, formats: options.formats });
+  const generationSeconds = (performance.now() - generationStarted) / 1000;
+  const bytes: Partial<Record<InputFormat, number>> = {};
+  for (const f of options.formats) bytes[f] = traffic.totalBytes(f);
+  say(`  generated in ${generationSeconds.toFixed(1)} s (not measured): ${options.formats.map((f) => `${f} ${mib(traffic.totalBytes(f))}`).join(', ')}`);
+
+  const limit: LimitResult[] = [];
+  const joins: EmbeddedJoinResult[] = [];
+  if (options.phases.includes('limit')) {
+    for (const format of options.formats) {
+      const r = await measureLimit(traffic, format, options.chunk);
+      limit.push(r);
+      say(`  limit ${format}: ${rate(r.recordsPerSecond)} records/s (${r.seconds.toFixed(1)} s)`);
+    }
+  }
+  if (options.phases.includes('join')) {
+    for (const format of options.formats) {
+      const r = await measureEmbeddedJoin(traffic, format, options);
+      checkOutputs(r.outputs, traffic.expected);
+      joins.push(r);
+      say(`  embedded join ${format}: ${rate(r.recordsPerSecond)} records/s (${r.seconds.toFixed(1)} s), outputs checked`);
+    }
+  }
+  const ratios = options.formats.flatMap((format) => {
+    const a = limit.find((r) => r.format === format);
+    const b = joins.find((r) => r.format === format);
+    return a && b ? [{ format, joinOverLimit: b.recordsPerSecond / a.recordsPerSecond, processOnlyOverLimit: b.processRecordsPerSecond / a.recordsPerSecond }] : [];
+  });
+  const { out: _out, resultFile: _file, ...recorded } = options;
+  const result: JoinBenchResult = {
+    benchmark: 'join',
+    at: new Date().toISOString(),
+    machine: machineInfo(),
+    options: recorded,
+    traffic: { predictions: n, feedback: n, spanSeconds: traffic.spanMs / 1000, generationSeconds, bytes, expected: traffic.expected },
+    limit,
+    join: joins,
+    ratios,
+    target: TARGET_RATIO,
+  };
+  say('');
+  say(joinTable(result));
+  if (options.resultFile !== null) {
+    writeResult(options.resultFile, result);
+    say(`\nresults written to ${options.resultFile}`);
+  }
+  return result;
+}
+
+export function joinTable(result: JoinBenchResult): string {
+  const rows: string[][] = [];
+  for (const r of result.limit) {
+    rows.push([`(a) limit: decode+encode`, r.format, r.records.toLocaleString('en-US'), r.seconds.toFixed(2), rate(r.recordsPerSecond), '', '', '', '']);
+  }
+  for (const r of result.join) {
+    const m = r.memory;
+    rows.push([
+      `(b) embedded join`,
+      r.format,
+      r.records.toLocaleString('en-US'),
+      r.seconds.toFixed(2),
+      rate(r.recordsPerSecond),
+      r.latencyMs.p50.toFixed(1),
+      r.latencyMs.p99.toFixed(1),
+      `${mib(m.peakRssBytes)} (+${mib(m.peakRssBytes - m.baselineRssBytes)})`,
+      `${mib(m.peakHeapUsedBytes)}`,
+    ]);
+    rows.push([`    of which processing`, r.format, '', (r.processSeconds + r.endOfInputSeconds).toFixed(2), rate(r.processRecordsPerSecond), '', '', '', '']);
+  }
+  const table = formatTable(['phase', 'format', 'input records', 'seconds', 'records/s', 'p50 ms', 'p99 ms', 'peak RSS (+over baseline)', 'peak heap'], rows);
+  const ratios = result.ratios.map(
+    (r) => `ratio (b)/(a) ${r.format}: ${r.joinOverLimit.toFixed(2)} (processing only: ${r.processOnlyOverLimit.toFixed(2)}); target >= ${result.target}`,
+  );
+  return [table, ...ratios].join('\n');
+}
+
+function parseList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!(allowed as readonly string[]).includes(item)) throw new UsageError(`${flag} accepts ${allowed.join(', ')}; got "${item}"`);
+  }
+  return items as T[];
+}
+
+function positiveInt(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value.replaceAll('_', ''));
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+/** Parses the join benchmark's flags (also accepted by bench/run.ts). */
+export function joinOptionsFromArgs(args: readonly string[]): Partial<JoinBenchOptions> {
+  const { values } = parseArgs({
+    args: [...args],
+    strict: false,
+    options: {
+      predictions: { type: 'string' },
+      chunk: { type: 'string' },
+      formats: { type: 'string' },
+      phases: { type: 'string' },
+      'after-ms': { type: 'string' },
+      'grace-ms': { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      'no-write': { type: 'boolean' },
+    },
+  });
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const d = DEFAULT_JOIN_OPTIONS;
+  return {
+    predictions: positiveInt(str('predictions'), '--predictions', d.predictions),
+    chunk: positiveInt(str('chunk'), '--chunk', d.chunk),
+    formats: str('formats') === undefined ? d.formats : parseList(str('formats') as string, ['json', 'avro'] as const, '--formats'),
+    phases: str('phases') === undefined ? d.phases : parseList(str('phases') as string, ['limit', 'join'] as const, '--phases'),
+    afterMs: positiveInt(str('after-ms'), '--after-ms', d.afterMs),
+    graceMs: positiveInt(str('grace-ms'), '--grace-ms', d.graceMs),
+    seed: positiveInt(str('seed'), '--seed', d.seed),
+    resultFile: values['no-write'] === true ? null : (str('out') ?? d.resultFile),
+  };
+}
+
+if (isMainModule(import.meta.url)) {
+  runJoinBench(joinOptionsFromArgs(process.argv.slice(2))).catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
