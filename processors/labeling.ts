@@ -43,7 +43,7 @@ export function buildSample(
     labelSource: outcome.labelSource,
     predictedLabel: prediction.predictedLabel,
     modelVersion: prediction.modelVersion,
-    requestTimestamp: prediction.timestamp,
+    requestTimestamp: prediction.requestTimestamp,
     feedbackTimestamp,
     revision,
     origin,

@@ -162,7 +162,7 @@ const SCENARIOS: Scenario[] = [
   { seed: 66, duplicates: 'first', onTimeout: 'confirm' },
 ];
 
-/** `intent` gets configured classes (3 of them) so configured classes and score keys both drive labeling. */
+/** fraud and intent use configured classes; churn and sentiment fall back to score keys. */
 const CONFIGURED_CLASSES: Record<string, string[]> = { fraud: ['fraud', 'legit'], intent: ['billing', 'support', 'sales', 'cancel'] };
 
 describe('join: engine vs reference model (randomized, arrival order)', () => {

@@ -61,6 +61,6 @@ export function buildSamplesTopology(options: SamplesTopologyOptions): Topology 
 
 export function joinOptionsFromConfig(config: SampleloopConfig, origin: SampleOrigin): JoinOptions {
   const classes: Record<string, readonly string[]> = {};
-  for (const [name, category] of Object.entries(config.categories)) if (category.classes) classes[name] = category.classes;
+  for (const [name, category] of Object.entries(config.categories)) if (category.classes) classes[name] = [...new Set(category.classes)];
   return { ...config.join, classes, origin, idleAdvance: origin === 'online' && config.join.idleAdvance };
 }

@@ -3,6 +3,7 @@
 # registry exposing the Confluent API, both run with plain `java` (no Docker).
 #
 #   scripts/kafka/local.sh fetch                       download into the cache (Maven)
+#   scripts/kafka/local.sh check                       exit 0 if start can work here (java; cache or mvn)
 #   scripts/kafka/local.sh start  [all|broker|registry]   start (reuses a running one), wait until ready
 #   scripts/kafka/local.sh stop   [all|broker|registry]
 #   scripts/kafka/local.sh status [all|broker|registry]   exit 0 when running, 3 when not
@@ -286,7 +287,7 @@ start_broker() {
     -Dsampleloop.role=broker -Dsampleloop.run.dir="$RUN_DIR" \
     -Dlog4j2.configurationFile="$RUN_DIR/log4j2.properties" -Dkafka.logs.dir="$RUN_DIR" \
     -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$RUN_DIR/server.properties" \
-    >"$RUN_DIR/broker.out" 2>&1 </dev/null &
+    >"$RUN_DIR/broker.out" 2>&1 </dev/null 8>&- 9>&- &
   pid=$!
   echo "$pid" >"$RUN_DIR/broker.pid"
   echo "$KAFKA_PORT" >"$RUN_DIR/broker.port"
@@ -326,22 +327,20 @@ registry_answers() {
   fi
 }
 
-start_registry() {
-  local pid
-  if pid="$(pid_of registry)"; then
-    local running_port
-    running_port="$(cat "$RUN_DIR/registry.port" 2>/dev/null || echo "$REGISTRY_PORT")"
-    log "registry: already running (pid $pid)"
-    echo "registry=$(registry_url "$running_port")"
-    return 0
-  fi
+# Launching and awaiting are split so `start all` can boot the registry while the broker starts.
+REGISTRY_PENDING_PID=""
+REGISTRY_LAUNCHED_AT=0
+
+launch_registry() {
+  REGISTRY_PENDING_PID=""
+  if pid_of registry >/dev/null; then return 0; fi
   port_open "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by another process (set SAMPLELOOP_REGISTRY_PORT)"
   local jar java
   jar="$(registry_jar_in "$REGISTRY_HOME/app")" || die "Apicurio $REGISTRY_VERSION not in cache; run: $0 fetch"
   java="$(registry_java)"
   require "$java" "Java runs the schema registry"
   mkdir -p "$RUN_DIR/registry-work"
-  local started=$SECONDS
+  REGISTRY_LAUNCHED_AT=$SECONDS
   # cwd is a private dir so Quarkus does not pick up a stray ./config/application.properties or .env
   # shellcheck disable=SC2086
   (cd "$RUN_DIR/registry-work" && exec setsid nohup "$java" $REGISTRY_JVM_OPTS \
@@ -353,17 +352,26 @@ start_registry() {
     -Dapicurio.rest.deletion.group.enabled=true \
     -Dapicurio.rest.deletion.artifact.enabled=true \
     -Dapicurio.rest.deletion.artifact-version.enabled=true \
-    -jar "$jar" >"$RUN_DIR/registry.log" 2>&1 </dev/null) &
-  pid=$!
-  echo "$pid" >"$RUN_DIR/registry.pid"
+    -jar "$jar" >"$RUN_DIR/registry.log" 2>&1 </dev/null 8>&- 9>&-) &
+  REGISTRY_PENDING_PID=$!
+  echo "$REGISTRY_PENDING_PID" >"$RUN_DIR/registry.pid"
   echo "$REGISTRY_PORT" >"$RUN_DIR/registry.port"
-  local deadline=$((SECONDS + START_TIMEOUT))
+}
+
+await_registry() {
+  local pid="$REGISTRY_PENDING_PID"
+  if [[ -z "$pid" ]]; then
+    log "registry: already running (pid $(pid_of registry || echo '?'))"
+    echo "registry=$(registry_url "$(cat "$RUN_DIR/registry.port" 2>/dev/null || echo "$REGISTRY_PORT")")"
+    return 0
+  fi
+  local deadline=$((REGISTRY_LAUNCHED_AT + START_TIMEOUT))
   until registry_answers "$REGISTRY_PORT"; do
     kill -0 "$pid" 2>/dev/null || { show_log_tail "$RUN_DIR/registry.log"; die "registry exited during startup"; }
     ((SECONDS < deadline)) || { show_log_tail "$RUN_DIR/registry.log"; die "registry did not answer within ${START_TIMEOUT}s"; }
     sleep 0.2
   done
-  log "registry: ready in $((SECONDS - started))s (pid $pid)"
+  log "registry: ready in $((SECONDS - REGISTRY_LAUNCHED_AT))s (pid $pid)"
   echo "registry=$(registry_url "$REGISTRY_PORT")"
 }
 
@@ -389,15 +397,30 @@ roles_for() {
 }
 
 main() {
-  local cmd="${1:-}" what="${2:-all}" role rc=0
+  local cmd="${1:-}" what="${2:-all}" role roles rc=0
   case "$cmd" in
     fetch) fetch ;;
+    check)
+      # Can `start` work here without surprises? (java present; jars cached or mvn to fetch them)
+      command -v "$JAVA" >/dev/null 2>&1 || { echo "unavailable: no '$JAVA' on PATH"; return 1; }
+      if [[ -f "$KAFKA_HOME/.complete" && -f "$REGISTRY_HOME/.complete" ]]; then
+        echo "available: cached in $CACHE_DIR"
+      elif command -v mvn >/dev/null 2>&1; then
+        echo "available: will fetch with mvn into $CACHE_DIR"
+      else
+        echo "unavailable: nothing cached in $CACHE_DIR and no mvn to fetch it"
+        return 1
+      fi
+      ;;
     start)
       fetch
       mkdir -p "$RUN_DIR"
       (
-        flock 8
-        for role in $(roles_for "$what"); do "start_$role"; done
+        flock 8 # the JVMs are started with fd 8 closed so they do not hold this lock
+        roles=" $(roles_for "$what") "
+        if [[ "$roles" == *" registry "* ]]; then launch_registry; fi
+        if [[ "$roles" == *" broker "* ]]; then start_broker; fi
+        if [[ "$roles" == *" registry "* ]]; then await_registry; fi
       ) 8>"$RUN_DIR/.start.lock"
       ;;
     stop)
@@ -416,7 +439,7 @@ main() {
       log "deleted $RUN_DIR"
       ;;
     *)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       [[ "$cmd" == "-h" || "$cmd" == "--help" || "$cmd" == "help" ]] || exit 2
       ;;
   esac

@@ -1,8 +1,3 @@
-/**
- * Engine behaviour that contradicts docs/join-semantics.md. Each test asserts what the doc says and
- * is marked `it.fails` so the suite stays green; when the engine is fixed, vitest reports the test as
- * unexpectedly passing and the `.fails` must be removed.
- */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LabeledSample } from '../schemas/types.js';
 import { startHarness, type EngineHarness } from './helpers/engine-harness.js';
@@ -22,7 +17,7 @@ function prediction(requestId: string, timestamp: number, requestTimestamp: numb
   };
 }
 
-describe('join: known disagreements with docs/join-semantics.md', () => {
+describe('join: sample timestamps and empty labels (docs/join-semantics.md)', () => {
   let h: EngineHarness | undefined;
   afterEach(async () => {
     await h?.close();
@@ -30,8 +25,7 @@ describe('join: known disagreements with docs/join-semantics.md', () => {
   });
 
   // Doc, "Samples": the sample carries `requestTimestamp` (the prediction's `requestTimestamp`).
-  // processors/labeling.ts buildSample sets `requestTimestamp: prediction.timestamp` (tp) instead.
-  it.fails('a sample carries the prediction requestTimestamp, not its timestamp', async () => {
+  it('a sample carries the prediction requestTimestamp, not its timestamp', async () => {
     h = await startHarness({ config: CONFIG });
     h.send('prediction', prediction('r1', 1000, 940));
     h.send('feedback', { requestId: 'r1', timestamp: 1010, correct: true });
@@ -39,14 +33,13 @@ describe('join: known disagreements with docs/join-semantics.md', () => {
     expect(samples.map((s) => s.requestTimestamp)).toEqual([940]);
   });
 
-  // Doc, "Other consequences": "An empty `actualLabel` counts as present."
-  // schemas/validate.ts readFeedback rejects it as an `invalid-feedback` dead letter instead.
-  it.fails('an empty actualLabel counts as present (CORRECTED to the empty label), not a dead letter', async () => {
+  // Doc, "Other consequences": feedback with an empty `actualLabel` is invalid.
+  it('an empty actualLabel is a dead letter (invalid-feedback), never a sample', async () => {
     h = await startHarness({ config: CONFIG });
     h.send('prediction', prediction('r1', 1000, 1000));
     h.send('feedback', { requestId: 'r1', timestamp: 1010, actualLabel: '' });
-    expect(await h.outputs('dead-letters')).toEqual([]);
-    const samples = (await h.outputs('samples')) as LabeledSample[];
-    expect(samples.map((s) => [s.label, s.labelSource, s.revision])).toEqual([['', 'CORRECTED', 0]]);
+    const letters = await h.records('dead-letters');
+    expect(letters.map((r) => r.headers['sampleloop.dlq.reason.code'])).toEqual(['invalid-feedback']);
+    expect(await h.outputs('samples')).toEqual([]);
   });
 });

@@ -1,0 +1,97 @@
+/**
+ * Top self-time functions of a V8 `.cpuprofile` (written by `node --cpu-prof`).
+ * Run: `node dist/bench/profile-summary.js <file.cpuprofile> [--top N]`.
+ */
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../engine/errors.js';
+import { formatTable, isMainModule } from './measure.js';
+import { packageRoot } from '../engine/paths.js';
+
+interface CpuProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  children?: number[];
+}
+
+export interface CpuProfile {
+  nodes: CpuProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+export interface SelfTime {
+  /** `name (file:line)`, or V8's pseudo-frames such as `(garbage collector)`. */
+  frame: string;
+  selfMs: number;
+  share: number;
+}
+
+function frameName(node: CpuProfileNode, root: string): string {
+  const { functionName, url, lineNumber } = node.callFrame;
+  const name = functionName === '' ? '(anonymous)' : functionName;
+  if (url === '') return name;
+  const path = url.startsWith('file://') ? relative(root, new URL(url).pathname) : url;
+  return `${name} (${path}:${lineNumber + 1})`;
+}
+
+/** Self time per function, merged over every call site of the same function, largest first. */
+export function selfTimes(profile: CpuProfile, root = packageRoot()): SelfTime[] {
+  const byNode = new Map<number, CpuProfileNode>();
+  for (const node of profile.nodes) byNode.set(node.id, node);
+  const totals = new Map<string, number>();
+  let all = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    // timeDeltas[i] is the time before sample i; attributing it to sample i is what DevTools does.
+    const delta = Math.max(0, profile.timeDeltas[i] ?? 0);
+    const node = byNode.get(profile.samples[i] as number);
+    if (!node) continue;
+    const frame = frameName(node, root);
+    totals.set(frame, (totals.get(frame) ?? 0) + delta);
+    all += delta;
+  }
+  return [...totals.entries()]
+    .map(([frame, us]) => ({ frame, selfMs: us / 1000, share: all === 0 ? 0 : us / all }))
+    .sort((a, b) => b.selfMs - a.selfMs);
+}
+
+/** Self time grouped by file (or by package for node_modules, and `node:` for Node's own JS). */
+export function selfTimesByOrigin(profile: CpuProfile, root = packageRoot()): SelfTime[] {
+  const merged = new Map<string, number>();
+  let all = 0;
+  for (const t of selfTimes(profile, root)) {
+    const match = /\(([^()]*):\d+\)$/.exec(t.frame);
+    let origin = match ? (match[1] as string) : t.frame;
+    const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(origin);
+    if (nm) origin = `npm:${nm[1] as string}`;
+    else if (origin.startsWith('node:')) origin = 'node: (Node.js internals)';
+    merged.set(origin, (merged.get(origin) ?? 0) + t.selfMs);
+    all += t.selfMs;
+  }
+  return [...merged.entries()].map(([frame, selfMs]) => ({ frame, selfMs, share: all === 0 ? 0 : selfMs / all })).sort((a, b) => b.selfMs - a.selfMs);
+}
+
+export function readProfile(path: string): CpuProfile {
+  return JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+}
+
+function table(rows: SelfTime[], top: number, title: string): string {
+  return formatTable(
+    [title, 'self ms', 'share'],
+    rows.slice(0, top).map((r) => [r.frame, r.selfMs.toFixed(0), `${(100 * r.share).toFixed(1)}%`]),
+  );
+}
+
+if (isMainModule(import.meta.url)) {
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '15' } } });
+  const file = positionals[0];
+  if (file === undefined) throw new UsageError('usage: profile-summary <file.cpuprofile> [--top N]');
+  const profile = readProfile(file);
+  const top = Number(values.top);
+  console.log(table(selfTimes(profile), top, 'function (self time)'));
+  console.log('');
+  console.log(table(selfTimesByOrigin(profile), top, 'origin'));
+}
