@@ -53,4 +53,27 @@ export interface Processor<In, Out> {
   close?(): void;
 }
 
-export type ProcessorSupplier<In, Out> = () => Processor<In, Out>;
+/** What a batch processor does with one input record. */
+export type BatchOutcome<Out> =
+  | { kind: 'forward'; record: StreamRecord<Out>; output?: string }
+  | { kind: 'dead-letter'; request: DeadLetterRequest };
+
+/**
+ * A processor whose work is asynchronous and cheaper in bulk (model inference). The task collects
+ * the records that reach it while processing a batch of input, awaits `processBatch` once, then
+ * applies the outcomes record by record (in input order, each with its own record context).
+ */
+export interface BatchProcessor<In, Out> {
+  readonly kind: 'batch';
+  init?(context: ProcessorContext<Out>): void;
+  processBatch(records: ReadonlyArray<StreamRecord<In>>): Promise<Array<Array<BatchOutcome<Out>>>>;
+  close?(): void | Promise<void>;
+}
+
+export type AnyProcessor<In, Out> = Processor<In, Out> | BatchProcessor<In, Out>;
+
+export function isBatchProcessor<In, Out>(p: AnyProcessor<In, Out>): p is BatchProcessor<In, Out> {
+  return (p as BatchProcessor<In, Out>).kind === 'batch';
+}
+
+export type ProcessorSupplier<In, Out> = () => AnyProcessor<In, Out>;

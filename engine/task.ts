@@ -3,7 +3,7 @@ import type { WriteOp } from '../state/rocks.js';
 import { errorMessage, TopologyError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
-import type { DeadLetterRequest, Processor, ProcessorContext, RecordContext } from './processor.js';
+import { isBatchProcessor, type AnyProcessor, type BatchProcessor, type DeadLetterRequest, type ProcessorContext, type RecordContext } from './processor.js';
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
 
@@ -55,7 +55,9 @@ type Dispatch = (record: StreamRecord<unknown>, from: string) => void;
 export class StreamTask {
   readonly id: string;
   private readonly stores = new Map<string, CommittableStore<unknown>>();
-  private readonly instances = new Map<string, Processor<unknown, unknown>>();
+  private readonly instances = new Map<string, AnyProcessor<unknown, unknown>>();
+  /** Records waiting at batch processors, with the source record each came from. */
+  private readonly pendingBatches = new Map<string, Array<{ record: StreamRecord<unknown>; context: RecordContext | undefined }>>();
   private readonly dispatchers = new Map<string, Map<string, Dispatch[]>>();
   private readonly punctuations: Punctuation[] = [];
   private outputs: OutputRecord[] = [];
@@ -130,7 +132,44 @@ export class StreamTask {
   endOfInput(): void {
     for (const [name, instance] of this.instances) {
       this.currentStage = name;
-      instance.endOfInput?.();
+      if (!isBatchProcessor(instance)) instance.endOfInput?.();
+    }
+  }
+
+  hasPendingBatches(): boolean {
+    for (const list of this.pendingBatches.values()) if (list.length > 0) return true;
+    return false;
+  }
+
+  /** Runs every batch processor over the records that reached it, then forwards the outcomes downstream. */
+  async flushBatches(): Promise<void> {
+    while (this.hasPendingBatches()) {
+      for (const [name, list] of this.pendingBatches) {
+        if (list.length === 0) continue;
+        this.pendingBatches.set(name, []);
+        const instance = this.instances.get(name) as BatchProcessor<unknown, unknown>;
+        let outcomes: Array<Array<import('./processor.js').BatchOutcome<unknown>>>;
+        try {
+          outcomes = await instance.processBatch(list.map((e) => e.record));
+        } catch (err) {
+          this.services.logger.error({ err, task: this.id, processor: name, records: list.length }, 'batch processor failed; its records go to the dead-letter topic');
+          outcomes = list.map(() => [{ kind: 'dead-letter', request: { reasonCode: 'processing-error', reason: `processor "${name}" failed: ${errorMessage(err)}` } }]);
+        }
+        list.forEach((entry, i) => {
+          this.current = entry.context;
+          try {
+            for (const outcome of outcomes[i] ?? []) {
+              if (outcome.kind === 'forward') this.emit(name, outcome.output ?? '', outcome.record);
+              else this.sendDeadLetter(outcome.request, name);
+            }
+          } catch (err) {
+            this.services.logger.error({ err, task: this.id, stage: this.currentStage }, 'processing failed; record sent to the dead-letter topic');
+            this.sendDeadLetter({ reasonCode: 'processing-error', reason: `processor "${this.currentStage}" failed: ${errorMessage(err)}` }, this.currentStage);
+          } finally {
+            this.current = undefined;
+          }
+        });
+      }
     }
   }
 
@@ -205,8 +244,15 @@ export class StreamTask {
     }
     if (node.kind === 'processor') {
       const name = node.name;
+      const instance = this.instances.get(name) as AnyProcessor<unknown, unknown>;
+      if (isBatchProcessor(instance)) {
+        const pending: Array<{ record: StreamRecord<unknown>; context: RecordContext | undefined }> = [];
+        this.pendingBatches.set(name, pending);
+        return (record) => {
+          (this.pendingBatches.get(name) as typeof pending).push({ record, context: this.current });
+        };
+      }
       return (record, from) => {
-        const instance = this.instances.get(name) as Processor<unknown, unknown>;
         const previous = this.currentStage;
         this.currentStage = name;
         instance.process(record, from);

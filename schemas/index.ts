@@ -17,6 +17,9 @@ export const schemaNames = [
   'LateRecord',
   'ReviewRecord',
   'DeadLetter',
+  'TrainingSnapshot',
+  'ModelVersion',
+  'RetrainTrigger',
 ] as const;
 
 export type SchemaName = (typeof schemaNames)[number];

@@ -97,6 +97,39 @@ export interface DeadLetter {
   failedAt: number;
 }
 
+export interface TrainingSnapshot {
+  topic: string;
+  offsets: Array<{ partition: number; offset: number }>;
+  sampleCount: number;
+}
+
+export interface ModelVersion {
+  category: string;
+  version: string;
+  sequence: number;
+  createdAt: number;
+  onnx: Buffer | null;
+  onnxUri: string | null;
+  modelSha256: string;
+  featureNames: string[];
+  classes: string[];
+  metrics: Record<string, number>;
+  trainingSnapshot: TrainingSnapshot | null;
+  trainer: string;
+  prevRecordHash: string;
+  recordHash: string;
+}
+
+export interface RetrainTrigger {
+  triggerId: string;
+  category: string;
+  reason: string;
+  details: Record<string, number>;
+  servingVersion: string;
+  snapshot: TrainingSnapshot;
+  createdAt: number;
+}
+
 /** Maps each schema name to the TS type of its records. */
 export interface SchemaValueTypes {
   Request: Request;
@@ -108,4 +141,7 @@ export interface SchemaValueTypes {
   LateRecord: LateRecord;
   ReviewRecord: ReviewRecord;
   DeadLetter: DeadLetter;
+  TrainingSnapshot: TrainingSnapshot;
+  ModelVersion: ModelVersion;
+  RetrainTrigger: RetrainTrigger;
 }

@@ -39,6 +39,17 @@ const samples: { [N in SchemaName]: SchemaValueTypes[N] } = {
     sourceTimestamp: 1_700_000_000_000, key: Buffer.from('r-1'), payload: Buffer.from([0, 1, 2, 255]),
     payloadRedacted: false, stage: 'decode', failedAt: 1_700_000_000_001,
   },
+  TrainingSnapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 42 }], sampleCount: 40 },
+  ModelVersion: {
+    category: 'loan', version: '2', sequence: 2, createdAt: 1_700_000_000_000, onnx: Buffer.from([8, 10]), onnxUri: null,
+    modelSha256: 'cd'.repeat(32), featureNames: ['income'], classes: ['approve', 'reject'], metrics: { holdoutAccuracy: 0.91 },
+    trainingSnapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 42 }], sampleCount: 40 }, trainer: 'sampleloop-logreg/1',
+    prevRecordHash: 'ef'.repeat(32), recordHash: '01'.repeat(32),
+  },
+  RetrainTrigger: {
+    triggerId: 'loan-2-1', category: 'loan', reason: 'sample-count', details: { newSamples: 500 }, servingVersion: '2',
+    snapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 42 }], sampleCount: 40 }, createdAt: 1_700_000_000_000,
+  },
 };
 
 describe('paths', () => {
@@ -52,10 +63,10 @@ describe('paths', () => {
 });
 
 describe('schemas', () => {
-  it('lists the nine public schemas', () => {
+  it('lists the public schemas', () => {
     expect([...schemaNames]).toEqual([
       'Request', 'Prediction', 'Feedback', 'LabeledSample', 'UnmatchedPrediction',
-      'OrphanFeedback', 'LateRecord', 'ReviewRecord', 'DeadLetter',
+      'OrphanFeedback', 'LateRecord', 'ReviewRecord', 'DeadLetter', 'TrainingSnapshot', 'ModelVersion', 'RetrainTrigger',
     ]);
   });
 

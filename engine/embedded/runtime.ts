@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, TopologyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { EngineMetrics } from '../metrics.js';
 import { PartitionGroup } from '../partition-group.js';
@@ -92,22 +92,46 @@ export class EmbeddedRuntime {
     this.log.ensureTopic(topic, { ...this.options.defaultTopic, ...override, compact: compact || (override.compact ?? false) });
   }
 
-  /** Processes up to `budget` records per task, runs due punctuations, and commits when due. Returns the records processed. */
+  /**
+   * Processes up to `budget` records per task, runs due punctuations, and commits when due; returns
+   * the records processed. Synchronous: for topologies without batch (async) processors.
+   */
   step(budget = 2_000): number {
     let processed = 0;
     for (const rt of this.tasks) {
-      rt.group.refresh();
-      for (let i = 0; i < budget; i++) {
-        const record = rt.group.next();
-        if (!record) break;
-        rt.task.process(record);
-        processed++;
-      }
+      processed += this.pull(rt, budget);
+      if (rt.task.hasPendingBatches()) throw new TopologyError(`topology "${rt.task.topology.name}" has batch processors: drive it with stepAsync()`);
     }
+    this.afterStep();
+    return processed;
+  }
+
+  /** Like `step`, for any topology: awaits batch processors (model inference) once per task and batch. */
+  async stepAsync(budget = 2_000): Promise<number> {
+    let processed = 0;
+    for (const rt of this.tasks) {
+      processed += this.pull(rt, budget);
+      await rt.task.flushBatches();
+    }
+    this.afterStep();
+    return processed;
+  }
+
+  private pull(rt: RunningTask, budget: number): number {
+    rt.group.refresh();
+    let n = 0;
+    for (; n < budget; n++) {
+      const record = rt.group.next();
+      if (!record) break;
+      rt.task.process(record);
+    }
+    return n;
+  }
+
+  private afterStep(): void {
     const now = this.now();
     for (const rt of this.tasks) rt.task.punctuate(now);
     if (now - this.lastCommit >= this.commitIntervalMs || this.pending() >= this.commitMaxPending) this.commit();
-    return processed;
   }
 
   private pending(): number {
@@ -147,6 +171,17 @@ export class EmbeddedRuntime {
     return total;
   }
 
+  async runUntilIdleAsync(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.stepAsync();
+      total += n;
+      if (n === 0) break;
+    }
+    this.commit();
+    return total;
+  }
+
   /** For bounded inputs: closes every window still open and commits the results. */
   endOfInput(): void {
     for (const rt of this.tasks) rt.task.endOfInput();
@@ -156,7 +191,7 @@ export class EmbeddedRuntime {
   /** Processes records as they arrive until `signal` aborts; commits before returning. */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.stopped) {
-      const n = this.step();
+      const n = await this.stepAsync();
       if (n === 0) await this.log.waitForAppend(Math.min(this.punctuateIntervalMs, this.commitIntervalMs));
       else await new Promise<void>((resolve) => setImmediate(resolve));
     }
