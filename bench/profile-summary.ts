@@ -2,8 +2,9 @@
  * Top self-time functions of a V8 `.cpuprofile` (written by `node --cpu-prof`).
  * Run: `node dist/bench/profile-summary.js <file.cpuprofile> [--top N]`.
  */
-import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../engine/errors.js';
 import { formatTable, isMainModule } from './measure.js';
@@ -72,6 +73,32 @@ export function selfTimesByOrigin(profile: CpuProfile, root = packageRoot()): Se
     all += t.selfMs;
   }
   return [...merged.entries()].map(([frame, selfMs]) => ({ frame, selfMs, share: all === 0 ? 0 : selfMs / all })).sort((a, b) => b.selfMs - a.selfMs);
+}
+
+/**
+ * Runs `fn` under the V8 sampling profiler (same data as `node --cpu-prof`, but only for this
+ * interval) and writes the profile to `path` when it is not null.
+ */
+export async function withCpuProfile<T>(path: string | null, fn: () => Promise<T>): Promise<{ value: T; profile: CpuProfile | null }> {
+  if (path === null) return { value: await fn(), profile: null };
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await session.post('Profiler.start');
+    const value = await fn();
+    const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: CpuProfile };
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, JSON.stringify(profile));
+    return { value, profile };
+  } finally {
+    session.disconnect();
+  }
+}
+
+export function topSelfTimeTable(profile: CpuProfile, top: number): string {
+  return table(selfTimes(profile), top, 'function (self time)');
 }
 
 export function readProfile(path: string): CpuProfile {

@@ -4,10 +4,12 @@
  * values keyed by request ID, point gets, bounded range scans.
  * Run: `npm run build && node --expose-gc dist/bench/rocksdb-choice.js [--ops N]`.
  */
+import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { StateError, UsageError } from '../engine/errors.js';
 import { RocksDatabase } from '../state/rocks.js';
@@ -261,6 +263,9 @@ export function buildWorkload(ops: number, options: { batchSize?: number; valueB
     batches.push(keys.slice(i, i + batchSize).map((key, j) => [key, shapedValue(valueBytes, random, i + j)] as const));
   }
   const pick = (): Buffer => keys[Math.floor(random() * keys.length)] as Buffer;
+  // Scans start where at least `scanLimit` keys follow, so every scan reads exactly `scanLimit` rows.
+  const sorted = [...keys].sort(Buffer.compare);
+  const scannable = Math.max(1, sorted.length - scanLimit);
   return {
     ops,
     batchSize,
@@ -269,7 +274,7 @@ export function buildWorkload(ops: number, options: { batchSize?: number; valueB
     concurrency: options.concurrency ?? 32,
     batches,
     getKeys: Array.from({ length: ops }, pick),
-    scanStarts: Array.from({ length: Math.max(1, Math.floor(ops / scanLimit)) }, pick),
+    scanStarts: Array.from({ length: Math.max(1, Math.floor(ops / scanLimit)) }, () => sorted[Math.floor(random() * scannable)] as Buffer),
   };
 }
 
@@ -285,3 +290,233 @@ function shapedValue(size: number, random: () => number, n: number): Buffer {
   return value;
 }
 
+export interface PhaseResult {
+  phase: Phase;
+  /** Puts, gets or scans. */
+  ops: number;
+  /** Rows written (puts) or read (gets, scans). */
+  rows: number;
+  seconds: number;
+  /** Process CPU time (user + system, every thread incl. RocksDB's and libuv's) during the phase. */
+  cpuSeconds: number;
+  opsPerSecond: number;
+  opsPerCpuSecond: number;
+}
+
+export interface PhaseSummary {
+  phase: Phase;
+  /** Median over rounds. */
+  opsPerSecond: number;
+  opsPerCpuSecond: number;
+  /** ops/s of each round, in round order. */
+  rounds: number[];
+}
+
+export interface ContenderResult {
+  name: string;
+  api: string;
+  phases: PhaseSummary[];
+}
+
+export interface RocksChoiceResult {
+  benchmark: 'rocksdb-choice';
+  at: string;
+  machine: MachineInfo;
+  loadAverage: { start: number[]; end: number[] };
+  workload: { ops: number; batchSize: number; valueBytes: number; scanLimit: number; scans: number; concurrency: number; rounds: number };
+  contenders: ContenderResult[];
+  /** The engine's usage (nxtedition, sync) over the classic package, per phase, from the medians. */
+  ratios: Array<{ phase: Phase; engineOverClassic: number; engineOverClassicCpu: number }>;
+}
+
+async function timed<T>(run: () => Promise<T>): Promise<{ value: T; seconds: number; cpuSeconds: number }> {
+  collectGarbage();
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const value = await run();
+  const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { value, seconds, cpuSeconds: (used.user + used.system) / 1e6 };
+}
+
+/** Runs the four phases on a fresh database in a temp dir (removed afterwards). */
+export async function measureContender(contender: Contender, w: Workload): Promise<PhaseResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'sampleloop-bench-rocks-'));
+  const store = await contender.open(dir);
+  const phases: PhaseResult[] = [];
+  const record = (phase: Phase, ops: number, rows: number, t: { seconds: number; cpuSeconds: number }): void => {
+    phases.push({ phase, ops, rows, seconds: t.seconds, cpuSeconds: t.cpuSeconds, opsPerSecond: ops / t.seconds, opsPerCpuSecond: ops / t.cpuSeconds });
+  };
+  const expectBytes = (what: string, got: number): void => {
+    const want = w.getKeys.length * w.valueBytes;
+    if (got !== want) throw new StateError(`${contender.name} [${contender.api}]: ${what} read ${got} bytes, expected ${want}`);
+  };
+  try {
+    const put = await timed(() => store.putBatches(w.batches));
+    record('put', w.ops, w.ops, put);
+    const get = await timed(() => store.getEach(w.getKeys));
+    expectBytes('gets', get.value);
+    record('get', w.getKeys.length, w.getKeys.length, get);
+    if (store.getConcurrent) {
+      const concurrent = store.getConcurrent;
+      const many = await timed(() => concurrent(w.getKeys, w.concurrency));
+      expectBytes('concurrent gets', many.value);
+      record('getConcurrent', w.getKeys.length, w.getKeys.length, many);
+    }
+    const scan = await timed(() => store.scanEach(w.scanStarts, w.scanLimit));
+    if (scan.value !== w.scanStarts.length * w.scanLimit) {
+      throw new StateError(`${contender.name} [${contender.api}]: scans read ${scan.value} rows, expected ${w.scanStarts.length * w.scanLimit}`);
+    }
+    record('scan', w.scanStarts.length, scan.value, scan);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return phases;
+}
+
+/**
+ * Each contender runs in its own child process: the two packages each link their own RocksDB
+ * (6.17 and 9.7), and loading both into one process crashes (SIGSEGV in a flush thread, seen here).
+ */
+function measureInChild(index: number, ops: number): Promise<PhaseResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), ['--child', String(index), '--ops', String(ops)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: PhaseResult[] | undefined;
+    child.on('message', (message) => {
+      result = message as PhaseResult[];
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      const c = CONTENDERS[index] as Contender;
+      if (result !== undefined && code === 0) resolve(result);
+      else reject(new StateError(`benchmark of ${c.name} [${c.api}] failed: child exited with ${signal ?? `code ${code}`}`));
+    });
+  });
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function summarize(runs: ReadonlyArray<readonly PhaseResult[]>): PhaseSummary[] {
+  const phases = (runs[0] ?? []).map((p) => p.phase);
+  return phases.map((phase) => {
+    const of = runs.map((r) => r.find((p) => p.phase === phase) as PhaseResult);
+    return { phase, opsPerSecond: median(of.map((p) => p.opsPerSecond)), opsPerCpuSecond: median(of.map((p) => p.opsPerCpuSecond)), rounds: of.map((p) => p.opsPerSecond) };
+  });
+}
+
+export interface RocksChoiceOptions {
+  ops: number;
+  /** Every contender runs this many times (order rotated each round); medians are reported. */
+  rounds: number;
+  resultFile: string | null;
+  out: (line: string) => void;
+}
+
+export const DEFAULT_ROCKS_OPTIONS: RocksChoiceOptions = { ops: 200_000, rounds: 3, resultFile: resultPath('rocksdb-choice'), out: (line) => console.log(line) };
+
+export async function runRocksdbChoice(partial: Partial<RocksChoiceOptions> = {}): Promise<RocksChoiceResult> {
+  const options = { ...DEFAULT_ROCKS_OPTIONS, ...partial };
+  const say = options.out;
+  const w = buildWorkload(options.ops);
+  const loadStart = loadavg();
+  say(
+    `rocksdb choice: ${w.ops.toLocaleString('en-US')} puts (batches of ${w.batchSize}, ${w.valueBytes}-byte values), ${w.getKeys.length.toLocaleString('en-US')} gets, ` +
+      `${w.scanStarts.length.toLocaleString('en-US')} scans of ${w.scanLimit}; ${options.rounds} rounds, one child process per run`,
+  );
+  const runs: PhaseResult[][][] = CONTENDERS.map(() => []);
+  for (let round = 0; round < options.rounds; round++) {
+    for (let k = 0; k < CONTENDERS.length; k++) {
+      const index = (round + k) % CONTENDERS.length;
+      const c = CONTENDERS[index] as Contender;
+      const phases = await measureInChild(index, options.ops);
+      (runs[index] as PhaseResult[][]).push(phases);
+      say(`  round ${round + 1}: ${c.name} [${c.api}]: ${phases.map((p) => `${p.phase} ${rate(p.opsPerSecond)}/s`).join(', ')}`);
+    }
+  }
+  const contenders = CONTENDERS.map((c, i) => ({ name: c.name, api: c.api, phases: summarize(runs[i] as PhaseResult[][]) }));
+  const engine = contenders[CONTENDERS.indexOf(nxtSync)] as ContenderResult;
+  const old = contenders[CONTENDERS.indexOf(classic)] as ContenderResult;
+  const ratios = (['put', 'get', 'scan'] as const).map((phase) => {
+    const a = engine.phases.find((p) => p.phase === phase) as PhaseSummary;
+    const b = old.phases.find((p) => p.phase === phase) as PhaseSummary;
+    return { phase, engineOverClassic: a.opsPerSecond / b.opsPerSecond, engineOverClassicCpu: a.opsPerCpuSecond / b.opsPerCpuSecond };
+  });
+  const result: RocksChoiceResult = {
+    benchmark: 'rocksdb-choice',
+    at: new Date().toISOString(),
+    machine: machineInfo(),
+    loadAverage: { start: loadStart, end: loadavg() },
+    workload: { ops: w.ops, batchSize: w.batchSize, valueBytes: w.valueBytes, scanLimit: w.scanLimit, scans: w.scanStarts.length, concurrency: w.concurrency, rounds: options.rounds },
+    contenders,
+    ratios,
+  };
+  say('');
+  say(rocksTable(result));
+  if (options.resultFile !== null) {
+    writeResult(options.resultFile, result);
+    say(`\nresults written to ${options.resultFile}`);
+  }
+  return result;
+}
+
+export function rocksTable(result: RocksChoiceResult): string {
+  const w = result.workload;
+  const header = ['package', 'API', 'puts', 'gets', `gets (${w.concurrency} in flight)`, `scans (${w.scanLimit} rows)`];
+  const phases: Phase[] = ['put', 'get', 'getConcurrent', 'scan'];
+  const rows = (pick: (p: PhaseSummary) => number): string[][] =>
+    result.contenders.map((c) => [c.name, c.api, ...phases.map((phase) => {
+      const p = c.phases.find((x) => x.phase === phase);
+      return p ? rate(pick(p)) : 'n/a';
+    })]);
+  const ratios = result.ratios
+    .map((r) => `${r.phase} ${r.engineOverClassic.toFixed(2)}x (per CPU-second ${r.engineOverClassicCpu.toFixed(2)}x)`)
+    .join(', ');
+  return [
+    `ops per second, wall clock (median of ${w.rounds}):`,
+    formatTable(header, rows((p) => p.opsPerSecond)),
+    '',
+    'ops per CPU-second (process CPU incl. RocksDB and libuv threads; median):',
+    formatTable(header, rows((p) => p.opsPerCpuSecond)),
+    '',
+    `engine's usage (@nxtedition/rocksdb, sync) over rocksdb 5.2.1: ${ratios}`,
+  ].join('\n');
+}
+
+export function rocksOptionsFromArgs(args: readonly string[]): Partial<RocksChoiceOptions> {
+  const { values } = parseArgs({ args: [...args], strict: false, options: { ops: { type: 'string' }, rounds: { type: 'string' }, 'rocks-out': { type: 'string' }, 'no-write': { type: 'boolean' } } });
+  const int = (flag: 'ops' | 'rounds', min: number, fallback: number): number => {
+    const text = values[flag];
+    if (typeof text !== 'string') return fallback;
+    const n = Number(text.replaceAll('_', ''));
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} must be an integer >= ${min}, got "${text}"`);
+    return n;
+  };
+  const out = typeof values['rocks-out'] === 'string' ? values['rocks-out'] : DEFAULT_ROCKS_OPTIONS.resultFile;
+  return {
+    ops: int('ops', 100, DEFAULT_ROCKS_OPTIONS.ops),
+    rounds: int('rounds', 1, DEFAULT_ROCKS_OPTIONS.rounds),
+    resultFile: values['no-write'] === true ? null : out,
+  };
+}
+
+async function childMain(args: readonly string[]): Promise<void> {
+  const index = Number(args[args.indexOf('--child') + 1]);
+  const contender = CONTENDERS[index];
+  if (contender === undefined) throw new UsageError(`--child needs a contender index 0..${CONTENDERS.length - 1}`);
+  const phases = await measureContender(contender, buildWorkload(rocksOptionsFromArgs(args).ops ?? DEFAULT_ROCKS_OPTIONS.ops));
+  await new Promise<void>((resolve, reject) => process.send?.(phases, (err: Error | null) => (err ? reject(err) : resolve())));
+}
+
+if (isMainModule(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const main = args.includes('--child') ? childMain(args) : runRocksdbChoice(rocksOptionsFromArgs(args));
+  main.catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}

@@ -5,6 +5,7 @@ import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { runDemo } from './demo.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
+import { registerModelsCommand } from './models.js';
 
 function common(cmd: Command): Command {
   return cmd
@@ -76,6 +77,8 @@ export function buildProgram(out: (line: string) => void): Command {
     .action(async (opts: { dataDir?: string; requests: string; seed: string; quiet?: boolean }) => {
       await runDemo({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), requests: intOption(opts.requests, '--requests'), seed: intOption(opts.seed, '--seed'), quiet: opts.quiet ?? false, out });
     });
+
+  registerModelsCommand(program, out);
 
   return program;
 }

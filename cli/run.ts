@@ -2,15 +2,13 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { startEmbeddedApp } from '../engine/embedded/app.js';
 import { directAccess } from '../engine/embedded/access.js';
 import type { SampleloopConfig } from '../engine/config.js';
-import { ConfigError } from '../engine/errors.js';
+import { startKafkaApp } from '../engine/kafka/app.js';
 import { startHttpServer } from '../engine/http.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 
 /** `sampleloop run`: the samples topology on the embedded log until SIGTERM/SIGINT. */
 export async function runEngine(config: SampleloopConfig, options: { signal?: AbortSignal } = {}): Promise<void> {
-  if (config.mode === 'kafka') {
-    throw new ConfigError('mode "kafka" is not available in this release yet; set "mode": "embedded" (the default) — see docs/configuration.md');
-  }
+  if (config.mode === 'kafka') return runOnKafka(config, options);
   const app = await startEmbeddedApp(config);
   const { logger, runtime, log } = app;
   const http = await startHttpServer({
@@ -55,6 +53,35 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     await http.close();
     await app.close();
     rmSync(engineInfoPath(config.dataDir), { force: true });
+    logger.info('stopped cleanly');
+  }
+}
+
+/** `sampleloop run` with mode "kafka": one instance of the consumer group; start more for scale-out. */
+async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSignal }): Promise<void> {
+  const app = await startKafkaApp(config);
+  const { logger, runtime } = app;
+  const http = await startHttpServer({
+    host: config.http.host,
+    port: config.http.port,
+    metrics: app.metrics,
+    logger,
+    routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
+  });
+  const controller = new AbortController();
+  const stop = (signal: string): void => {
+    logger.info({ signal }, 'shutting down: committing and closing tasks');
+    controller.abort();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  options.signal?.addEventListener('abort', () => controller.abort());
+  logger.info({ url: `http://${config.http.host}:${http.port}`, guarantee: config.kafka.processingGuarantee }, 'sampleloop engine running (kafka mode)');
+  try {
+    await runtime.run(controller.signal);
+  } finally {
+    await http.close();
+    await app.close();
     logger.info('stopped cleanly');
   }
 }

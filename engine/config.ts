@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 
@@ -21,6 +22,12 @@ const topicsSchema = z
     late: z.string().default('late'),
     review: z.string().default('review'),
     deadLetters: z.string().default('dead-letters'),
+    /** The model ledger (ModelVersion records keyed by category); never compacted in embedded mode. */
+    models: z.string().default('models'),
+    /** RetrainTrigger records keyed by category (docs/retraining.md). */
+    retrainTriggers: z.string().default('retrain-triggers'),
+    /** The built-in trainer's promote / reject decisions (JSON, keyed by category). */
+    trainerDecisions: z.string().default('trainer-decisions'),
   })
   .strict();
 
@@ -84,6 +91,79 @@ export const configSchema = z
       })
       .strict()
       .default({ maxRecordBytes: 1024 * 1024, rejectUnknownCategories: false }),
+    predictor: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** Event time of a prediction: the request's time plus the inference time, or the wall clock. */
+        timestamp: z.enum(['request-plus-latency', 'wall-clock']).default('request-plus-latency'),
+        /** Values for features a request lacks, per category ("*" = every category); a missing feature without one is a dead letter. */
+        featureDefaults: z.record(z.string().min(1), z.record(z.string().min(1), z.number().finite())).default({}),
+      })
+      .strict()
+      .default({ enabled: false, timestamp: 'request-plus-latency', featureDefaults: {} }),
+    models: z
+      .object({
+        /** Category whose model serves requests of categories that have none (unset: those requests are dead letters). */
+        defaultCategory: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    trigger: z
+      .object({
+        enabled: z.boolean().default(false),
+        minNewSamples: z.number().int().min(1).default(1000),
+        minLiveAccuracy: z.number().min(0).max(1).default(0.8),
+        minWindowSamples: z.number().int().min(1).default(100),
+        windowSamples: z.number().int().min(1).default(500),
+        maxAgeMs: z.number().int().min(1).nullable().default(7 * 24 * 3600_000),
+        minNewSamplesForAge: z.number().int().min(1).default(1),
+        debounceMs: nonNegativeMs.default(3600_000),
+        checkIntervalMs: z.number().int().min(10).default(10_000),
+        /** Internal topic of samples and model versions re-keyed by category; default `<applicationId>-retrain-trigger-by-category-repartition`. */
+        repartitionTopic: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ enabled: false, minNewSamples: 1000, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 500, maxAgeMs: 7 * 24 * 3600_000, minNewSamplesForAge: 1, debounceMs: 3600_000, checkIntervalMs: 10_000 }),
+    trainer: z
+      .object({
+        enabled: z.boolean().default(false),
+        holdoutFraction: z.number().gt(0).lt(1).default(0.2),
+        minTrainSamples: z.number().int().min(2).default(50),
+        minHoldoutSamples: z.number().int().min(1).default(20),
+        /** The candidate is promoted when its holdout accuracy >= the serving version's + this. */
+        minImprovement: z.number().min(-1).max(1).default(0),
+        l2: z.number().min(0).default(1e-3),
+        maxIterations: z.number().int().min(1).default(500),
+        tolerance: z.number().min(0).default(1e-5),
+        pollIntervalMs: z.number().int().min(10).default(1000),
+        progressEveryIterations: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({ enabled: false, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0, l2: 1e-3, maxIterations: 500, tolerance: 1e-5, pollIntervalMs: 1000, progressEveryIterations: 10 }),
+    kafka: z
+      .object({
+        /** Shortcut for librdkafka["bootstrap.servers"]. */
+        bootstrapServers: z.string().min(1).optional(),
+        processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+        /** Stable name of this instance (transactional id under exactly_once); give each instance its own. */
+        instanceId: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" or "-"').default(defaultInstanceId()),
+        /** Local RocksDB state of the tasks; default <dataDir>/state. */
+        stateDir: z.string().min(1).optional(),
+        /** Replication factor of topics the engine creates (-1 = the broker's default). */
+        replicationFactor: z.number().int().min(-1).default(-1),
+        /** Partitions of topics the engine creates. */
+        partitions: z.number().int().min(1).default(4),
+        commitIntervalMs: z.number().int().min(1).default(100),
+        pollRecords: z.number().int().min(1).default(1000),
+        /** Any librdkafka property, passed to every client (security.protocol, sasl.mechanisms, ssl.ca.location, ...). */
+        librdkafka: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+        schemaRegistry: z
+          .object({ url: z.string().url(), username: z.string().optional(), password: z.string().optional() })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ processingGuarantee: 'at_least_once', instanceId: defaultInstanceId(), replicationFactor: -1, partitions: 4, commitIntervalMs: 100, pollRecords: 1000, librdkafka: {} }),
     http: z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
       .strict()
@@ -93,6 +173,10 @@ export const configSchema = z
   .strict();
 
 export type SampleloopConfig = z.infer<typeof configSchema>;
+
+function defaultInstanceId(): string {
+  return hostname().replace(/[^A-Za-z0-9._-]/g, '-') || 'instance';
+}
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** Prefix of environment overrides: SAMPLELOOP__join__graceMs=5000 sets join.graceMs. */

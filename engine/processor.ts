@@ -19,6 +19,8 @@ export interface DeadLetterRequest {
   reason: string;
   /** Replaces the original bytes (which may hold sensitive values) when given. */
   redactedPayload?: Buffer;
+  /** How `redactedPayload` is encoded: a re-encoding with sensitive fields protected (default), or the original bytes sealed (encrypted). */
+  payloadEncoding?: 'redacted' | 'sealed';
 }
 
 /** Counters a processor reports; the runtime turns them into Prometheus metrics. */

@@ -75,8 +75,18 @@ export class StreamTask {
     this.id = `${topology.name}_${partition}`;
   }
 
-  init(): void {
+  /** Creates the task's stores (before `init`, so a driver can restore them from changelogs first). */
+  openStores(): void {
+    if (this.stores.size > 0) return;
     for (const spec of this.topology.stores.values()) this.stores.set(spec.name, this.services.createStore(spec, this.id));
+  }
+
+  storeNames(): string[] {
+    return [...this.topology.stores.keys()];
+  }
+
+  init(): void {
+    this.openStores();
     for (const node of this.topology.nodes.values()) {
       if (node.kind === 'processor') this.instances.set(node.name, node.supplier());
     }
@@ -319,6 +329,7 @@ export class StreamTask {
         'sampleloop.dlq.source.offset': String(source.offset),
         'sampleloop.dlq.stage': stage,
         'sampleloop.dlq.payload.redacted': String(envelope.payloadRedacted),
+        'sampleloop.dlq.payload.encoding': request.redactedPayload === undefined ? 'original' : (request.payloadEncoding ?? 'redacted'),
       },
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();

@@ -54,8 +54,13 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
 
   private reject(reasonCode: string, reason: string, partial: Record<string, unknown> | undefined): void {
     this.ctx.metrics.count(`rejected-${reasonCode}`);
-    const redacted = partial ? this.redact(partial) : undefined;
-    this.ctx.deadLetter(redacted ? { reasonCode, reason, redactedPayload: redacted } : { reasonCode, reason });
+    if (partial) {
+      this.ctx.deadLetter({ reasonCode, reason, redactedPayload: this.redact(partial) });
+      return;
+    }
+    // Bytes we could not parse may hold sensitive values we cannot find: keep them sealed, never in clear.
+    const original = this.ctx.recordContext()?.value ?? Buffer.alloc(0);
+    this.ctx.deadLetter({ reasonCode, reason, redactedPayload: this.options.privacy.seal(original) ?? Buffer.alloc(0), payloadEncoding: 'sealed' });
   }
 
   /** Re-encodes what could be parsed with its sensitive attributes protected, so dead letters never carry them in clear. */

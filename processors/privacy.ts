@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, errorMessage } from '../engine/errors.js';
@@ -56,6 +56,7 @@ export class PrivacyPolicy {
   private readonly byCategory = new Map<string, CompiledRules>();
   private readonly anyCategory: CompiledRules;
   private readonly needsKey: boolean;
+  private readonly sealKey: Buffer | null;
 
   constructor(config: PrivacyConfig, key: Buffer | null) {
     const allRules = [...config.alwaysSensitive, ...Object.values(config.categories).flat()];
@@ -68,6 +69,7 @@ export class PrivacyPolicy {
       throw new ConfigError(`the privacy key is ${key.length} bytes; it must be at least ${MIN_KEY_BYTES}`);
     }
     const ownKey = key === null ? null : Buffer.from(key);
+    this.sealKey = ownKey === null ? null : createHmac('sha256', ownKey).update('sampleloop dead-letter seal v1').digest();
     const tokenizers = new Map<string, FieldTokenizer>();
     const compile = (rules: readonly FieldRule[]): CompiledRules => {
       const strictest = strictestPerField(rules);
@@ -97,6 +99,32 @@ export class PrivacyPolicy {
       out[rule.field] = rule.tokenizer !== null ? rule.tokenizer.tokenize(value) : maskValue(value, rule.keepLast);
     }
     return out;
+  }
+
+  /**
+   * Encrypts bytes that could not be parsed (so their sensitive values cannot be found and
+   * protected) with AES-256-GCM under a key derived from the privacy key: the dead letter keeps
+   * the original bytes, recoverable by whoever holds the key (`openSealed`), never in clear.
+   * Layout: "SLSEAL1" | 12-byte nonce | ciphertext | 16-byte tag. Null when no key is configured.
+   */
+  seal(bytes: Buffer): Buffer | null {
+    if (this.sealKey === null) return null;
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.sealKey, nonce);
+    const body = Buffer.concat([cipher.update(bytes), cipher.final()]);
+    return Buffer.concat([SEAL_MAGIC, nonce, body, cipher.getAuthTag()]);
+  }
+
+  /** Decrypts what `seal` produced; throws when the bytes were not sealed with this key. */
+  openSealed(sealed: Buffer): Buffer {
+    if (this.sealKey === null) throw new ConfigError(`no privacy key configured: ${HOW_TO_SET_KEY}`);
+    if (!isSealed(sealed)) throw new ConfigError('these bytes are not a sealed dead-letter payload');
+    const nonce = sealed.subarray(SEAL_MAGIC.length, SEAL_MAGIC.length + 12);
+    const tag = sealed.subarray(sealed.length - 16);
+    const body = sealed.subarray(SEAL_MAGIC.length + 12, sealed.length - 16);
+    const decipher = createDecipheriv('aes-256-gcm', this.sealKey, nonce);
+    decipher.setAuthTag(tag);
+    return Buffer.concat([decipher.update(body), decipher.final()]);
   }
 
   requiresKey(): boolean {
@@ -256,4 +284,10 @@ function parseKeyText(text: string, where: string): Buffer | undefined {
 
 function invalidKey(where: string): never {
   throw new ConfigError(`the privacy key in ${where} is neither hex nor base64; ${HOW_TO_SET_KEY}`);
+}
+
+const SEAL_MAGIC = Buffer.from('SLSEAL1', 'latin1');
+
+export function isSealed(bytes: Buffer): boolean {
+  return bytes.length >= SEAL_MAGIC.length + 28 && bytes.subarray(0, SEAL_MAGIC.length).equals(SEAL_MAGIC);
 }

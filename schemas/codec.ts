@@ -118,7 +118,9 @@ function decodeJson<T>(name: InputSchemaName, bytes: Buffer): DecodeResult<T> {
   try {
     parsed = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    return rejected('undecodable', `not valid JSON: ${errorMessage(err)}`);
+    // V8's message quotes the input around the error: keep only the position, never record content.
+    const position = /position (\d+)/.exec(errorMessage(err))?.[1];
+    return rejected('undecodable', position === undefined ? 'not valid JSON' : `not valid JSON (syntax error at position ${position})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return rejected('undecodable', 'JSON value is not an object');

@@ -238,7 +238,8 @@ function unwrapUnion(value: unknown, branch: string): unknown {
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
-  if (typeof value === 'number') return `the number ${value}`;
+  // Never the value itself: reasons travel in dead-letter headers and logs, and values may be sensitive.
+  if (typeof value === 'string') return `a string of ${value.length} characters`;
+  if (typeof value === 'number') return Number.isFinite(value) ? 'a number' : `the number ${value}`;
   return `a ${typeof value}`;
 }

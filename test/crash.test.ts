@@ -154,12 +154,16 @@ interface Worker {
   stderr(): string;
 }
 
+/** Every worker started, so none outlives a failed test. */
+const spawned: ChildProcess[] = [];
+
 function startWorker(dataDir: string, mode: 'loop' | 'finish'): Worker {
   const child = spawn(process.execPath, [WORKER, dataDir, mode, JSON.stringify(ENGINE_CONFIG)], {
     cwd: ROOT,
     env: { ...process.env, SAMPLELOOP_PRIVACY_KEY: PRIVACY_KEY },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  spawned.push(child);
   const events: Worker['events'] = [];
   const waiters: Array<() => void> = [];
   let err = '';
@@ -263,10 +267,14 @@ interface Kill extends Progress {
   samplesAtKill: string[];
 }
 
-/** Starts a worker, lets it process for a seeded random 50–400 ms, SIGKILLs it, and records what survived. */
-async function killCycle(dataDir: string, delayMs: number): Promise<Kill> {
+/**
+ * Starts a worker, lets it process for a seeded random 50–400 ms, SIGKILLs it, and records what survived.
+ * `afterFirstCommit` starts the delay only once the worker made its first step durable, so even a slow
+ * machine gets past offset 0 on the first cycle.
+ */
+async function killCycle(dataDir: string, delayMs: number, afterFirstCommit: boolean): Promise<Kill> {
   const worker = startWorker(dataDir, 'loop');
-  await worker.waitFor('ready', 30_000);
+  await worker.waitFor(afterFirstCommit ? 'committed' : 'ready', 30_000);
   await sleep(delayMs);
   const wasIdle = worker.events.some((e) => e.event === 'idle');
   worker.child.kill('SIGKILL');
@@ -296,15 +304,19 @@ describe('kill -9 during processing (embedded engine, exactly-once)', () => {
     await writeInput(crashDir, input);
   });
 
-  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  afterAll(() => {
+    for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    rmSync(base, { recursive: true, force: true });
+  });
 
   it('produces exactly the outputs of a clean run after repeated SIGKILLs and restarts', async () => {
     // The clean run has its own data dir, so it runs while the crash loop does.
     const cleanRun = runToCompletion(cleanDir);
+    cleanRun.catch(() => undefined); // awaited below; this only keeps an early failure from being reported twice
 
     const rng = mulberry32(SEED);
     const kills: Kill[] = [];
-    for (let i = 0; i < KILLS; i++) kills.push(await killCycle(crashDir, 50 + Math.floor(rng() * 351)));
+    for (let i = 0; i < KILLS; i++) kills.push(await killCycle(crashDir, 50 + Math.floor(rng() * 351), i === 0));
     const processedLast = await runToCompletion(crashDir);
     const actual = await readOutputs(crashDir);
 
@@ -337,5 +349,5 @@ describe('kill -9 during processing (embedded engine, exactly-once)', () => {
       expect(actual[topic].length, topic).toBe(expected[topic].length);
       expect(actual[topic], topic).toEqual(expected[topic]);
     }
-  }, 85_000);
+  }, 150_000);
 });

@@ -1,7 +1,8 @@
 import type { EmbeddedLog } from './log.js';
 import { UsageError } from '../errors.js';
 import type { OutputRecord, SourceRecord } from '../record.js';
-import { decodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import { decodeFramed, encodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import { schemaJson, type SchemaName } from '../../schemas/index.js';
 import type { SchemaRegistry } from '../../schemas/registry.js';
 
 /** A record as `consume` prints it. */
@@ -45,6 +46,11 @@ export interface LogAccess {
   read(topic: string, options?: ReadOptions): Promise<DisplayRecord[]>;
   topics(): Promise<TopicSummary[]>;
   stores(): Promise<StoreSummary[]>;
+  /**
+   * Appends values encoded as Confluent-framed Avro of one of sampleloop's schemas (subject `<topic>-value`),
+   * creating the topic when missing (1 partition, not compacted, no retention). Only with direct access.
+   */
+  produceAvro?(topic: string, schema: SchemaName, records: ReadonlyArray<{ key: string | null; value: object; timestamp: number }>): Promise<{ appended: number }>;
 }
 
 /**
@@ -156,6 +162,12 @@ export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: ()
         }),
       ),
     stores: () => Promise.resolve(storeSummaries(log)),
+    produceAvro: async (topic, schema, records) => {
+      const id = await registry.register(`${topic}-value`, schemaJson(schema));
+      log.ensureTopic(topic);
+      log.append(records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} })));
+      return { appended: records.length };
+    },
   };
 }
 

@@ -11,6 +11,10 @@ import { EmbeddedLog } from './log.js';
 import { EmbeddedRuntime } from './runtime.js';
 import { rocksRegistryStorage } from './registry-storage.js';
 import type { DeadLetterEnvelope } from '../task.js';
+import { embeddedPredictor, ensureModelsTopic, type EmbeddedPredictorOptions } from '../../topologies/predictor.js';
+import type { ModelRegistry } from '../../models/model-registry.js';
+import { embeddedTriggerTopologies } from '../../topologies/trigger.js';
+import { startEmbeddedTrainer, type EmbeddedTrainerOptions, type TrainerJob } from '../../models/trainer-job.js';
 
 export interface EmbeddedApp {
   config: SampleloopConfig;
@@ -21,6 +25,10 @@ export interface EmbeddedApp {
   privacy: PrivacyPolicy;
   metrics: EngineMetrics;
   logger: Logger;
+  /** The predictor's models (set when `predictor.enabled`). */
+  models?: ModelRegistry;
+  /** The built-in trainer, polling retrain-triggers next to the runtime (set when `trainer.enabled`). */
+  trainer?: TrainerJob;
   close(): Promise<void>;
 }
 
@@ -50,7 +58,7 @@ export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolea
 /** Opens the embedded log and starts the samples topology on it (not yet processing: call runtime.run/step). */
 export async function startEmbeddedApp(
   config: SampleloopConfig,
-  options: { logger?: Logger; metrics?: EngineMetrics; now?: () => number; origin?: 'online' | 'replay' } = {},
+  options: { logger?: Logger; metrics?: EngineMetrics; now?: () => number; origin?: 'online' | 'replay'; predictor?: EmbeddedPredictorOptions; trainer?: EmbeddedTrainerOptions } = {},
 ): Promise<EmbeddedApp> {
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
@@ -68,7 +76,10 @@ export async function startEmbeddedApp(
       ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
       serdes,
     });
-    const runtime = new EmbeddedRuntime(log, [topology], {
+    ensureModelsTopic(log, config.topics.models);
+    const predictor = config.predictor.enabled ? await embeddedPredictor(config, { log, registry, privacy, ...(options.now ? { now: options.now } : {}), ...options.predictor }) : undefined;
+    const triggerTopologies = config.trigger.enabled ? await embeddedTriggerTopologies(config, { log, registry, ...(options.now ? { now: options.now } : {}) }) : [];
+    const runtime = new EmbeddedRuntime(log, [topology, ...(predictor ? [predictor.topology] : []), ...triggerTopologies], {
       applicationId: config.applicationId,
       logger,
       metrics,
@@ -80,6 +91,9 @@ export async function startEmbeddedApp(
       ...(options.now ? { now: options.now } : {}),
     });
     runtime.start();
+    const trainer = config.trainer.enabled
+      ? startEmbeddedTrainer(config, { log, registry, logger, metrics, ...(options.now ? { now: options.now } : {}), ...options.trainer })
+      : undefined;
     return {
       config,
       log,
@@ -89,8 +103,12 @@ export async function startEmbeddedApp(
       privacy,
       metrics,
       logger,
+      ...(predictor ? { models: predictor.models } : {}),
+      ...(trainer ? { trainer: trainer.job } : {}),
       close: async () => {
+        await trainer?.stop();
         runtime.close();
+        await predictor?.models.close();
         await log.close();
       },
     };

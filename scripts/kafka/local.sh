@@ -24,10 +24,11 @@ RUN_DIR="${SAMPLELOOP_KAFKA_RUN_DIR:-$CACHE_DIR/run}"
 JAVA="${SAMPLELOOP_JAVA:-java}"
 REGISTRY_JAVA="${SAMPLELOOP_REGISTRY_JAVA:-}"
 KAFKA_JVM_OPTS="${SAMPLELOOP_KAFKA_JVM_OPTS:--Xms64m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent}"
-REGISTRY_JVM_OPTS="${SAMPLELOOP_REGISTRY_JVM_OPTS:--Xms32m -Xmx256m -XX:+UseSerialGC}"
+REGISTRY_JVM_OPTS="${SAMPLELOOP_REGISTRY_JVM_OPTS:--Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
 KAFKA_LOG_LEVEL="${SAMPLELOOP_KAFKA_LOG_LEVEL:-WARN}"
 START_TIMEOUT="${SAMPLELOOP_KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${SAMPLELOOP_KAFKA_STOP_TIMEOUT:-30}"
+USE_CDS="${SAMPLELOOP_KAFKA_CDS:-1}"
 
 KAFKA_HOME="$CACHE_DIR/kafka/$KAFKA_VERSION"
 REGISTRY_HOME="$CACHE_DIR/apicurio-registry/$REGISTRY_VERSION"
@@ -131,18 +132,57 @@ stop_role() {
     log "$role: not running"
     return 0
   fi
+  local clean=1
   kill -TERM "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do
     if ((waited >= STOP_TIMEOUT * 4)); then
       log "$role: pid $pid still alive after ${STOP_TIMEOUT}s, killing"
       kill -KILL "$pid" 2>/dev/null || true
+      clean=0
       break
     fi
     sleep 0.25
     waited=$((waited + 1))
   done
   rm -f "$RUN_DIR/$role.pid"
+  ((clean)) && cds_install "$role"
+  rm -f "$RUN_DIR/$role.jsa" "$RUN_DIR/$role.cds"
   log "$role: stopped (pid $pid)"
+}
+
+# ---------------------------------------------------------------- class-data sharing
+# Startup on 2 busy cores is dominated by class loading. The first JVM of a role that exits
+# cleanly dumps the classes it loaded (-XX:ArchiveClassesAtExit); stop copies that archive into
+# the cache and later starts map it (-XX:SharedArchiveFile). A JVM that finds the archive stale
+# ignores it with a warning, and the key below changes whenever the java binary does.
+
+cds_target() {
+  local role="$1" java="$2" home="$3" bin key
+  bin="$(readlink -f "$(command -v "$java")")"
+  key="$(printf '%s %s' "$bin" "$(stat -c %Y "$bin")" | sha1sum | cut -c1-12)"
+  echo "$home/cds/$role-$key.jsa"
+}
+
+# Prints the JVM flag for this start and remembers where a fresh dump should go.
+cds_opts() {
+  [[ "$USE_CDS" == 1 ]] || return 0
+  local role="$1" target="$(cds_target "$1" "$2" "$3")"
+  if [[ -s "$target" ]]; then
+    echo "-XX:SharedArchiveFile=$target"
+  else
+    echo "$target" >"$RUN_DIR/$role.cds"
+    echo "-XX:ArchiveClassesAtExit=$RUN_DIR/$role.jsa"
+  fi
+}
+
+cds_install() {
+  local role="$1" target
+  [[ -s "$RUN_DIR/$role.jsa" && -s "$RUN_DIR/$role.cds" ]] || return 0
+  target="$(cat "$RUN_DIR/$role.cds")"
+  [[ -s "$target" ]] && return 0
+  mkdir -p "$(dirname "$target")"
+  cp "$RUN_DIR/$role.jsa" "$target.tmp.$$" && mv -f "$target.tmp.$$" "$target"
+  log "$role: saved class-data archive $target"
 }
 
 show_log_tail() {
@@ -281,9 +321,10 @@ start_broker() {
   mkdir -p "$RUN_DIR"
   write_broker_config
   format_storage
-  local started=$SECONDS
+  local started=$SECONDS cds
+  cds="$(cds_opts broker "$JAVA" "$KAFKA_HOME")"
   # shellcheck disable=SC2086 # JVM options are a word list on purpose
-  setsid nohup "$JAVA" $KAFKA_JVM_OPTS -Djava.awt.headless=true \
+  setsid nohup "$JAVA" $KAFKA_JVM_OPTS $cds -Djava.awt.headless=true \
     -Dsampleloop.role=broker -Dsampleloop.run.dir="$RUN_DIR" \
     -Dlog4j2.configurationFile="$RUN_DIR/log4j2.properties" -Dkafka.logs.dir="$RUN_DIR" \
     -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$RUN_DIR/server.properties" \
@@ -343,7 +384,9 @@ launch_registry() {
   REGISTRY_LAUNCHED_AT=$SECONDS
   # cwd is a private dir so Quarkus does not pick up a stray ./config/application.properties or .env
   # shellcheck disable=SC2086
-  (cd "$RUN_DIR/registry-work" && exec setsid nohup "$java" $REGISTRY_JVM_OPTS \
+  local cds
+  cds="$(cds_opts registry "$java" "$REGISTRY_HOME")"
+  (cd "$RUN_DIR/registry-work" && exec setsid nohup "$java" $REGISTRY_JVM_OPTS $cds \
     -Dsampleloop.role=registry -Dsampleloop.run.dir="$RUN_DIR" \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
     -Dquarkus.http.access-log.enabled=false \

@@ -1,0 +1,42 @@
+package dev.sampleloop.bench.streams;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
+import com.fasterxml.jackson.databind.ObjectWriter;
+import java.io.IOException;
+import org.apache.kafka.common.errors.SerializationException;
+import org.apache.kafka.common.serialization.Deserializer;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.Serializer;
+
+/** Jackson serde for one value class. */
+public final class JsonSerde {
+  private static final ObjectMapper MAPPER =
+      new ObjectMapper().configure(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES, true);
+
+  private JsonSerde() {}
+
+  public static <T> Serde<T> of(Class<T> type) {
+    ObjectReader reader = MAPPER.readerFor(type);
+    ObjectWriter writer = MAPPER.writerFor(type);
+    Serializer<T> serializer = (topic, value) -> {
+      if (value == null) return null;
+      try {
+        return writer.writeValueAsBytes(value);
+      } catch (IOException e) {
+        throw new SerializationException("cannot write " + type.getSimpleName() + " as JSON", e);
+      }
+    };
+    Deserializer<T> deserializer = (topic, bytes) -> {
+      if (bytes == null) return null;
+      try {
+        return reader.readValue(bytes);
+      } catch (IOException e) {
+        throw new SerializationException("invalid " + type.getSimpleName() + " JSON on " + topic, e);
+      }
+    };
+    return Serdes.serdeFrom(serializer, deserializer);
+  }
+}

@@ -1,0 +1,200 @@
+/** `sampleloop models list | publish | verify`: the model ledger from the command line. */
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { errorMessage, UsageError } from '../engine/errors.js';
+import { LedgerError, publishVersion, readLedger, type CheckedVersion, type LedgerView } from '../models/ledger.js';
+import { loadOnnxModel } from '../models/onnx-runtime.js';
+import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
+    .option('-d, --data-dir <dir>', 'embedded mode: where the local log and state live (overrides dataDir)');
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function collectMetric(value: string, previous: Record<string, number>): Record<string, number> {
+  const at = value.indexOf('=');
+  const name = value.slice(0, at).trim();
+  const number = Number(value.slice(at + 1));
+  if (at <= 0 || !Number.isFinite(number)) throw new UsageError(`--metric expects name=number, got "${value}"`);
+  return { ...previous, [name]: number };
+}
+
+export function registerModelsCommand(program: Command, out: (line: string) => void): void {
+  const models = program.command('models').description('the model ledger: list, publish and verify hash-chained model versions (docs/model-cluster.md)');
+
+  withCommon(models.command('list').description('every version per category: version, sequence, model sha256, metrics, verified'))
+    .option('--json', 'print one JSON object per version instead of a table')
+    .action(async (opts: CommonOptions & { json?: boolean }) => {
+      const config = configFrom(opts);
+      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models));
+      printList(view, opts.json ?? false, out);
+    });
+
+  withCommon(models.command('publish <file>').description('append a new version of a category\'s model (an .onnx file) to the ledger'))
+    .requiredOption('--category <name>', 'category the model serves')
+    .option('--version <label>', 'version label, unique per category (default: the new sequence number)')
+    .option('--classes <a,b,...>', 'class labels in the order of the probability columns (default: model metadata, sidecar JSON, or the graph)')
+    .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: model metadata or sidecar JSON)')
+    .option('--trainer <name>', 'what produced the model', 'external')
+    .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric, {})
+    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric: Record<string, number> }) => {
+      const config = configFrom(opts);
+      const bytes = readModelFile(file);
+      const { featureNames, classes } = await describeModel(bytes, file, {
+        ...(opts.classes !== undefined ? { classes: list(opts.classes) } : {}),
+        ...(opts.features !== undefined ? { featureNames: list(opts.features) } : {}),
+      });
+      const published = await withLogAccess(config, (access) =>
+        publishVersion(
+          access,
+          {
+            category: opts.category,
+            ...(opts.version !== undefined ? { version: opts.version } : {}),
+            onnx: bytes,
+            featureNames,
+            classes,
+            metrics: opts.metric,
+            trainer: opts.trainer,
+            createdAt: Date.now(),
+          },
+          { topic: config.topics.models },
+        ),
+      );
+      const r = published.record;
+      if (published.failures.length > 0) {
+        process.stderr.write(`warning: the ledger holds ${published.failures.length} record(s) that fail verification (run "sampleloop models verify"); the new version links to the last verified one\n`);
+      }
+      out(JSON.stringify({ category: r.category, version: r.version, sequence: r.sequence, modelSha256: r.modelSha256, recordHash: r.recordHash, prevRecordHash: r.prevRecordHash, features: r.featureNames.length, classes: r.classes }));
+    });
+
+  withCommon(models.command('verify').description('check every version\'s ONNX bytes, record hash and chain link; exit 1 naming each version that fails'))
+    .action(async (opts: CommonOptions) => {
+      const config = configFrom(opts);
+      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models));
+      for (const f of view.failures) out(`FAIL ${describeVersion(f)}: ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
+      if (view.failures.length > 0) {
+        throw new LedgerError(`${view.failures.length} of ${view.versions.length} ledger record(s) failed verification`);
+      }
+      out(`ok: ${view.versions.length} version(s) of ${view.byCategory.size} categor${view.byCategory.size === 1 ? 'y' : 'ies'} verified`);
+    });
+}
+
+function readModelFile(file: string): Buffer {
+  if (!existsSync(file)) throw new UsageError(`model file ${file} does not exist`);
+  return readFileSync(file);
+}
+
+interface Sidecar {
+  featureNames?: string[];
+  classes?: string[];
+}
+
+/** `<file>.json`, or the file name with `.onnx` replaced by `.json` (as models/sklearn/*.json). */
+function readSidecar(file: string): Sidecar {
+  for (const candidate of [`${file}.json`, file.replace(/\.onnx$/i, '.json')]) {
+    if (candidate === file || !existsSync(candidate)) continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(candidate, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`sidecar ${candidate} is not valid JSON: ${errorMessage(err)}`);
+    }
+    const p = parsed as Record<string, unknown>;
+    const strings = (x: unknown): string[] | undefined => (Array.isArray(x) && x.every((s) => typeof s === 'string') ? (x as string[]) : undefined);
+    const sidecar: Sidecar = {};
+    const featureNames = strings(p.featureNames);
+    const classes = strings(p.classes);
+    if (featureNames) sidecar.featureNames = featureNames;
+    if (classes) sidecar.classes = classes;
+    return sidecar;
+  }
+  return {};
+}
+
+/** Feature names and classes: flags, then the sidecar JSON, then the model's own metadata / graph; checked by loading the model. */
+async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promise<{ featureNames: string[]; classes: string[] }> {
+  const sidecar = readSidecar(file);
+  const featureNames = flags.featureNames ?? sidecar.featureNames;
+  const classes = flags.classes ?? sidecar.classes;
+  let model;
+  try {
+    model = await loadOnnxModel(bytes, { ...(featureNames ? { featureNames } : {}), ...(classes ? { classes } : {}) });
+  } catch (err) {
+    throw new UsageError(`${file} cannot be served: ${errorMessage(err)}`);
+  }
+  try {
+    if (model.featureNames.length === 0) {
+      throw new UsageError(`${file} does not name its features: pass --features f1,f2,... or write a sidecar ${file.replace(/\.onnx$/i, '.json')} with "featureNames"`);
+    }
+    if (model.classes.length === 0) throw new UsageError(`${file} does not name its classes: pass --classes a,b,...`);
+    return { featureNames: [...model.featureNames], classes: [...model.classes] };
+  } finally {
+    await model.close();
+  }
+}
+
+function describeVersion(v: CheckedVersion): string {
+  if (!v.version) return `record at offset ${v.offset} (key ${v.category || 'none'})`;
+  return `${v.category} version ${v.version.version} (sequence ${v.version.sequence}, offset ${v.offset})`;
+}
+
+function printList(view: LedgerView, json: boolean, out: (line: string) => void): void {
+  if (json) {
+    for (const v of view.versions) {
+      const r = v.version;
+      out(
+        JSON.stringify({
+          category: v.category,
+          version: r?.version ?? null,
+          sequence: r?.sequence ?? null,
+          offset: v.offset,
+          modelSha256: r?.modelSha256 ?? null,
+          recordHash: r?.recordHash ?? null,
+          createdAt: r?.createdAt ?? null,
+          trainer: r?.trainer ?? null,
+          metrics: r?.metrics ?? {},
+          verified: v.verification.ok,
+          serving: r !== undefined && view.heads.get(v.category)?.recordHash === r.recordHash && v.verification.ok,
+          ...(v.verification.ok ? {} : { failure: v.verification.code, reason: v.verification.reason }),
+        }),
+      );
+    }
+    return;
+  }
+  if (view.versions.length === 0) {
+    out('no model versions published yet (sampleloop models publish <file.onnx> --category <name>)');
+    return;
+  }
+  const rows = [...view.byCategory.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([, versions]) => versions)
+    .map((v) => {
+      const r = v.version;
+      const head = r !== undefined && v.verification.ok && view.heads.get(v.category)?.recordHash === r.recordHash;
+      const metrics = Object.entries(r?.metrics ?? {})
+        .map(([k, x]) => `${k}=${Number(x.toPrecision(6))}`)
+        .join(' ');
+      return [
+        v.category,
+        `${r?.version ?? '?'}${head ? ' *' : ''}`,
+        String(r?.sequence ?? '?'),
+        (r?.modelSha256 ?? '').slice(0, 12),
+        v.verification.ok ? 'yes' : `NO (${v.verification.code})`,
+        metrics,
+      ];
+    });
+  const header = ['category', 'version', 'seq', 'sha256', 'verified', 'metrics'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+  out(line(header));
+  for (const r of rows) out(line(r));
+  out('(* = serving: the last verified version of its category)');
+}

@@ -1,0 +1,65 @@
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { AdminClient, call, ERR, KafkaError, type IAdminClient, type LibrdkafkaSettings } from './client.js';
+
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+  compact: boolean;
+}
+
+/** Creates missing topics (compacted where required) and reports the partition counts of all of them. */
+export class KafkaAdmin {
+  private readonly admin: IAdminClient;
+
+  constructor(settings: LibrdkafkaSettings, private readonly logger: Logger) {
+    this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0]);
+  }
+
+  async partitionCounts(topics: string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    if (topics.length === 0) return counts;
+    const existing = new Set(await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb)));
+    const present = topics.filter((t) => existing.has(t));
+    if (present.length === 0) return counts;
+    const described = await call<Array<{ name: string; partitions: unknown[] }>>('describing topics', (cb) =>
+      this.admin.describeTopics(present, { timeout: 10_000 }, cb as never),
+    );
+    for (const d of described) counts.set(d.name, d.partitions.length);
+    return counts;
+  }
+
+  /** Creates each missing topic; an existing compacted-required topic that is not compacted is an error. */
+  async ensureTopics(specs: TopicSpec[], replicationFactor: number): Promise<Map<string, number>> {
+    const counts = await this.partitionCounts(specs.map((s) => s.name));
+    for (const spec of specs) {
+      if (counts.has(spec.name)) continue;
+      const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete' };
+      try {
+        await call('creating topic', (cb) =>
+          this.admin.createTopic({ topic: spec.name, num_partitions: spec.partitions, replication_factor: replicationFactor, config }, 30_000, cb),
+        );
+        this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact }, 'created topic');
+      } catch (err) {
+        if (!(err instanceof KafkaError && err.kafkaCode === ERR.TOPIC_ALREADY_EXISTS)) throw err;
+      }
+      counts.set(spec.name, spec.partitions);
+    }
+    return counts;
+  }
+
+  close(): void {
+    this.admin.disconnect();
+  }
+}
+
+export function requireCoPartitioned(topology: string, counts: ReadonlyArray<readonly [string, number]>): number {
+  const distinct = new Set(counts.map(([, n]) => n));
+  if (distinct.size > 1) {
+    throw new ConfigError(
+      `topology "${topology}" joins ${counts.map(([t, n]) => `${t} (${n} partitions)`).join(', ')}: co-partitioned topics need the same partition count. ` +
+        'Increase the smaller ones with `kafka-topics --alter --partitions N` (before any data is keyed into them) or recreate them, so every request ID meets in one task.',
+    );
+  }
+  return counts[0]?.[1] ?? 1;
+}

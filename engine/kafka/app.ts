@@ -1,0 +1,81 @@
+import { join } from 'node:path';
+import type { SampleloopConfig } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+import { EngineMetrics } from '../metrics.js';
+import type { SourceRecord } from '../record.js';
+import { privacyPolicyFor } from '../embedded/app.js';
+import { encodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../../topologies/samples.js';
+import { registerOutputSchemas } from '../../topologies/serde.js';
+import { ConfluentSchemaRegistry } from './registry.js';
+import { KafkaRuntime } from './runtime.js';
+
+export interface KafkaApp {
+  runtime: KafkaRuntime;
+  registry: ConfluentSchemaRegistry;
+  metrics: EngineMetrics;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export function librdkafkaSettings(config: SampleloopConfig): Record<string, string | number | boolean> {
+  const settings = { ...config.kafka.librdkafka };
+  if (config.kafka.bootstrapServers) settings['bootstrap.servers'] = config.kafka.bootstrapServers;
+  if (!settings['bootstrap.servers']) throw new ConfigError('mode "kafka" needs kafka.bootstrapServers (or kafka.librdkafka["bootstrap.servers"])');
+  return settings;
+}
+
+/** Assembles the samples topology on a Kafka cluster (mode "kafka"). Call `runtime.run(signal)` to process. */
+export async function startKafkaApp(config: SampleloopConfig, options: { logger?: Logger; metrics?: EngineMetrics } = {}): Promise<KafkaApp> {
+  const logger = options.logger ?? createLogger({ level: config.log.level });
+  const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
+  const settings = librdkafkaSettings(config);
+  if (!config.kafka.schemaRegistry) {
+    throw new ConfigError('mode "kafka" needs kafka.schemaRegistry.url: outputs are Avro in the Confluent wire format, registered under <topic>-value');
+  }
+  // Tokens must be equal on every instance, so the key must come from the environment or a file.
+  const privacy = privacyPolicyFor(config, false);
+  const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
+  const serdes = await registerOutputSchemas(registry, samplesOutputs(config.topics));
+  const deadLetterId = serdes.schemaId(config.topics.deadLetters) as number;
+  const topology = buildSamplesTopology({
+    topics: config.topics,
+    join: joinOptionsFromConfig(config, 'online'),
+    privacy,
+    maxRecordBytes: config.input.maxRecordBytes,
+    ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
+    serdes,
+  });
+  const runtime = new KafkaRuntime([topology], {
+    applicationId: config.applicationId,
+    instanceId: config.kafka.instanceId,
+    guarantee: config.kafka.processingGuarantee,
+    librdkafka: settings,
+    stateDir: config.kafka.stateDir ?? join(config.dataDir, 'state'),
+    replicationFactor: config.kafka.replicationFactor,
+    defaultPartitions: config.kafka.partitions,
+    commitIntervalMs: config.kafka.commitIntervalMs,
+    punctuateIntervalMs: config.join.punctuateIntervalMs,
+    pollRecords: config.kafka.pollRecords,
+    logger,
+    metrics,
+    deadLetterTopic: config.topics.deadLetters,
+    encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
+    beforeBatch: (records) => fetchWriterSchemas(registry, records),
+  });
+  await runtime.start();
+  return { runtime, registry, metrics, logger, close: () => runtime.close() };
+}
+
+/** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
+async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
+  const missing = new Set<number>();
+  for (const r of records) {
+    const id = r.value ? referencedSchemaId(r.value) : undefined;
+    if (id !== undefined && !registry.cached(id)) missing.add(id);
+  }
+  for (const id of missing) {
+    await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
+  }
+}

@@ -1,0 +1,75 @@
+import { createRequire } from 'node:module';
+import type {
+  AdminClient as AdminClientType,
+  IAdminClient,
+  KafkaConsumer as KafkaConsumerType,
+  LibrdKafkaError,
+  Message,
+  MessageHeader,
+  Metadata,
+  Producer as ProducerType,
+  TopicPartitionOffset,
+} from '@confluentinc/kafka-javascript/types/rdkafka.js';
+import { SampleloopError } from '../errors.js';
+import type { Headers, SourceRecord } from '../record.js';
+
+const require = createRequire(import.meta.url);
+const rdkafka = require('@confluentinc/kafka-javascript') as {
+  KafkaConsumer: typeof KafkaConsumerType;
+  Producer: typeof ProducerType;
+  AdminClient: typeof AdminClientType;
+};
+
+export const { KafkaConsumer, Producer, AdminClient } = rdkafka;
+
+/** Cooperative rebalancing calls that the package implements but its typings omit. */
+export interface IncrementalAssignment {
+  incrementalAssign(partitions: Array<{ topic: string; partition: number }>): void;
+  incrementalUnassign(partitions: Array<{ topic: string; partition: number }>): void;
+}
+export type { IAdminClient, KafkaConsumerType, Message, Metadata, ProducerType, TopicPartitionOffset };
+
+/** librdkafka error codes used here. */
+export const ERR = {
+  ASSIGN_PARTITIONS: -175,
+  REVOKE_PARTITIONS: -174,
+  TOPIC_ALREADY_EXISTS: 36,
+  TIMED_OUT: -185,
+} as const;
+
+export class KafkaError extends SampleloopError {
+  readonly kafkaCode: number | undefined;
+  constructor(message: string, cause?: unknown) {
+    const e = cause as Partial<LibrdKafkaError> | undefined;
+    super('SL_KAFKA', e?.message ? `${message}: ${e.message}` : message, { cause, retriable: e?.isRetriable ?? true });
+    this.kafkaCode = typeof e?.code === 'number' ? e.code : undefined;
+  }
+}
+
+export type LibrdkafkaSettings = Record<string, string | number | boolean>;
+
+export function call<T = void>(what: string, fn: (cb: (err: LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    fn((err, value) => (err ? reject(new KafkaError(what, err)) : resolve(value as T)));
+  });
+}
+
+export function toSourceRecord(m: Message): SourceRecord {
+  const headers: Headers = {};
+  for (const h of (m.headers ?? []) as MessageHeader[]) {
+    for (const [k, v] of Object.entries(h)) headers[k] = Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+  }
+  return {
+    topic: m.topic,
+    partition: m.partition,
+    offset: m.offset,
+    key: m.key === undefined || m.key === null ? null : Buffer.isBuffer(m.key) ? m.key : Buffer.from(String(m.key)),
+    value: m.value ?? null,
+    timestamp: m.timestamp ?? Date.now(),
+    headers,
+  };
+}
+
+export function toHeaders(headers: Headers): MessageHeader[] {
+  return Object.entries(headers).map(([k, v]) => ({ [k]: Buffer.from(v, 'utf8') }));
+}

@@ -1,0 +1,425 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { EngineMetrics } from '../metrics.js';
+import { partitionForKey } from '../partitioner.js';
+import type { OutputRecord, SourceRecord } from '../record.js';
+import { StreamTask, type DeadLetterEnvelope } from '../task.js';
+import type { Topology } from '../topology.js';
+import { CachedKeyValueStore } from '../../state/kv-store.js';
+import { RocksDatabase, type WriteOp } from '../../state/rocks.js';
+import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
+import {
+  call,
+  ERR,
+  KafkaConsumer,
+  KafkaError,
+  Producer,
+  toHeaders,
+  toSourceRecord,
+  type IncrementalAssignment,
+  type KafkaConsumerType,
+  type LibrdkafkaSettings,
+  type Message,
+  type ProducerType,
+  type TopicPartitionOffset,
+} from './client.js';
+
+export type ProcessingGuarantee = 'at_least_once' | 'exactly_once';
+
+export interface KafkaRuntimeOptions {
+  applicationId: string;
+  /** Stable per instance: the transactional id under exactly-once, so a restarted instance fences its predecessor. */
+  instanceId: string;
+  guarantee: ProcessingGuarantee;
+  /** librdkafka settings for every client (bootstrap.servers, security.protocol, sasl.*, ssl.*, ...). */
+  librdkafka: LibrdkafkaSettings;
+  stateDir: string;
+  replicationFactor: number;
+  /** Partitions of topics the runtime has to create (sources default to this too). */
+  defaultPartitions: number;
+  commitIntervalMs: number;
+  punctuateIntervalMs: number;
+  pollRecords: number;
+  logger: Logger;
+  metrics: EngineMetrics;
+  deadLetterTopic: string;
+  encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
+  /** Called before a batch is processed, e.g. to fetch unknown writer schemas. */
+  beforeBatch?(records: readonly SourceRecord[]): Promise<void>;
+  now?: () => number;
+}
+
+interface RunningTask {
+  task: StreamTask;
+  db: RocksDatabase;
+  dir: string;
+}
+
+interface Job {
+  kind: 'assign' | 'revoke';
+  partitions: Array<{ topic: string; partition: number }>;
+}
+
+const CHECKPOINT = '.checkpoint';
+
+export function changelogTopic(applicationId: string, topology: string, store: string): string {
+  return `${applicationId}-${topology}-${store}-changelog`;
+}
+
+/**
+ * Runs topologies on a Kafka cluster. One consumer (group = applicationId, cooperative-sticky)
+ * subscribes to each topology's first source topic (its "lead"); when it is assigned partition p of a
+ * lead, the task for p is created, its stores restored from their changelog topics, and partition p
+ * of the topology's other (co-partitioned) source topics is assigned along with it, so a request
+ * ID's prediction and feedback always meet in one task. Outputs and changelog records are produced,
+ * then input offsets committed (at-least-once), or all of it in one transaction (exactly-once).
+ */
+export class KafkaRuntime {
+  private consumer!: KafkaConsumerType;
+  private producer!: ProducerType;
+  private admin!: KafkaAdmin;
+  private readonly tasks = new Map<string, RunningTask>();
+  private readonly byLead = new Map<string, Topology>();
+  private readonly bySource = new Map<string, Topology>();
+  private readonly partitions = new Map<string, number>();
+  private readonly jobs: Job[] = [];
+  private deliveryErrors: Error[] = [];
+  private lastCommit = 0;
+  private lastPunctuate = 0;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly topologies: readonly Topology[],
+    private readonly options: KafkaRuntimeOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  private taskKey(topology: string, partition: number): string {
+    return `${topology}_${partition}`;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    if (!o.librdkafka['bootstrap.servers']) throw new ConfigError('kafka.librdkafka["bootstrap.servers"] (or kafka.bootstrapServers) must be set in kafka mode');
+    this.admin = new KafkaAdmin(o.librdkafka, o.logger);
+    const specs: TopicSpec[] = [{ name: o.deadLetterTopic, partitions: o.defaultPartitions, compact: false }];
+    for (const t of this.topologies) {
+      for (const source of t.sourceTopics()) specs.push({ name: source, partitions: o.defaultPartitions, compact: false });
+      for (const [topic, req] of t.sinkTopics) specs.push({ name: topic, partitions: o.defaultPartitions, compact: req.compact });
+    }
+    const counts = await this.admin.ensureTopics(dedupe(specs), o.replicationFactor);
+    for (const t of this.topologies) {
+      const sources = t.sourceTopics();
+      const n = requireCoPartitioned(t.name, sources.map((s) => [s, counts.get(s) ?? o.defaultPartitions] as const));
+      const changelogs: TopicSpec[] = [...t.stores.values()].filter((s) => s.changelog !== false).map((s) => ({ name: changelogTopic(o.applicationId, t.name, s.name), partitions: n, compact: true }));
+      const changelogCounts = await this.admin.ensureTopics(changelogs, o.replicationFactor);
+      for (const [topic, count] of changelogCounts) counts.set(topic, count);
+      const lead = sources[0];
+      if (lead === undefined) throw new ConfigError(`topology "${t.name}" has no source topic`);
+      this.byLead.set(lead, t);
+      for (const s of sources) this.bySource.set(s, t);
+    }
+    for (const [topic, count] of counts) this.partitions.set(topic, count);
+
+    this.producer = new Producer({
+      ...o.librdkafka,
+      'client.id': `${o.applicationId}-${o.instanceId}-producer`,
+      'enable.idempotence': true,
+      acks: 'all',
+      'linger.ms': 5,
+      dr_cb: true,
+      ...(o.guarantee === 'exactly_once' ? { 'transactional.id': `${o.applicationId}-${o.instanceId}`, 'transaction.timeout.ms': 60_000 } : {}),
+    } as ConstructorParameters<typeof Producer>[0]);
+    this.producer.on('delivery-report', (err) => {
+      if (err) this.deliveryErrors.push(new KafkaError('a record could not be delivered', err));
+    });
+    await call('connecting the producer', (cb) => this.producer.connect({}, cb as never));
+    this.producer.setPollInterval(10);
+    if (o.guarantee === 'exactly_once') await call('initializing transactions', (cb) => this.producer.initTransactions(30_000, cb));
+
+    this.consumer = new KafkaConsumer(
+      {
+        ...o.librdkafka,
+        'group.id': o.applicationId,
+        'client.id': `${o.applicationId}-${o.instanceId}-consumer`,
+        'enable.auto.commit': false,
+        'enable.auto.offset.store': false,
+        'partition.assignment.strategy': 'cooperative-sticky',
+        'isolation.level': 'read_committed',
+        'auto.offset.reset': 'earliest',
+        rebalance_cb: (err: { code: number }, assignment: Array<{ topic: string; partition: number }>) => {
+          if (err.code === ERR.ASSIGN_PARTITIONS) this.jobs.push({ kind: 'assign', partitions: assignment });
+          else if (err.code === ERR.REVOKE_PARTITIONS) this.jobs.push({ kind: 'revoke', partitions: assignment });
+        },
+      } as ConstructorParameters<typeof KafkaConsumer>[0],
+      { 'auto.offset.reset': 'earliest' },
+    );
+    await call('connecting the consumer', (cb) => this.consumer.connect({}, cb as never));
+    this.consumer.setDefaultConsumeTimeout(100);
+    this.consumer.subscribe([...this.byLead.keys()]);
+    this.lastCommit = this.now();
+    this.lastPunctuate = this.now();
+    o.logger.info({ guarantee: o.guarantee, group: o.applicationId, leads: [...this.byLead.keys()] }, 'kafka runtime started');
+  }
+
+  /** Polls, processes and commits until `signal` aborts; then commits and closes every task. */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted && !this.stopped) {
+      await this.runJobs();
+      const messages = await call<Message[]>('consuming', (cb) => this.consumer.consume(this.options.pollRecords, cb));
+      await this.runJobs();
+      await this.process(messages);
+      const now = this.now();
+      if (now - this.lastPunctuate >= this.options.punctuateIntervalMs) {
+        this.lastPunctuate = now;
+        for (const rt of this.tasks.values()) rt.task.punctuate(now);
+        for (const rt of this.tasks.values()) await rt.task.flushBatches();
+      }
+      if (now - this.lastCommit >= this.options.commitIntervalMs) await this.commit();
+    }
+  }
+
+  private async process(messages: Message[]): Promise<void> {
+    if (messages.length === 0) return;
+    const records = messages.map(toSourceRecord);
+    if (this.options.beforeBatch) await this.options.beforeBatch(records);
+    const touched = new Set<RunningTask>();
+    for (const record of records) {
+      const topology = this.bySource.get(record.topic);
+      const rt = topology && this.tasks.get(this.taskKey(topology.name, record.partition));
+      if (!rt) continue; // revoked meanwhile: the new owner reprocesses it from the committed offset
+      rt.task.process(record);
+      touched.add(rt);
+    }
+    for (const rt of touched) await rt.task.flushBatches();
+  }
+
+  private async runJobs(): Promise<void> {
+    while (this.jobs.length > 0) {
+      const job = this.jobs.shift() as Job;
+      if (job.kind === 'assign') await this.assign(job.partitions);
+      else await this.revoke(job.partitions);
+    }
+  }
+
+  private followersOf(lead: string, partition: number): Array<{ topic: string; partition: number }> {
+    const topology = this.byLead.get(lead);
+    return (topology?.sourceTopics() ?? [lead]).map((topic) => ({ topic, partition }));
+  }
+
+  private async assign(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+    const all: Array<{ topic: string; partition: number }> = [];
+    for (const { topic, partition } of partitions) {
+      const topology = this.byLead.get(topic);
+      if (!topology) continue;
+      await this.openTask(topology, partition);
+      all.push(...this.followersOf(topic, partition));
+    }
+    this.options.metrics.rebalances.labels('assigned').inc(partitions.length);
+    this.options.metrics.tasks.set(this.tasks.size);
+    (this.consumer as unknown as IncrementalAssignment).incrementalAssign(all);
+    this.options.logger.info({ partitions: all }, 'partitions assigned');
+  }
+
+  private async revoke(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+    await this.commit();
+    const all: Array<{ topic: string; partition: number }> = [];
+    for (const { topic, partition } of partitions) {
+      const topology = this.byLead.get(topic);
+      if (!topology) continue;
+      await this.closeTask(this.taskKey(topology.name, partition));
+      all.push(...this.followersOf(topic, partition));
+    }
+    this.options.metrics.rebalances.labels('revoked').inc(partitions.length);
+    this.options.metrics.tasks.set(this.tasks.size);
+    (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(all);
+    this.options.logger.info({ partitions: all }, 'partitions revoked');
+  }
+
+  private async openTask(topology: Topology, partition: number): Promise<void> {
+    const o = this.options;
+    const key = this.taskKey(topology.name, partition);
+    if (this.tasks.has(key)) return;
+    const dir = join(o.stateDir, o.applicationId, key);
+    const checkpointPath = join(dir, CHECKPOINT);
+    // Without a clean-shutdown checkpoint the local state may be ahead of or behind the changelog: rebuild it.
+    const checkpoint = existsSync(checkpointPath) ? (JSON.parse(readFileSync(checkpointPath, 'utf8')) as Record<string, number>) : undefined;
+    if (!checkpoint) rmSync(dir, { recursive: true, force: true });
+    else rmSync(checkpointPath);
+    mkdirSync(dir, { recursive: true });
+    const db = await RocksDatabase.open(dir);
+    const task = new StreamTask(topology, partition, {
+      applicationId: o.applicationId,
+      logger: o.logger,
+      metrics: o.metrics,
+      deadLetterTopic: o.deadLetterTopic,
+      encodeDeadLetter: o.encodeDeadLetter,
+      now: this.now,
+      createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, db, spec.codec, spec.readCacheEntries, spec.rangeScans),
+    });
+    task.openStores();
+    for (const spec of topology.stores.values()) {
+      if (spec.changelog === false) continue;
+      const topic = changelogTopic(o.applicationId, topology.name, spec.name);
+      await this.restore(task, spec.name, topic, partition, checkpoint?.[topic] ?? 0);
+    }
+    task.init();
+    this.tasks.set(key, { task, db, dir });
+  }
+
+  /** Replays a store's changelog partition from `from` to its end into the local store. */
+  private async restore(task: StreamTask, store: string, topic: string, partition: number, from: number): Promise<void> {
+    const o = this.options;
+    const watermarks = await call<{ highOffset: number; lowOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, partition, 10_000, cb));
+    const end = watermarks.highOffset;
+    if (from >= end) return;
+    const target = task.store(store);
+    if (!target) return;
+    const restorer = new KafkaConsumer(
+      { ...o.librdkafka, 'group.id': `${o.applicationId}-restore`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
+      {},
+    );
+    await call('connecting the restore consumer', (cb) => restorer.connect({}, cb as never));
+    restorer.setDefaultConsumeTimeout(200);
+    restorer.assign([{ topic, partition, offset: Math.max(from, watermarks.lowOffset) }]);
+    let position = from;
+    let restored = 0;
+    const remaining = o.metrics.restoreRemaining.labels(store);
+    let idle = 0;
+    try {
+      while (position < end && idle < 50) {
+        const batch = await call<Message[]>('restoring', (cb) => restorer.consume(5000, cb));
+        if (batch.length === 0) {
+          idle++;
+          // Transaction markers occupy offsets without messages: the committed position tells how far we are.
+          const [pos] = restorer.position([{ topic, partition }]);
+          if (pos && typeof pos.offset === 'number' && pos.offset >= end) break;
+          continue;
+        }
+        idle = 0;
+        target.restore(batch.map((m) => ({ key: m.key === null || m.key === undefined ? '' : m.key.toString(), value: m.value ?? null })));
+        restored += batch.length;
+        position = (batch[batch.length - 1] as Message).offset + 1;
+        remaining.set(Math.max(0, end - position));
+        o.metrics.restoredRecords.labels(store).inc(batch.length);
+      }
+    } finally {
+      restorer.disconnect();
+    }
+    remaining.set(0);
+    o.logger.info({ store, topic, partition, restored, from, end }, 'state restored from changelog');
+  }
+
+  private async closeTask(key: string): Promise<void> {
+    const rt = this.tasks.get(key);
+    if (!rt) return;
+    this.tasks.delete(key);
+    rt.task.close();
+    const checkpoint: Record<string, number> = {};
+    for (const spec of rt.task.topology.stores.values()) {
+      if (spec.changelog === false) continue;
+      const topic = changelogTopic(this.options.applicationId, rt.task.topology.name, spec.name);
+      const w = await call<{ highOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, rt.task.partition, 10_000, cb));
+      checkpoint[topic] = w.highOffset;
+    }
+    await rt.db.close();
+    writeFileSync(join(rt.dir, CHECKPOINT), JSON.stringify(checkpoint));
+  }
+
+  /** Makes outputs, changelog records and input offsets durable: in that order, or atomically under exactly-once. */
+  async commit(): Promise<void> {
+    this.lastCommit = this.now();
+    const outputs: OutputRecord[] = [];
+    const localWrites: Array<{ db: RocksDatabase; ops: WriteOp[] }> = [];
+    const offsets: TopicPartitionOffset[] = [];
+    for (const rt of this.tasks.values()) {
+      const unit = rt.task.drain();
+      for (const out of unit.outputs) outputs.push(out);
+      for (const change of unit.changes) {
+        if (rt.task.topology.stores.get(change.store)?.changelog === false) continue;
+        outputs.push({
+          topic: changelogTopic(this.options.applicationId, rt.task.topology.name, change.store),
+          partition: rt.task.partition,
+          key: Buffer.from(change.key, 'utf8'),
+          value: change.value,
+          timestamp: this.lastCommit,
+          headers: {},
+        });
+      }
+      if (unit.ops.length > 0) localWrites.push({ db: rt.db, ops: unit.ops });
+      for (const o of unit.offsets) offsets.push({ topic: o.topic, partition: o.partition, offset: o.offset });
+    }
+    if (outputs.length === 0 && offsets.length === 0 && localWrites.length === 0) return;
+    const started = process.hrtime.bigint();
+    if (this.options.guarantee === 'exactly_once') {
+      await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
+      try {
+        this.produceAll(outputs);
+        if (offsets.length > 0) await call('sending offsets to the transaction', (cb) => this.producer.sendOffsetsToTransaction(offsets, this.consumer, 30_000, cb));
+        await call('committing the transaction', (cb) => this.producer.commitTransaction(60_000, cb));
+      } catch (err) {
+        this.options.logger.error({ err: errorMessage(err) }, 'transaction failed; aborting');
+        await call('aborting the transaction', (cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
+        throw err;
+      }
+    } else {
+      this.produceAll(outputs);
+      await call('flushing the producer', (cb) => this.producer.flush(60_000, cb));
+      if (this.deliveryErrors.length > 0) {
+        const first = this.deliveryErrors[0] as Error;
+        this.deliveryErrors = [];
+        throw first;
+      }
+      if (offsets.length > 0) this.consumer.commitSync(offsets);
+    }
+    for (const w of localWrites) w.db.write(w.ops);
+    this.options.metrics.commits.inc();
+    this.options.metrics.commitSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  private produceAll(outputs: OutputRecord[]): void {
+    for (const r of outputs) {
+      const partition = r.partition ?? (r.key ? partitionForKey(r.key, this.partitions.get(r.topic) ?? 1) : null);
+      for (;;) {
+        try {
+          this.producer.produce(r.topic, partition, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
+          break;
+        } catch (err) {
+          // Local queue full: let librdkafka deliver some records, then retry.
+          if ((err as { code?: number }).code !== -184) throw new KafkaError(`producing to ${r.topic}`, err);
+          this.producer.poll();
+        }
+      }
+    }
+  }
+
+  taskCount(): number {
+    return this.tasks.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    try {
+      await this.commit();
+    } finally {
+      for (const key of [...this.tasks.keys()]) await this.closeTask(key);
+      await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+      await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
+      this.admin.close();
+    }
+  }
+}
+
+function dedupe(specs: TopicSpec[]): TopicSpec[] {
+  const byName = new Map<string, TopicSpec>();
+  for (const s of specs) {
+    const prev = byName.get(s.name);
+    byName.set(s.name, prev ? { ...prev, compact: prev.compact || s.compact } : s);
+  }
+  return [...byName.values()];
+}

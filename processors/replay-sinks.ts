@@ -1,0 +1,197 @@
+import { existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { SampleloopConfig } from '../engine/config.js';
+import { toDisplay } from '../engine/embedded/access.js';
+import { logDirOf } from '../engine/embedded/app.js';
+import { EmbeddedLog } from '../engine/embedded/log.js';
+import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { StateError, UsageError } from '../engine/errors.js';
+import type { OutputRecord, SourceRecord } from '../engine/record.js';
+import { decodeFramed } from '../schemas/codec.js';
+import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js';
+import { samplesOutputs } from '../topologies/samples.js';
+import { registerOutputSchemas } from '../topologies/serde.js';
+import { AvroContainerFile, JsonLinesFile } from './replay-files-out.js';
+
+export type OutputTarget =
+  | { kind: 'embedded'; dataDir: string }
+  | { kind: 'file'; path: string; format: 'jsonl' | 'avro' }
+  | { kind: 'kafka' };
+
+/** The samples topology's outputs other than samples; each goes to its own file or embedded topic. */
+export const SIDE_OUTPUTS = ['unmatched', 'orphans', 'late', 'review', 'deadLetters'] as const;
+export type SideOutput = (typeof SIDE_OUTPUTS)[number];
+export type ReplayOutput = 'samples' | SideOutput;
+
+/** `embedded`, `embedded:<data-dir>`, `file:<path>.jsonl`, `file:<path>.avro` or `kafka`. */
+export function parseOutputTarget(spec: string, defaultDataDir: string): OutputTarget {
+  if (spec === 'kafka') return { kind: 'kafka' };
+  if (spec === 'embedded') return { kind: 'embedded', dataDir: resolve(defaultDataDir) };
+  if (spec.startsWith('embedded:') && spec.length > 'embedded:'.length) return { kind: 'embedded', dataDir: resolve(spec.slice('embedded:'.length)) };
+  if (spec.startsWith('file:')) {
+    const path = resolve(spec.slice('file:'.length));
+    const format = path.endsWith('.jsonl') ? 'jsonl' : path.endsWith('.avro') ? 'avro' : undefined;
+    if (format === undefined) throw new UsageError(`--out ${spec}: the file must end in .jsonl (JSON lines) or .avro (Avro object container file)`);
+    if (!statSync(dirname(path), { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${spec}: directory ${dirname(path)} does not exist`);
+    return { kind: 'file', path, format };
+  }
+  throw new UsageError(`--out "${spec}" is not a target; use embedded, embedded:<data-dir>, file:<path>.jsonl, file:<path>.avro or kafka`);
+}
+
+/** Where the samples and every side output of a replay go. */
+export interface ReplaySink {
+  /** Human-readable location per output (file path or `embedded:<dir> topic <name>`). */
+  readonly locations: Record<ReplayOutput, string>;
+  /** The default place of the rejects file. */
+  readonly defaultRejectsPath: string;
+  /** `record` comes from the replay's temporary log; `lookup` resolves its schema ids. */
+  write(output: ReplayOutput, record: SourceRecord, registry: SchemaRegistry): Promise<void>;
+  /** Makes everything written visible (files renamed into place, embedded appends flushed) and closes. */
+  commit(): Promise<void>;
+  /** Drops what was written (temporary files) and closes. */
+  abort(): Promise<void>;
+}
+
+/** Base path of the side files: `out.jsonl` → `out`, so side outputs are `out.unmatched.jsonl`, ... */
+export function sideFileBase(path: string): string {
+  return path.replace(/\.(jsonl|avro)$/, '');
+}
+
+export function sideFileName(base: string, output: SideOutput | 'rejects'): string {
+  return `${base}.${output === 'deadLetters' ? 'dead-letters' : output}.jsonl`;
+}
+
+export async function openSink(target: OutputTarget, config: SampleloopConfig): Promise<ReplaySink> {
+  if (target.kind === 'kafka') {
+    throw new UsageError('--out kafka is not available yet: the Kafka driver is not part of this release. Replay to file:<path>.jsonl, file:<path>.avro or embedded[:<data-dir>] instead');
+  }
+  return target.kind === 'file' ? FileSink.create(target.path, target.format) : EmbeddedSink.open(target.dataDir, config);
+}
+
+/** Samples as JSON lines or an Avro container file; side outputs as JSON lines next to it. */
+class FileSink implements ReplaySink {
+  readonly locations: Record<ReplayOutput, string>;
+  readonly defaultRejectsPath: string;
+
+  private constructor(
+    private readonly samples: JsonLinesFile | AvroContainerFile,
+    private readonly sides: Record<SideOutput, JsonLinesFile>,
+    base: string,
+  ) {
+    this.defaultRejectsPath = sideFileName(base, 'rejects');
+    this.locations = { samples: samples.path, ...(Object.fromEntries(SIDE_OUTPUTS.map((o) => [o, sides[o].path])) as Record<SideOutput, string>) };
+  }
+
+  static create(path: string, format: 'jsonl' | 'avro'): FileSink {
+    const base = sideFileBase(path);
+    const samples = format === 'avro' ? new AvroContainerFile(path, 'LabeledSample') : new JsonLinesFile(path);
+    const sides = Object.fromEntries(SIDE_OUTPUTS.map((o) => [o, new JsonLinesFile(sideFileName(base, o))])) as Record<SideOutput, JsonLinesFile>;
+    return new FileSink(samples, sides, base);
+  }
+
+  async write(output: ReplayOutput, record: SourceRecord, registry: SchemaRegistry): Promise<void> {
+    if (output === 'samples' && this.samples instanceof AvroContainerFile) {
+      if (record.value === null) return;
+      await this.samples.write(decodeFramed(record.value, (id) => registry.cached(id)).value as object);
+      return;
+    }
+    const file = output === 'samples' ? (this.samples as JsonLinesFile) : this.sides[output];
+    await file.write(toDisplay(record, registry).value);
+  }
+
+  async commit(): Promise<void> {
+    await this.samples.commit();
+    for (const o of SIDE_OUTPUTS) await this.sides[o].commit();
+  }
+
+  abort(): Promise<void> {
+    this.samples.abort();
+    for (const o of SIDE_OUTPUTS) this.sides[o].abort();
+    return Promise.resolve();
+  }
+}
+
+const APPEND_BATCH = 1_000;
+
+/**
+ * Appends to the topics of an embedded data dir, keys and timestamps unchanged. Values are Avro in
+ * the Confluent frame; only the 4-byte schema id changes, to the id the target's own registry gives
+ * the (identical) schema of that topic.
+ */
+class EmbeddedSink implements ReplaySink {
+  readonly locations: Record<ReplayOutput, string>;
+  readonly defaultRejectsPath: string;
+  private pending: OutputRecord[] = [];
+
+  private constructor(
+    private readonly log: EmbeddedLog,
+    private readonly topics: Record<ReplayOutput, string>,
+    private readonly schemaIds: Record<ReplayOutput, number>,
+    dataDir: string,
+  ) {
+    this.defaultRejectsPath = resolve(dataDir, 'replay-rejects.jsonl');
+    this.locations = Object.fromEntries(Object.entries(topics).map(([o, t]) => [o, `embedded:${dataDir} topic ${t}`])) as Record<ReplayOutput, string>;
+  }
+
+  static async open(dataDir: string, config: SampleloopConfig): Promise<EmbeddedSink> {
+    if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) throw new UsageError(`--out embedded:${dataDir}: not a directory`);
+    let log: EmbeddedLog;
+    try {
+      log = await EmbeddedLog.open(logDirOf(dataDir), { syncWrites: config.embedded.syncWrites });
+    } catch (err) {
+      if (err instanceof StateError && err.retriable) {
+        throw new UsageError(`--out embedded:${dataDir}: the data dir is in use by a running engine; stop it first (replay appends to its topics directly), or replay to file:<path>.jsonl`, { cause: err });
+      }
+      throw err;
+    }
+    try {
+      const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+      const outputs = samplesOutputs(config.topics);
+      const serdes = await registerOutputSchemas(registry, outputs);
+      const topics: Record<ReplayOutput, string> = {
+        samples: config.topics.samples,
+        unmatched: config.topics.unmatched,
+        orphans: config.topics.orphans,
+        late: config.topics.late,
+        review: config.topics.review,
+        deadLetters: config.topics.deadLetters,
+      };
+      const schemaIds = {} as Record<ReplayOutput, number>;
+      for (const [output, topic] of Object.entries(topics) as Array<[ReplayOutput, string]>) {
+        log.ensureTopic(topic, { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs, compact: output === 'samples' });
+        schemaIds[output] = serdes.schemaId(topic) as number;
+      }
+      return new EmbeddedSink(log, topics, schemaIds, dataDir);
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+  }
+
+  write(output: ReplayOutput, record: SourceRecord): Promise<void> {
+    let value = record.value;
+    if (value !== null && value.length >= 5 && value[0] === 0) {
+      value = Buffer.from(value);
+      value.writeUInt32BE(this.schemaIds[output], 1);
+    }
+    this.pending.push({ topic: this.topics[output], key: record.key, value, timestamp: record.timestamp, headers: record.headers });
+    if (this.pending.length >= APPEND_BATCH) this.flush();
+    return Promise.resolve();
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    this.log.append(this.pending);
+    this.pending = [];
+  }
+
+  async commit(): Promise<void> {
+    this.flush();
+    await this.log.close();
+  }
+
+  async abort(): Promise<void> {
+    this.pending = [];
+    await this.log.close();
+  }
+}
