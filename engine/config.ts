@@ -164,6 +164,17 @@ export const configSchema = z
       })
       .strict()
       .default({ processingGuarantee: 'at_least_once', instanceId: defaultInstanceId(), replicationFactor: -1, partitions: 4, commitIntervalMs: 100, pollRecords: 1000, librdkafka: {} }),
+    replay: z
+      .object({
+        /** Where `replay` stages the archive and runs its temporary log (needs room for about twice the uncompressed archive); default: the OS temp dir. */
+        tempDir: z.string().min(1).optional(),
+        /** How often `replay` prints progress on stderr (TTY or --progress). */
+        progressIntervalMs: z.number().int().min(50).default(1000),
+        /** `archive`: start a new file once this many uncompressed bytes are written to the current one. */
+        archiveMaxFileBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      })
+      .strict()
+      .default({ progressIntervalMs: 1000, archiveMaxFileBytes: 64 * 1024 * 1024 }),
     http: z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
       .strict()

@@ -29,6 +29,8 @@ export interface TaskServices {
   deadLetterTopic: string;
   createStore(spec: StoreSpec, taskId: string): CommittableStore<unknown>;
   encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
+  /** Encrypts raw input bytes a dead letter would otherwise carry in clear (see PrivacyPolicy.seal). */
+  sealPayload?(bytes: Buffer): Buffer | null;
   /** Wall clock, injectable for tests. */
   now(): number;
 }
@@ -303,6 +305,16 @@ export class StreamTask {
       return;
     }
     const now = this.services.now();
+    let payload = request.redactedPayload;
+    let encoding = request.redactedPayload === undefined ? 'original' : (request.payloadEncoding ?? 'redacted');
+    if (payload === undefined && source.value !== null && this.services.sealPayload) {
+      // A processor failed on a raw input record: its bytes may hold sensitive values in clear.
+      const sealed = this.services.sealPayload(source.value);
+      if (sealed) {
+        payload = sealed;
+        encoding = 'sealed';
+      }
+    }
     const envelope: DeadLetterEnvelope = {
       reasonCode: request.reasonCode,
       reason: request.reason,
@@ -311,8 +323,8 @@ export class StreamTask {
       sourceOffset: source.offset,
       sourceTimestamp: source.timestamp,
       key: source.key,
-      payload: request.redactedPayload ?? source.value ?? Buffer.alloc(0),
-      payloadRedacted: request.redactedPayload !== undefined,
+      payload: payload ?? source.value ?? Buffer.alloc(0),
+      payloadRedacted: payload !== undefined,
       stage,
       failedAt: now,
     };
@@ -329,7 +341,7 @@ export class StreamTask {
         'sampleloop.dlq.source.offset': String(source.offset),
         'sampleloop.dlq.stage': stage,
         'sampleloop.dlq.payload.redacted': String(envelope.payloadRedacted),
-        'sampleloop.dlq.payload.encoding': request.redactedPayload === undefined ? 'original' : (request.payloadEncoding ?? 'redacted'),
+        'sampleloop.dlq.payload.encoding': encoding,
       },
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();

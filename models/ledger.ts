@@ -493,7 +493,7 @@ export interface LedgerClient {
 export function ledgerClient(access: LogAccess, topic = 'models'): LedgerClient {
   return {
     latest: async (category) => (await readLedger(access, topic)).heads.get(category),
-    publishVersion: (v) => {
+    publishVersion: async (v) => {
       const bytes = modelBytes({ ...v, sequence: 0, prevRecordHash: '', recordHash: '' });
       if (v.modelSha256 !== '' && sha256Hex(bytes) !== v.modelSha256) {
         throw new LedgerError(`modelSha256 ${v.modelSha256} does not match the ONNX bytes (${sha256Hex(bytes)})`);

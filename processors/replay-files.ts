@@ -1,4 +1,4 @@
-import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, statSync, type Dirent } from 'node:fs';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { UsageError } from '../engine/errors.js';
 
@@ -98,7 +98,7 @@ function walk(dir: string, rest: readonly string[], out: string[]): void {
   }
 }
 
-function safeReaddir(dir: string): ReturnType<typeof readdirSync<{ withFileTypes: true }>> {
+function safeReaddir(dir: string): Dirent[] {
   try {
     return readdirSync(dir, { withFileTypes: true });
   } catch {

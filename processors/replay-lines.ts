@@ -154,7 +154,9 @@ class RecordParser {
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      this.error(line, `not valid JSON: ${errorMessage(err)}`);
+      // V8's message quotes the line around the error: keep only the position, never record content.
+      const position = /position (\d+)/.exec(errorMessage(err))?.[1];
+      this.error(line, position === undefined ? 'not valid JSON' : `not valid JSON (syntax error at position ${position})`);
       return;
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {

@@ -96,6 +96,10 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     dataDir: join(tempRoot, 'data'),
     privacy: replayPrivacySettings(config, keyDataDir, target.kind === 'embedded'),
     embedded: { ...config.embedded, syncWrites: false, retentionMs: null, commitIntervalMs: Math.max(config.embedded.commitIntervalMs, 1000) },
+    // Only the samples topology: no inference, retrain triggers or training on replayed traffic.
+    predictor: { ...config.predictor, enabled: false },
+    trigger: { ...config.trigger, enabled: false },
+    trainer: { ...config.trainer, enabled: false },
   };
   const progress = new ReplayProgress({ enabled: request.progress?.enabled ?? false, stream: request.progress?.stream ?? process.stderr, intervalMs: config.replay.progressIntervalMs });
   let sink: ReplaySink | undefined;

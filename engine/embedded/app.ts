@@ -85,6 +85,7 @@ export async function startEmbeddedApp(
       metrics,
       deadLetterTopic: config.topics.deadLetters,
       encodeDeadLetter: (envelope: DeadLetterEnvelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
+      sealPayload: (bytes: Buffer) => privacy.seal(bytes),
       commitIntervalMs: config.embedded.commitIntervalMs,
       punctuateIntervalMs: config.join.punctuateIntervalMs,
       defaultTopic: { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs },

@@ -62,6 +62,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     metrics,
     deadLetterTopic: config.topics.deadLetters,
     encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
+    sealPayload: (bytes) => privacy.seal(bytes),
     beforeBatch: (records) => fetchWriterSchemas(registry, records),
   });
   await runtime.start();
