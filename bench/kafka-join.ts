@@ -189,8 +189,8 @@ export function ensureKafkaStreamsJar(say: (line: string) => void): string {
   const jar = kafkaStreamsJar();
   if (existsSync(jar)) return jar;
   const pom = join(packageRoot(), 'bench', 'kafka-streams', 'pom.xml');
-  say(`  building ${jar} (mvn -q -f ${pom} package)`);
-  const built = spawnSync('mvn', ['-B', '-q', '-f', pom, 'package'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  say(`  building ${jar} (mvn -q -f ${pom} -DskipTests package)`);
+  const built = spawnSync('mvn', ['-B', '-q', '-f', pom, '-DskipTests', 'package'], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (built.status !== 0 || !existsSync(jar)) {
     throw new KafkaBenchError(`could not build the Kafka Streams jar (mvn exit ${String(built.status)}${built.error ? `: ${built.error.message}` : ''}); run: mvn -q -f ${pom} package`);
   }

@@ -30,11 +30,13 @@ export class MemoryTracker {
     };
   }
 
-  sample(): void {
+  /** Returns the current RSS. */
+  sample(): number {
     const m = process.memoryUsage();
     if (m.rss > this.peak.peakRssBytes) this.peak.peakRssBytes = m.rss;
     if (m.heapUsed > this.peak.peakHeapUsedBytes) this.peak.peakHeapUsedBytes = m.heapUsed;
     if (m.external > this.peak.peakExternalBytes) this.peak.peakExternalBytes = m.external;
+    return m.rss;
   }
 
   result(): MemoryPeak {

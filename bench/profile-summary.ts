@@ -39,10 +39,21 @@ function frameName(node: CpuProfileNode, root: string): string {
   return `${name} (${path}:${lineNumber + 1})`;
 }
 
-/** Self time per function, merged over every call site of the same function, largest first. */
+/**
+ * Self time per function, merged over every call site of the same function, largest first. Native
+ * code has no name in V8 profiles; it is shown as `(native) in <JS caller>` so addon calls stay apart.
+ */
 export function selfTimes(profile: CpuProfile, root = packageRoot()): SelfTime[] {
   const byNode = new Map<number, CpuProfileNode>();
+  const parentOf = new Map<number, CpuProfileNode>();
   for (const node of profile.nodes) byNode.set(node.id, node);
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node);
+  const nameOf = (node: CpuProfileNode): string => {
+    const { functionName, url } = node.callFrame;
+    const parent = parentOf.get(node.id);
+    if (functionName === '' && url === '' && parent !== undefined && parent.callFrame.url !== '') return `(native) in ${frameName(parent, root)}`;
+    return frameName(node, root);
+  };
   const totals = new Map<string, number>();
   let all = 0;
   for (let i = 0; i < profile.samples.length; i++) {
@@ -50,7 +61,7 @@ export function selfTimes(profile: CpuProfile, root = packageRoot()): SelfTime[]
     const delta = Math.max(0, profile.timeDeltas[i] ?? 0);
     const node = byNode.get(profile.samples[i] as number);
     if (!node) continue;
-    const frame = frameName(node, root);
+    const frame = nameOf(node);
     totals.set(frame, (totals.get(frame) ?? 0) + delta);
     all += delta;
   }
@@ -64,7 +75,7 @@ export function selfTimesByOrigin(profile: CpuProfile, root = packageRoot()): Se
   const merged = new Map<string, number>();
   let all = 0;
   for (const t of selfTimes(profile, root)) {
-    const match = /\(([^()]*):\d+\)$/.exec(t.frame);
+    const match = /\(([^()]*):\d+\)$/.exec(t.frame.startsWith('(native) in ') ? t.frame.slice('(native) in '.length) : t.frame);
     let origin = match ? (match[1] as string) : t.frame;
     const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(origin);
     if (nm) origin = `npm:${nm[1] as string}`;

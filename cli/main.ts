@@ -6,6 +6,8 @@ import { runDemo } from './demo.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
 import { registerModelsCommand } from './models.js';
+import { registerReplayCommand } from './replay.js';
+import { registerArchiveCommand } from './archive.js';
 
 function common(cmd: Command): Command {
   return cmd
@@ -79,6 +81,8 @@ export function buildProgram(out: (line: string) => void): Command {
     });
 
   registerModelsCommand(program, out);
+  registerReplayCommand(program, out);
+  registerArchiveCommand(program, out);
 
   return program;
 }

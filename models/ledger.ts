@@ -19,7 +19,7 @@ import type avro from 'avsc';
 import { SampleloopError, errorMessage, type ErrorOptions } from '../engine/errors.js';
 import type { DisplayRecord, LogAccess } from '../engine/embedded/access.js';
 import { decodeFramed, referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
-import { parseSchema, schemaJson, type SchemaName } from '../schemas/index.js';
+import { parseSchema, schemaJson, schemaOf, type SchemaName } from '../schemas/index.js';
 import type { ModelVersion, TrainingSnapshot } from '../schemas/types.js';
 
 /** The ledger is inconsistent, or a version cannot be built or published (code SL_LEDGER). */
@@ -317,7 +317,9 @@ export function decodeLedgerValue(bytes: Buffer | null, lookup: WriterSchemaLook
   if (bytes === null) throw new LedgerError('ledger record has no value (tombstone)');
   if (referencedSchemaId(bytes) !== undefined) {
     try {
-      return modelVersionFromValue(decodeFramed(bytes, lookup).value);
+      // A writer schema this process has not seen (registered by another registry client) is read as
+      // this release's ModelVersion: verification then tells whether that was right.
+      return modelVersionFromValue(decodeFramed(bytes, (id) => lookup(id) ?? schemaOf('ModelVersion')).value);
     } catch (err) {
       if (err instanceof LedgerError) throw err;
       throw new LedgerError(`ledger record is not decodable: ${errorMessage(err)}`, { cause: err });

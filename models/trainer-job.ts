@@ -442,6 +442,7 @@ export class TrainerJob {
         let decision: TrainerDecision | undefined;
         if (trigger && newest.get(trigger.category) !== offset) {
           decision = this.plainDecision(trigger, 'skipped', 'superseded', 'a newer trigger of the category is waiting');
+          this.report(decision);
         } else if (trigger) {
           decision = await this.handle(trigger);
           if (decision === undefined) return decisions; // retriable failure: try again on the next poll

@@ -212,6 +212,8 @@ describe('the ledger on the embedded log', () => {
     // what was read back is exactly what was built, bytes included
     const back = view.byCategory.get('digits')?.[1]?.version as ModelVersion;
     expect(back).toEqual({ ...d2, onnx: d2.onnx });
+    // a writer schema id unknown to the reader: the body is read as this release's ModelVersion
+    expect(decodeLedgerValue(raw[2]?.value ?? null, () => undefined)).toEqual(d2);
   });
 
   it('refuses a version label already used in the category', async () => {

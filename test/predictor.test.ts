@@ -239,7 +239,7 @@ describe('predictor: what it cannot serve', () => {
     const e = await engine({ predictor: { featureDefaults: { digits: { px1: 0 }, '*': { px2: 5 } } } });
     await e.publish(digitsVersion(digitsBytes));
     const row = [...(digits.rows[3] as { features: number[] }).features];
-    const full = { ...featuresOf(digits, row), unrelated: 42 };
+    const full: Record<string, number> = { ...featuresOf(digits, row), unrelated: 42 };
     const withoutPx0 = { ...full };
     delete withoutPx0.px0;
     const withoutDefaulted = { ...full };

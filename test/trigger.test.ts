@@ -315,7 +315,8 @@ describe('retrain trigger: live accuracy', () => {
   });
 
   it('slides: only the last windowSamples samples count', async () => {
-    const b = await startBench({ minLiveAccuracy: 0.5, minWindowSamples: 10, windowSamples: 10 });
+    // One partition: "last" is only defined within a partition.
+    const b = await startBench({ minLiveAccuracy: 0.5, minWindowSamples: 10, windowSamples: 10 }, 1);
     for (let i = 0; i < 10; i++) b.sample(`ok${i}`, labeled(true));
     for (let i = 0; i < 5; i++) b.sample(`bad${i}`, labeled(false));
     b.pump();

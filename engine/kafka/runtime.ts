@@ -153,6 +153,13 @@ export class KafkaRuntime {
         'isolation.level': 'read_committed',
         'auto.offset.reset': 'earliest',
         rebalance_cb: (err: { code: number }, assignment: Array<{ topic: string; partition: number }>) => {
+          if (this.stopped) {
+            // Closing: tasks are already committed and closed; let librdkafka finish leaving the group.
+            if (err.code === ERR.REVOKE_PARTITIONS) {
+              (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(assignment.flatMap((tp) => this.followersOf(tp.topic, tp.partition)));
+            }
+            return;
+          }
           if (err.code === ERR.ASSIGN_PARTITIONS) this.jobs.push({ kind: 'assign', partitions: assignment });
           else if (err.code === ERR.REVOKE_PARTITIONS) this.jobs.push({ kind: 'revoke', partitions: assignment });
         },

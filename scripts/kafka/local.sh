@@ -30,6 +30,9 @@ START_TIMEOUT="${SAMPLELOOP_KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${SAMPLELOOP_KAFKA_STOP_TIMEOUT:-30}"
 USE_CDS="${SAMPLELOOP_KAFKA_CDS:-1}"
 
+# Absolute paths: the registry runs from its own working dir, and pid checks compare the run dir.
+CACHE_DIR="$(realpath -m "$CACHE_DIR")"
+RUN_DIR="$(realpath -m "$RUN_DIR")"
 KAFKA_HOME="$CACHE_DIR/kafka/$KAFKA_VERSION"
 REGISTRY_HOME="$CACHE_DIR/apicurio-registry/$REGISTRY_VERSION"
 
@@ -62,7 +65,8 @@ fetch_kafka() {
   local tmp
   tmp="$(mktemp -d "$(dirname "$KAFKA_HOME")/.fetch.XXXXXX")"
   run_mvn dependency:copy-dependencies@kafka \
-    -Dkafka.version="$KAFKA_VERSION" -Dkafka.lib.dir="$tmp/lib"
+    -Dkafka.version="$KAFKA_VERSION" -Dkafka.lib.dir="$tmp/lib" ||
+    { rm -rf "$tmp"; die "could not download Kafka $KAFKA_VERSION (network to Maven Central? see above)"; }
   ls "$tmp/lib"/kafka_2.13-*.jar >/dev/null 2>&1 || die "maven did not deliver kafka_2.13 $KAFKA_VERSION"
   touch "$tmp/.complete"
   rm -rf "$KAFKA_HOME"
@@ -79,7 +83,8 @@ fetch_registry() {
   # Maven Central lacks for 3.0.9 (see pom.xml).
   run_mvn org.apache.maven.plugins:maven-dependency-plugin:2.8:get -Dtransitive=false \
     -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
-    -Ddest="$tmp/registry.tar.gz"
+    -Ddest="$tmp/registry.tar.gz" ||
+    { rm -rf "$tmp"; die "could not download Apicurio Registry $REGISTRY_VERSION (network to Maven Central? see above)"; }
   mkdir -p "$tmp/app"
   tar -xzf "$tmp/registry.tar.gz" -C "$tmp/app"
   rm -f "$tmp/registry.tar.gz"
@@ -257,9 +262,12 @@ EOF
 
 format_storage() {
   [[ -f "$RUN_DIR/kafka-data/meta.properties" ]] && return 0
-  local cluster_id
-  # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  local cluster_id="-"
+  # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding. Like Kafka's own
+  # Uuid.randomUuid, avoid a leading '-': the storage tool's argument parser takes it for an option.
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   log "broker: formatting storage in $RUN_DIR/kafka-data (cluster $cluster_id)"
   "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$RUN_DIR/log4j2-tools.properties" \
     -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool format \

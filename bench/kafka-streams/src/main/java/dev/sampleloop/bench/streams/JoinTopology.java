@@ -63,7 +63,9 @@ public final class JoinTopology {
             feedback,
             (p, f) -> toSample(p, f, privacy, counters),
             windows,
-            StreamJoined.with(keys, predictionSerde, feedbackSerde).withName("prediction-feedback-join"))
+            StreamJoined.with(keys, predictionSerde, feedbackSerde)
+                .withName("prediction-feedback-join")
+                .withStoreName("prediction-feedback-join"))
         .filter((key, sample) -> sample != null)
         .to(settings.samplesTopic(), Produced.with(keys, sampleSerde));
     return builder.build();

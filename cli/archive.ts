@@ -1,0 +1,100 @@
+/** `sampleloop archive`: the input topics as gzip JSON-lines logs that `replay` reads back (docs/replay.md). */
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { httpAccess, toDisplay } from '../engine/embedded/access.js';
+import { openEmbeddedLog, privacyPolicyFor } from '../engine/embedded/app.js';
+import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import type { SampleloopConfig } from '../engine/config.js';
+import { ConfigError, StateError, UsageError } from '../engine/errors.js';
+import { LocalSchemaRegistry } from '../schemas/registry.js';
+import { archiveTopics, type ArchiveSource, type ArchiveSummary } from '../processors/replay-archive.js';
+import { replayPrivacySettings } from '../processors/replay-privacy.js';
+import { configFrom, engineInfoPath, type CommonOptions, type EngineInfo } from './context.js';
+
+interface ArchiveCliOptions extends CommonOptions {
+  outDir: string;
+  maxFileBytes?: string;
+  raw?: boolean;
+  fromStart?: boolean;
+}
+
+export function registerArchiveCommand(program: Command, out: (line: string) => void): void {
+  program
+    .command('archive')
+    .description('write the predictions, feedback (and requests) topics as rolling gzip JSON-lines files that replay reads (docs/replay.md)')
+    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
+    .option('-d, --data-dir <dir>', 'embedded mode: where the local log and state live (overrides dataDir)')
+    .requiredOption('--out-dir <dir>', 'directory of the archive (created when missing); a later run continues it')
+    .option('--max-file-bytes <n>', 'start a new file after this many uncompressed bytes (default replay.archiveMaxFileBytes)')
+    .option('--raw', 'write attributes as the topics hold them instead of protecting sensitive ones')
+    .option('--from-start', 'archive every record again instead of continuing after the previous run')
+    .action(async (opts: ArchiveCliOptions) => {
+      const config = configFrom(opts);
+      const summary = await runArchive(config, {
+        outDir: resolve(opts.outDir),
+        maxFileBytes: opts.maxFileBytes === undefined ? config.replay.archiveMaxFileBytes : positiveInt(opts.maxFileBytes, '--max-file-bytes'),
+        raw: opts.raw ?? false,
+        fromStart: opts.fromStart ?? false,
+      });
+      out(JSON.stringify(summary));
+    });
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1 || !/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+export async function runArchive(config: SampleloopConfig, options: { outDir: string; maxFileBytes: number; raw: boolean; fromStart: boolean }): Promise<ArchiveSummary> {
+  if (existsSync(options.outDir) && !statSync(options.outDir).isDirectory()) throw new UsageError(`--out-dir ${options.outDir} is not a directory`);
+  mkdirSync(options.outDir, { recursive: true });
+  const privacy = options.raw ? null : archivePrivacy(config);
+  const topics = [
+    { topic: config.topics.predictions, kind: 'gateway' as const },
+    { topic: config.topics.feedback, kind: 'business' as const },
+    { topic: config.topics.requests, kind: 'requests' as const },
+  ];
+  return withArchiveSource(config, (source) => archiveTopics(source, { outDir: options.outDir, topics, maxFileBytes: options.maxFileBytes, privacy, fromStart: options.fromStart }));
+}
+
+function archivePrivacy(config: SampleloopConfig): ReturnType<typeof privacyPolicyFor> {
+  try {
+    return privacyPolicyFor({ ...config, privacy: replayPrivacySettings(config, config.dataDir, false) }, false);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(`${err.message}\narchive protects sensitive attributes with the engine's key (${config.dataDir}/privacy.key, or as configured); pass --raw to archive them as the topics hold them.`, { cause: err });
+  }
+}
+
+/** The embedded log opened directly, or, while an engine holds it, that engine's HTTP API. */
+async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: ArchiveSource) => Promise<T>): Promise<T> {
+  let log;
+  try {
+    log = await openEmbeddedLog(config);
+  } catch (err) {
+    if (!(err instanceof StateError) || !err.retriable) throw err;
+    const infoPath = engineInfoPath(config.dataDir);
+    if (!existsSync(infoPath)) throw new UsageError(`${config.dataDir} is locked by another process that did not publish ${infoPath}; stop it or use another --data-dir`);
+    const access = httpAccess((JSON.parse(readFileSync(infoPath, 'utf8')) as EngineInfo).url);
+    let partitions: Map<string, number> | undefined;
+    return fn({
+      partitions: async (topic) => {
+        partitions ??= new Map((await access.topics()).map((t) => [t.topic, t.partitions]));
+        return partitions.get(topic);
+      },
+      read: (topic, partition, from, max) => access.read(topic, { partition, from, max }),
+    });
+  }
+  try {
+    const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+    const opened = log;
+    return await fn({
+      partitions: (topic) => Promise.resolve(opened.topic(topic)?.partitions),
+      read: (topic, partition, from, max) => Promise.resolve(opened.read(topic, partition, from, max).map((r) => toDisplay(r, registry))),
+    });
+  } finally {
+    await log.close();
+  }
+}

@@ -1,0 +1,69 @@
+/** `sampleloop replay`: rebuild samples from archived gateway and business-system logs (docs/replay.md). */
+import type { Command } from 'commander';
+import { UsageError } from '../engine/errors.js';
+import { createLogger } from '../engine/logger.js';
+import { parseEventTime, parseMapping } from '../processors/replay-mapping.js';
+import { runReplay } from '../topologies/replay.js';
+import { configFrom, type CommonOptions } from './context.js';
+
+interface ReplayCliOptions extends CommonOptions {
+  gateway: string[];
+  business: string[];
+  out: string;
+  map?: string[];
+  rejects?: string;
+  strict?: boolean;
+  since?: string;
+  until?: string;
+  delimiter: string;
+  tempDir?: string;
+  progress?: boolean;
+}
+
+function eventTime(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseEventTime(value);
+  if (ms === undefined) throw new UsageError(`${flag} must be ISO-8601 (2026-01-05T09:00:00Z) or epoch milliseconds, got "${value}"`);
+  return ms;
+}
+
+export function registerReplayCommand(program: Command, out: (line: string) => void): void {
+  program
+    .command('replay')
+    .description('rebuild samples from archived gateway (predictions) and business (feedback) logs with the online join (docs/replay.md)')
+    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
+    .option('-d, --data-dir <dir>', 'the engine\'s data dir: its privacy.key makes replayed tokens equal online ones; default target of --out embedded')
+    .option('--gateway <paths...>', 'gateway logs (predictions): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
+    .option('--business <paths...>', 'business-system logs (feedback): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
+    .requiredOption('--out <target>', 'embedded[:<data-dir>] | file:<path>.jsonl | file:<path>.avro | kafka')
+    .option('--map <spec...>', 'rename columns: gateway.requestId=req_id,business.actualLabel=verified_value,... or a JSON mapping file')
+    .option('--rejects <path>', 'where bad lines are listed (file, line, reason); default next to the output')
+    .option('--strict', 'stop with exit code 1 at the first bad line')
+    .option('--since <time>', 'replay predictions from this event time on (ISO-8601 or epoch ms)')
+    .option('--until <time>', 'replay predictions before this event time (ISO-8601 or epoch ms)')
+    .option('--delimiter <char>', 'CSV field delimiter', ',')
+    .option('--temp-dir <dir>', 'where to stage the archive (default replay.tempDir, else the OS temp dir)')
+    .option('--progress', 'print progress on stderr even when it is not a terminal')
+    .option('--no-progress', 'never print progress')
+    .action(async (opts: ReplayCliOptions) => {
+      const config = configFrom(opts);
+      const since = eventTime(opts.since, '--since');
+      const until = eventTime(opts.until, '--until');
+      const summary = await runReplay({
+        config,
+        gateway: opts.gateway,
+        business: opts.business,
+        out: opts.out,
+        mapping: parseMapping(opts.map ?? []),
+        ...(opts.rejects !== undefined ? { rejects: opts.rejects } : {}),
+        strict: opts.strict ?? false,
+        ...(since !== undefined ? { since } : {}),
+        ...(until !== undefined ? { until } : {}),
+        delimiter: opts.delimiter,
+        ...(opts.tempDir !== undefined ? { tempDir: opts.tempDir } : {}),
+        progress: { enabled: opts.progress ?? process.stderr.isTTY === true, stream: process.stderr },
+        logger: createLogger({ level: config.log.level, name: 'sampleloop-replay' }),
+      });
+      out(JSON.stringify(summary));
+    });
+}
