@@ -164,7 +164,8 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
   }
 }
 
-/** Own properties only, so a feature named like an Object.prototype member ("constructor") is not found by accident. */
+/** Numbers only, so a feature named like an Object.prototype member ("constructor") is not found by accident. */
 function ownValue(map: Readonly<Record<string, number>> | undefined, key: string): number | undefined {
-  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+  const value = map?.[key];
+  return typeof value === 'number' ? value : undefined;
 }

@@ -95,7 +95,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     ...config,
     dataDir: join(tempRoot, 'data'),
     privacy: replayPrivacySettings(config, keyDataDir, target.kind === 'embedded'),
-    embedded: { ...config.embedded, syncWrites: false, retentionMs: null, commitIntervalMs: Math.max(config.embedded.commitIntervalMs, 1000) },
+    embedded: { ...config.embedded, syncWrites: false, retentionMs: null },
     // Only the samples topology: no inference, retrain triggers or training on replayed traffic.
     predictor: { ...config.predictor, enabled: false },
     trigger: { ...config.trigger, enabled: false },

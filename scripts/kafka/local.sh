@@ -171,7 +171,8 @@ cds_target() {
 # Prints the JVM flag for this start and remembers where a fresh dump should go.
 cds_opts() {
   [[ "$USE_CDS" == 1 ]] || return 0
-  local role="$1" target="$(cds_target "$1" "$2" "$3")"
+  local role="$1" target
+  target="$(cds_target "$1" "$2" "$3")"
   if [[ -s "$target" ]]; then
     echo "-XX:SharedArchiveFile=$target"
   else
@@ -390,10 +391,10 @@ launch_registry() {
   require "$java" "Java runs the schema registry"
   mkdir -p "$RUN_DIR/registry-work"
   REGISTRY_LAUNCHED_AT=$SECONDS
-  # cwd is a private dir so Quarkus does not pick up a stray ./config/application.properties or .env
-  # shellcheck disable=SC2086
   local cds
   cds="$(cds_opts registry "$java" "$REGISTRY_HOME")"
+  # cwd is a private dir so Quarkus does not pick up a stray ./config/application.properties or .env
+  # shellcheck disable=SC2086 # JVM options are a word list on purpose
   (cd "$RUN_DIR/registry-work" && exec setsid nohup "$java" $REGISTRY_JVM_OPTS $cds \
     -Dsampleloop.role=registry -Dsampleloop.run.dir="$RUN_DIR" \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
