@@ -22,6 +22,7 @@ describe('bench traffic', () => {
       const t = traffic.timestamp(j);
       expect(t).toBeGreaterThanOrEqual(previous);
       previous = t;
+      expect(traffic.requestId(j)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
       if (traffic.kind(j) === 'prediction') {
         predictionTime.set(traffic.requestId(j), t);
       } else {
@@ -73,7 +74,8 @@ describe('join benchmark phases', () => {
   });
 
   it('(b) runs the engine to exactly the outputs the traffic implies, with windows closing during the run', async () => {
-    // 3000 predictions span ~6 s of event time; a 2 s window makes most close before end of input.
+    // 3000 predictions span ~6 s of event time and feedback comes <= 30 s later: with a 32 s window
+    // the earliest windows close while input still flows, the rest at end of input.
     const traffic = generateBenchTraffic({ predictions: 3000, formats: ['json'], seed: 11 });
     const r = await measureEmbeddedJoin(traffic, 'json', { chunk: 500, afterMs: 31_000, graceMs: 1000, patchBatchLeak: true, maxRssBytes: 8 * 2 ** 30 });
     expect(() => checkOutputs(r.outputs, traffic.expected)).not.toThrow();

@@ -60,8 +60,12 @@ export interface JoinBenchOptions {
   out: (line: string) => void;
 }
 
+/**
+ * 1M + 1M records take far more than 5 minutes on the reference machine (docs/benchmarks.md), so
+ * the default is the largest size that fits in about that; run `--predictions 1000000` for the doc figures.
+ */
 export const DEFAULT_JOIN_OPTIONS: JoinBenchOptions = {
-  predictions: 1_000_000,
+  predictions: 100_000,
   chunk: 1000,
   formats: ['json', 'avro'],
   phases: ['limit', 'join'],

@@ -22,7 +22,10 @@ import { parseArgs } from 'node:util';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { parseConfig, type SampleloopConfig } from '../engine/config.js';
 import { UsageError, errorMessage } from '../engine/errors.js';
+import { createLogger } from '../engine/logger.js';
 import { packageRoot } from '../engine/paths.js';
+import { decodeFramed } from '../schemas/codec.js';
+import { schemaOf } from '../schemas/index.js';
 import {
   DEFAULT_BOOTSTRAP,
   KafkaBenchError,
@@ -42,10 +45,13 @@ export type EngineName = 'kafka-streams' | 'sampleloop';
 export type Guarantee = 'alos' | 'eos';
 export const ENGINES: readonly EngineName[] = ['kafka-streams', 'sampleloop'];
 export const GUARANTEES: readonly Guarantee[] = ['alos', 'eos'];
+export const DEFAULT_REGISTRY_URL = 'http://127.0.0.1:18081/apis/ccompat/v7';
 const PROCESSING_GUARANTEE = { alos: 'at_least_once', eos: 'exactly_once_v2' } as const;
 
 export interface KafkaJoinOptions {
   bootstrap: string;
+  /** Schema registry for sampleloop (scripts/kafka/local.sh start registry). */
+  registryUrl: string;
   predictions: number;
   /** Input records per second offered by the producer; null for as fast as possible. */
   ratePerSecond: number | null;
@@ -68,6 +74,7 @@ export interface KafkaJoinOptions {
 
 export const DEFAULT_KAFKA_JOIN_OPTIONS: KafkaJoinOptions = {
   bootstrap: DEFAULT_BOOTSTRAP,
+  registryUrl: DEFAULT_REGISTRY_URL,
   predictions: 200_000,
   ratePerSecond: null,
   engines: [...ENGINES],
@@ -106,22 +113,26 @@ export interface EngineRunSpec {
   join: { beforeMs: number; afterMs: number; graceMs: number };
   streamThreads: number;
   javaOptions: string[];
+  /** Confluent-compatible schema registry (sampleloop's outputs are registered Avro). */
+  registryUrl: string;
 }
 
 // ---------------------------------------------------------------------------------------------------
-// HOOK — sampleloop's Kafka mode (engine/kafka/, being built by the lead).
-// The benchmark imports `startSampleloopKafka` from ../engine/kafka/index.js at run time and calls it in a
-// child process with the options below; it must resolve once the engine consumes (partitions assigned) and
-// return something with close(). Adapt `sampleloopOptions` here if the real signature differs.
-// Until that module exists (or lacks the export) the sampleloop rows read "not available yet".
+// HOOK — sampleloop's Kafka mode (engine/kafka/).
+// The benchmark runs sampleloop in a child process through `startSampleloopKafka(options)` exported by
+// ../engine/kafka/index.js; it must resolve once the engine consumes (its partitions are assigned) and
+// return something with close(). While that module or export does not exist, the child falls back to
+// `startKafkaApp` of ../engine/kafka/app.js (see `startViaKafkaApp`); without either, the sampleloop rows
+// read "not available yet". Adapt `sampleloopOptions` here if the real signature differs.
 // ---------------------------------------------------------------------------------------------------
 export const SAMPLELOOP_KAFKA_MODULE = '../engine/kafka/index.js';
+const SAMPLELOOP_KAFKA_APP_MODULE = '../engine/kafka/app.js';
 
 export interface SampleloopKafkaBenchOptions {
   bootstrap: string;
   processingGuarantee: 'at_least_once' | 'exactly_once_v2';
   commitIntervalMs: number;
-  /** mode kafka, the run's topics and application id, join windows, both categories' classes, silent log, temp dataDir. */
+  /** mode kafka (bootstrap, guarantee, commit interval, registry, state dir), the run's topics and application id, join windows, both categories' classes. */
   config: SampleloopConfig;
 }
 
@@ -143,20 +154,57 @@ function sampleloopOptions(spec: EngineRunSpec, dataDir: string): SampleloopKafk
       topics: spec.topics,
       join: spec.join,
       categories: { fraud: { classes: ['fraud', 'legit'] }, intent: { classes: ['billing', 'support', 'sales', 'cancel'] } },
-      log: { level: 'silent' },
+      log: { level: 'warn' },
+      kafka: {
+        bootstrapServers: spec.bootstrap,
+        processingGuarantee: spec.processingGuarantee === 'exactly_once_v2' ? 'exactly_once' : 'at_least_once',
+        instanceId: 'bench-1',
+        stateDir: join(dataDir, 'state'),
+        partitions: LOAD_PARTITIONS,
+        commitIntervalMs: spec.commitIntervalMs,
+        schemaRegistry: { url: spec.registryUrl },
+      },
     }),
   };
 }
 
-/** The hook, or why it cannot be used. */
-export async function loadSampleloopKafka(): Promise<{ start: StartSampleloopKafka } | { unavailable: string }> {
-  const path = fileURLToPath(new URL(SAMPLELOOP_KAFKA_MODULE, import.meta.url));
-  if (!existsSync(path)) return { unavailable: 'not available yet (no engine/kafka/index)' };
-  // A variable specifier keeps tsc from requiring the module while it does not exist.
-  const specifier: string = SAMPLELOOP_KAFKA_MODULE;
-  const mod = (await import(specifier)) as { startSampleloopKafka?: unknown };
-  if (typeof mod.startSampleloopKafka !== 'function') return { unavailable: 'not available yet (engine/kafka/index has no startSampleloopKafka)' };
-  return { start: mod.startSampleloopKafka as StartSampleloopKafka };
+/** Fallback while engine/kafka/index has no startSampleloopKafka: the committed Kafka app, run until close(). */
+async function startViaKafkaApp(options: SampleloopKafkaBenchOptions): Promise<RunningSampleloopKafka> {
+  const { startKafkaApp } = (await import(SAMPLELOOP_KAFKA_APP_MODULE)) as typeof import('../engine/kafka/app.js');
+  const app = await startKafkaApp(options.config, { logger: createLogger({ level: options.config.log.level, name: 'sampleloop-bench' }) });
+  const controller = new AbortController();
+  const running = app.runtime.run(controller.signal);
+  let failure: unknown = null;
+  running.catch((err: unknown) => (failure = err));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (app.runtime.taskCount() < LOAD_PARTITIONS) {
+    if (failure !== null) throw failure;
+    if (Date.now() > deadline) throw new KafkaBenchError(`sampleloop got ${app.runtime.taskCount()} of ${LOAD_PARTITIONS} tasks within ${READY_TIMEOUT_MS / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    async close() {
+      controller.abort();
+      try {
+        await running;
+      } finally {
+        await app.close();
+      }
+    },
+  };
+}
+
+/** The hook, the fallback, or why neither can be used. */
+export async function loadSampleloopKafka(): Promise<{ start: StartSampleloopKafka; via: string } | { unavailable: string }> {
+  const exists = (specifier: string): boolean => existsSync(fileURLToPath(new URL(specifier, import.meta.url)));
+  if (exists(SAMPLELOOP_KAFKA_MODULE)) {
+    // A variable specifier keeps tsc from requiring the module while it does not exist.
+    const specifier: string = SAMPLELOOP_KAFKA_MODULE;
+    const mod = (await import(specifier)) as { startSampleloopKafka?: unknown };
+    if (typeof mod.startSampleloopKafka === 'function') return { start: mod.startSampleloopKafka as StartSampleloopKafka, via: 'engine/kafka/index startSampleloopKafka' };
+  }
+  if (exists(SAMPLELOOP_KAFKA_APP_MODULE)) return { start: startViaKafkaApp, via: 'engine/kafka/app startKafkaApp (fallback)' };
+  return { unavailable: 'not available yet (no engine/kafka/index startSampleloopKafka)' };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -522,14 +570,20 @@ class SampleCollector {
   }
 }
 
+/** A sample record's value: JSON (Kafka Streams) or Confluent-framed Avro LabeledSample (sampleloop). */
+export function decodeSample(value: Buffer): Record<string, unknown> {
+  if (value[0] === 0x7b) return JSON.parse(value.toString('utf8')) as Record<string, unknown>;
+  return decodeFramed(value, () => schemaOf('LabeledSample')).value as Record<string, unknown>;
+}
+
 /** Why a sample record is not a plausible LabeledSample (null when it is). */
 export function sampleProblem(key: string, value: Buffer | null): string | null {
   if (value === null) return `${key}: null value`;
   let s: Record<string, unknown>;
   try {
-    s = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    return `${key}: not JSON`;
+    s = decodeSample(value);
+  } catch (err) {
+    return `${key}: undecodable (${errorMessage(err)})`;
   }
   const attributes = (s.attributes ?? {}) as Record<string, unknown>;
   if (s.requestId !== key) return `${key}: requestId ${String(s.requestId)} differs from the key`;
@@ -537,7 +591,7 @@ export function sampleProblem(key: string, value: Buffer | null): string | null 
   if (s.labelSource === 'CONFIRMED' && s.label !== s.predictedLabel) return `${key}: CONFIRMED but label != predictedLabel`;
   if (s.labelSource === 'CORRECTED' && s.label === s.predictedLabel) return `${key}: CORRECTED but label == predictedLabel`;
   if (typeof s.features !== 'object' || s.features === null || Object.keys(s.features).length < 30) return `${key}: features missing`;
-  if (typeof s.feedbackTimestamp !== 'number' || typeof s.requestTimestamp !== 'number') return `${key}: timestamps missing`;
+  if (s.feedbackTimestamp == null || s.requestTimestamp == null) return `${key}: timestamps missing`;
   if (s.revision !== 0) return `${key}: revision ${String(s.revision)}`;
   if (!/^tok_[A-Za-z0-9_-]{22}$/.test(String(attributes.name)) || !/^tok_/.test(String(attributes.idNumber))) return `${key}: name/idNumber not tokenized`;
   if (!/^\*+\d{4}$/.test(String(attributes.phone).replaceAll(' ', ''))) return `${key}: phone not masked`;
@@ -627,6 +681,7 @@ async function runOnce(ctx: RunContext, engine: EngineName, guarantee: Guarantee
     join: { beforeMs: options.beforeMs, afterMs: options.afterMs, graceMs: options.graceMs },
     streamThreads: options.streamThreads,
     javaOptions: options.javaOptions,
+    registryUrl: options.registryUrl,
   };
   const names = engine === 'kafka-streams' ? [topics.predictions, topics.feedback, topics.samples] : Object.values(topics);
   await ensureTopics(options.bootstrap, names.map((name) => ({ name, partitions: LOAD_PARTITIONS })));
@@ -722,6 +777,7 @@ export async function runKafkaJoinBench(partial: Partial<KafkaJoinOptions> = {})
       `engines ${options.engines.join(', ')}, guarantees ${options.guarantees.join(', ')}`,
   );
   const hook = options.engines.includes('sampleloop') ? await loadSampleloopKafka() : null;
+  if (hook !== null && 'via' in hook) say(`  sampleloop via ${hook.via}`);
   const jar = options.engines.includes('kafka-streams') ? ensureKafkaStreamsJar(say) : null;
   const load = await startLoadProcess(n, options.seed);
   say(`  traffic generated in ${load.generationSeconds.toFixed(1)} s (not measured), ${mib(load.jsonBytes)} of JSON; ${load.expected.samples} samples expected`);
@@ -839,6 +895,7 @@ export function parseKafkaJoinArgs(argv: string[]): Partial<KafkaJoinOptions> {
     args: argv,
     options: {
       bootstrap: { type: 'string' },
+      registry: { type: 'string' },
       predictions: { type: 'string' },
       rate: { type: 'string' },
       engines: { type: 'string' },
@@ -869,6 +926,7 @@ export function parseKafkaJoinArgs(argv: string[]): Partial<KafkaJoinOptions> {
     keepTopics: values['keep-topics'] ?? false,
   };
   if (values.bootstrap !== undefined) options.bootstrap = values.bootstrap;
+  if (values.registry !== undefined) options.registryUrl = values.registry;
   if (values.engines !== undefined) options.engines = parseList(values.engines, ENGINES, '--engines');
   if (values.guarantees !== undefined) options.guarantees = parseList(values.guarantees, GUARANTEES, '--guarantees');
   if (values['java-opts'] !== undefined) options.javaOptions = values['java-opts'].split(/\s+/).filter(Boolean);

@@ -135,7 +135,7 @@ export function benchRequestId(seed: number, request: number): string {
   const d = mix32(seed ^ mix32(request * 4 + 4));
   const hb = hex8(b);
   const hc = hex8(c);
-  return `${hex8(a)}-${hb.slice(0, 4)}-4${hb.slice(5, 8)}-${((c >>> 28) & 0x3 | 0x8).toString(16)}${hc.slice(1, 4)}-${hc.slice(4)}${hex8(d).slice(0, 4)}`;
+  return `${hex8(a)}-${hb.slice(0, 4)}-4${hb.slice(5, 8)}-${(((c >>> 28) & 0x3) | 0x8).toString(16)}${hc.slice(1, 4)}-${hc.slice(4)}${hex8(d)}`;
 }
 
 /** The draws that decide a request's outcome; made first from the request's own PRNG so feedback can be built without the features. */
@@ -352,5 +352,5 @@ export function generateBenchTraffic(options: TrafficOptions): BenchTraffic {
 }
 
 function requestRandom(seed: number, request: number): () => number {
-  return mulberry32(mix32(seed * 0x9e3779b1 + request));
+  return mulberry32(mix32((Math.imul(seed, 0x9e3779b1) + request) >>> 0));
 }

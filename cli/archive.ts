@@ -61,7 +61,7 @@ export async function runArchive(config: SampleloopConfig, options: { outDir: st
 
 function archivePrivacy(config: SampleloopConfig): ReturnType<typeof privacyPolicyFor> {
   try {
-    return privacyPolicyFor({ ...config, privacy: replayPrivacySettings(config, config.dataDir, false) }, false);
+    return privacyPolicyFor({ ...config, privacy: replayPrivacySettings(config, [config.dataDir]) }, false);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     throw new ConfigError(`${err.message}\narchive protects sensitive attributes with the engine's key (${config.dataDir}/privacy.key, or as configured); pass --raw to archive them as the topics hold them.`, { cause: err });

@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { SampleloopError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { runDemo } from './demo.js';
+import { unsealDeadLetters } from './unseal.js';
+import { privacyPolicyFor } from '../engine/embedded/app.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
 import { registerModelsCommand } from './models.js';
@@ -51,7 +53,8 @@ export function buildProgram(out: (line: string) => void): Command {
     .option('--partition <p>', 'only this partition')
     .option('--max <n>', 'print at most n records')
     .option('--metadata', 'print topic, partition, offset, timestamp, key and headers around each value')
-    .action(async (topic: string, opts: CommonOptions & { from: string; partition?: string; max?: string; metadata?: boolean }) => {
+    .option('--unseal', 'dead letters: decrypt sealed payloads with the privacy key (shown as payloadUnsealed)')
+    .action(async (topic: string, opts: CommonOptions & { from: string; partition?: string; max?: string; metadata?: boolean; unseal?: boolean }) => {
       const config = configFrom(opts);
       const records = await withLogAccess(config, (access) =>
         access.read(topic, {
@@ -60,6 +63,7 @@ export function buildProgram(out: (line: string) => void): Command {
           ...(opts.max !== undefined ? { max: intOption(opts.max, '--max') } : {}),
         }),
       );
+      if (opts.unseal) unsealDeadLetters(records, privacyPolicyFor(config, config.mode === 'embedded'));
       for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
     });
 

@@ -19,7 +19,7 @@ function list(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
-function collectMetric(value: string, previous: Record<string, number>): Record<string, number> {
+function collectMetric(value: string, previous: Record<string, number> = {}): Record<string, number> {
   const at = value.indexOf('=');
   const name = value.slice(0, at).trim();
   const number = Number(value.slice(at + 1));
@@ -44,8 +44,8 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--classes <a,b,...>', 'class labels in the order of the probability columns (default: model metadata, sidecar JSON, or the graph)')
     .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: model metadata or sidecar JSON)')
     .option('--trainer <name>', 'what produced the model', 'external')
-    .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric, {})
-    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric: Record<string, number> }) => {
+    .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric)
+    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number> }) => {
       const config = configFrom(opts);
       const bytes = readModelFile(file);
       const { featureNames, classes } = await describeModel(bytes, file, {
@@ -61,7 +61,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
             onnx: bytes,
             featureNames,
             classes,
-            metrics: opts.metric,
+            metrics: opts.metric ?? {},
             trainer: opts.trainer,
             createdAt: Date.now(),
           },

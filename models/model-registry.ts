@@ -66,7 +66,9 @@ export interface ServedModel {
 
 export type ModelEvent =
   | { kind: 'loaded'; category: string; version: string; sequence: number; modelSha256: string; replaced: string | null }
-  | { kind: 'refused'; category: string; version: string | null; sequence: number | null; offset: number; code: string; reason: string; serving: string | null };
+  | { kind: 'refused'; category: string; version: string | null; sequence: number | null; offset: number; code: string; reason: string; serving: string | null }
+  /** Reading the ledger failed part-way; what was read is applied, the rest is retried at the next refresh. */
+  | { kind: 'ledger-unreadable'; reason: string };
 
 interface Slot {
   served: ServedModel;
@@ -94,7 +96,8 @@ export class ModelRegistry {
 
   /**
    * Applies ledger records that arrived since the last call: verifies, loads and swaps. Returns what
-   * happened (for the caller to log and count); a concurrent caller waits and gets no events.
+   * happened (for the caller to log and count); a concurrent caller waits and gets no events. Never
+   * rejects: a read failure is reported as a `ledger-unreadable` event.
    */
   async refresh(): Promise<ModelEvent[]> {
     if (this.refreshing) {
@@ -114,34 +117,43 @@ export class ModelRegistry {
   private async sync(ends: number[]): Promise<ModelEvent[]> {
     const events: ModelEvent[] = [];
     const toLoad = new Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number }>();
-    ends.forEach((end, p) => {
-      let position = this.positions[p] ?? 0;
-      while (position < end) {
-        const records = this.source.read(p, position, this.readBatch);
-        if (records.length === 0) break;
-        for (const record of records) {
-          const checked = this.book.apply(record);
-          if (checked.verification.ok && checked.version && checked.bytes) {
-            toLoad.set(checked.category, { version: checked.version, bytes: checked.bytes, offset: checked.offset });
-          } else if (!checked.verification.ok) {
-            events.push({
-              kind: 'refused',
-              category: checked.category,
-              version: checked.version?.version ?? null,
-              sequence: checked.version?.sequence ?? null,
-              offset: checked.offset,
-              code: checked.verification.code,
-              reason: checked.verification.reason,
-              serving: this.slots.get(checked.category)?.served.version ?? null,
-            });
-          }
-          position = record.offset + 1;
-        }
-      }
-      this.positions[p] = Math.max(position, end);
-    });
+    let readError: unknown;
+    try {
+      ends.forEach((end, p) => this.readPartition(p, end, events, toLoad));
+    } catch (err) {
+      readError = err; // versions verified before the failure are still loaded; reading resumes after them
+    }
     for (const [category, { version, bytes, offset }] of toLoad) events.push(await this.load(category, version, bytes, offset));
+    if (readError !== undefined) events.push({ kind: 'ledger-unreadable', reason: errorMessage(readError) });
     return events;
+  }
+
+  private readPartition(p: number, end: number, events: ModelEvent[], toLoad: Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number }>): void {
+    let position = this.positions[p] ?? 0;
+    while (position < end) {
+      const records = this.source.read(p, position, this.readBatch);
+      if (records.length === 0) break;
+      for (const record of records) {
+        const checked = this.book.apply(record);
+        if (checked.verification.ok && checked.version && checked.bytes) {
+          toLoad.set(checked.category, { version: checked.version, bytes: checked.bytes, offset: checked.offset });
+        } else if (!checked.verification.ok) {
+          events.push({
+            kind: 'refused',
+            category: checked.category,
+            version: checked.version?.version ?? null,
+            sequence: checked.version?.sequence ?? null,
+            offset: checked.offset,
+            code: checked.verification.code,
+            reason: checked.verification.reason,
+            serving: this.slots.get(checked.category)?.served.version ?? null,
+          });
+        }
+        position = record.offset + 1;
+        this.positions[p] = position;
+      }
+    }
+    this.positions[p] = Math.max(position, end);
   }
 
   private async load(category: string, version: ModelVersion, bytes: Uint8Array, offset: number): Promise<ModelEvent> {

@@ -156,6 +156,9 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
       if (event.kind === 'loaded') {
         this.ctx.metrics.count('model-loaded');
         this.ctx.logger.info(event, event.replaced === null ? 'model loaded' : 'model swapped');
+      } else if (event.kind === 'ledger-unreadable') {
+        this.ctx.metrics.count('ledger-unreadable');
+        this.ctx.logger.error(event, 'reading the model ledger failed; serving the models already loaded, retrying at the next batch');
       } else {
         this.ctx.metrics.count('model-refused');
         this.ctx.logger.error(event, 'model version refused; the previous version keeps serving');

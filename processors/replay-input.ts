@@ -118,7 +118,10 @@ export async function stageArchive(options: StageOptions): Promise<StageStats> {
             delimiter: options.delimiter,
             maxLineBytes: options.maxRecordBytes,
             onBytes: (bytes) => options.progress(bytesBefore + bytes, stats.records.gateway + stats.records.business),
-            afterChunk: flushRejects,
+            afterChunk: async () => {
+              await flushRejects();
+              await options.staging.release();
+            },
           },
           onRecord,
         );

@@ -7,27 +7,30 @@ import { GENERATED_KEY_FILE, resolvePrivacyKey, type PrivacyPolicy } from './pri
 
 /**
  * The privacy settings a replay runs with. Tokens must equal the online engine's, so the key is the
- * deployment's: the key environment variable or `privacy.keyFile` when set, else the `privacy.key`
- * the engine generated in its data dir (`keyDataDir`: the embedded target, or `dataDir`). Only an
- * embedded target may get a key generated, exactly as the engine would on its first start.
+ * deployment's: the key environment variable or `privacy.keyFile` when set, else the first
+ * `privacy.key` found in `keyDirs` (the data dirs whose engine generated one, in order of
+ * preference). With `generateIn`, a key is generated there when none is found, exactly as the
+ * engine does on its first start.
  */
-export function replayPrivacySettings(config: SampleloopConfig, keyDataDir: string, mayGenerate: boolean): SampleloopConfig['privacy'] {
+export function replayPrivacySettings(config: SampleloopConfig, keyDirs: readonly string[], generateIn?: string): SampleloopConfig['privacy'] {
   const privacy = config.privacy;
   if ((process.env[privacy.keyEnv]?.trim() ?? '') !== '' || (privacy.keyFile ?? '') !== '') return privacy;
-  const generated = join(keyDataDir, GENERATED_KEY_FILE);
-  if (!existsSync(generated) && mayGenerate && needsKey(config)) resolvePrivacyKey({ envVar: privacy.keyEnv, dataDir: keyDataDir, allowGenerate: true });
-  return existsSync(generated) ? { ...privacy, keyFile: generated } : privacy;
+  const found = keyDirs.map((dir) => join(dir, GENERATED_KEY_FILE)).find((file) => existsSync(file));
+  if (found !== undefined) return { ...privacy, keyFile: found };
+  if (generateIn === undefined || !needsKey(config)) return privacy;
+  resolvePrivacyKey({ envVar: privacy.keyEnv, dataDir: generateIn, allowGenerate: true });
+  return { ...privacy, keyFile: join(generateIn, GENERATED_KEY_FILE) };
 }
 
 /** The policy of `config`, or a ConfigError that says where a replay looks for the key. */
-export function replayPrivacyPolicy(config: SampleloopConfig, keyDataDir: string): PrivacyPolicy {
+export function replayPrivacyPolicy(config: SampleloopConfig, keyDirs: readonly string[]): PrivacyPolicy {
   try {
     return privacyPolicyFor(config, false);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     throw new ConfigError(
       `${err.message}\nA replay tokenizes with the online engine's key so replayed tokens equal online ones: point --data-dir at the engine's data dir ` +
-        `(it holds ${GENERATED_KEY_FILE}; looked in ${keyDataDir}), or set ${config.privacy.keyEnv} or privacy.keyFile as the engine has them.`,
+        `(it holds ${GENERATED_KEY_FILE}; looked in ${keyDirs.join(', ')}), or set ${config.privacy.keyEnv} or privacy.keyFile as the engine has them.`,
       { cause: err },
     );
   }

@@ -241,7 +241,12 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
     expect(letter.headers['sampleloop.dlq.reason']).toMatch(/JSON/);
     expect(letter.headers['sampleloop.dlq.source.topic']).toBe('feedback');
     expect(letter.value.reasonCode).toBe('undecodable');
-    expect(letter.value.payload).toBe(MALFORMED.trim()); // produce trims each line
+    // unparseable bytes may hold sensitive values: the payload is the original line sealed (encrypted), never in clear
+    expect(letter.headers['sampleloop.dlq.payload.encoding']).toBe('sealed');
+    expect(JSON.stringify(letter.value)).not.toContain(MALFORMED.trim());
+    // whoever holds the privacy key can open it: produce trims each line
+    const unsealed = await cli(['consume', 'dead-letters', '--data-dir', dataDir, '--unseal']);
+    expect((JSON.parse(unsealed.stdout.trim().split('\n')[0] as string) as { payloadUnsealed: string }).payloadUnsealed).toBe(MALFORMED.trim());
 
     // inspect while running goes through HTTP too
     const inspectRunning = await cli(['inspect', '--json', '--data-dir', dataDir]);

@@ -15,7 +15,7 @@ import { EngineMetrics } from '../engine/metrics.js';
 import { loadDataset } from '../models/datasets/index.js';
 import { buildVersion, publishVersion, readLedger, type NewVersion } from '../models/ledger.js';
 import { defaultTrainOptions, predictProba, trainLogistic, type LogisticModel } from '../models/logistic-regression.js';
-import type { ModelLoader } from '../models/model-registry.js';
+import { ModelRegistry, type ModelLoader } from '../models/model-registry.js';
 import { exportOnnx, modelSha256 } from '../models/onnx-export.js';
 import { loadOnnxModel, type OnnxModel } from '../models/onnx-runtime.js';
 import type { ModelVersion, Prediction } from '../schemas/types.js';
@@ -430,5 +430,60 @@ describe('predictor → samples: the two topologies in one runtime', () => {
     e.app.runtime.endOfInput();
     const samples = (await e.access.read('samples')).map((r) => r.value as { requestId: string; label: string; predictedLabel: string; modelVersion: string });
     expect(samples.map((s) => `${s.requestId}:${s.label}:${s.predictedLabel}:${s.modelVersion}`)).toEqual([`j-1:3:${expectedLabel(digitsModel, row)}:1`]);
+  });
+});
+
+describe('model registry', () => {
+  it('loads what it verified before a ledger read failed, reports the failure, and resumes after it', async () => {
+    const v1 = buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined);
+    const v2 = buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1);
+    const records = [v1, v2].map((version, offset) => ({ partition: 0, offset, timestamp: T0, key: 'digits', version }));
+    let end = 1;
+    let failAt: number | undefined;
+    const source = {
+      endOffsets: () => [end],
+      read: (_p: number, from: number, max: number) => {
+        if (failAt !== undefined && from >= failAt) {
+          failAt = undefined;
+          throw new Error('disk on fire');
+        }
+        return records.slice(from, Math.min(end, from + max));
+      },
+    };
+    const spy: Spy = { calls: [], closed: [] };
+    const registry = new ModelRegistry(source, { loadModel: spyingLoader(spy), readBatch: 1 });
+    try {
+      expect(await registry.refresh()).toEqual([{ kind: 'loaded', category: 'digits', version: '1', sequence: 1, modelSha256: v1.modelSha256, replaced: null }]);
+      expect(await registry.refresh()).toEqual([]); // nothing new: no read at all
+      end = 2;
+      failAt = 1;
+      expect(await registry.refresh()).toEqual([{ kind: 'ledger-unreadable', reason: 'disk on fire' }]);
+      expect(registry.resolve('digits')?.version).toBe('1');
+      const events = await registry.refresh();
+      expect(events).toEqual([{ kind: 'loaded', category: 'digits', version: '2', sequence: 2, modelSha256: v2.modelSha256, replaced: '1' }]);
+      expect(registry.resolve('digits')?.version).toBe('2');
+      expect(registry.resolve('other')).toBeUndefined();
+      expect(spy.closed).toEqual([v1.modelSha256]);
+    } finally {
+      await registry.close();
+    }
+    expect(spy.closed).toEqual([v1.modelSha256, v2.modelSha256]);
+  });
+
+  it('is shared by the tasks of a multi-partition topology: one session, one predictBatch per task batch', async () => {
+    const e = await engine({ embedded: { partitions: 2 } });
+    await e.publish(digitsVersion(digitsBytes));
+    const lines = digits.rows.slice(0, 60).map((r, i) => requestLine(`p-${i}`, 'digits', featuresOf(digits, r.features), T0 + i));
+    await e.produce(lines);
+    await e.app.runtime.stepAsync();
+    e.app.runtime.commit();
+    expect(e.app.log.topic('requests')?.partitions).toBe(2);
+    const perPartition = [0, 1].map((p) => e.app.log.read('requests', p, 0, 100).length);
+    expect(perPartition.every((n) => n > 0)).toBe(true);
+    expect(e.spy.calls.map((c) => c.rows).sort()).toEqual([...perPartition].sort());
+    expect(await e.event('model-loaded')).toBe(1);
+    const predictions = await e.predictions();
+    expect(predictions).toHaveLength(60);
+    for (const p of predictions) expect(p.predictedLabel).toBe(expectedLabel(digitsModel, (digits.rows[Number(p.requestId.slice(2))] as { features: number[] }).features));
   });
 });

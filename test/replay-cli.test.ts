@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createReadStream } from 'node:fs';
 import { createGzip, constants as zlib } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HARNESS_PRIVACY_KEY } from './helpers/engine-harness.js';
+import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'sampleloop.js');
@@ -174,6 +174,38 @@ describe('sampleloop replay (CLI)', () => {
     const result = await cli([...args(join(work, 'x.jsonl')), '--since', 'last tuesday']);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--since must be ISO-8601');
+  });
+});
+
+describe('sampleloop archive, then replay --out embedded (CLI)', () => {
+  it('archives a data dir and rebuilds its samples into another one', async () => {
+    const source = join(work, 'source-data');
+    mkdirSync(source);
+    writeFileSync(join(source, 'privacy.key'), `${HARNESS_PRIVACY_KEY.toString('hex')}\n`, { mode: 0o600 });
+    const predictions = join(work, 'p.jsonl');
+    const feedback = join(work, 'f.jsonl');
+    writeFileSync(predictions, Array.from({ length: 6 }, (_, i) => JSON.stringify(prediction(i))).join('\n'));
+    writeFileSync(feedback, [0, 1, 2, 3].map((i) => JSON.stringify({ requestId: `r-${String(i).padStart(7, '0')}`, timestamp: T0 + i * 1000 + 200, actualLabel: 'legit' })).join('\n'));
+    expect((await cli(['produce', 'predictions', '-d', source, '-f', predictions])).code).toBe(0);
+    expect((await cli(['produce', 'feedback', '-d', source, '-f', feedback])).code).toBe(0);
+
+    const archiveDir = join(work, 'cli-archive');
+    const archived = await cli(['archive', '-d', source, '--out-dir', archiveDir]);
+    expect(archived.code).toBe(0);
+    expect(JSON.parse(archived.stdout)).toMatchObject({ records: { gateway: 6, business: 4, requests: 0 }, missingTopics: ['requests'] });
+    expect(readdirSync(archiveDir).sort()).toEqual(['archive-manifest.json', 'business-000001.jsonl.gz', 'gateway-000001.jsonl.gz']);
+
+    const target = join(work, 'target-data');
+    const replayed = await cli(['replay', '-d', source, '--gateway', join(archiveDir, 'gateway-*.jsonl.gz'), '--business', join(archiveDir, 'business-*.jsonl.gz'), '--out', `embedded:${target}`]);
+    expect(replayed.stderr).toBe('');
+    expect(replayed.code).toBe(0);
+    expect(JSON.parse(replayed.stdout)).toMatchObject({ written: { samples: 4, unmatched: 2 } });
+    const consumed = await cli(['consume', 'samples', '-d', target]);
+    const samples = consumed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { requestId: string; label: string; origin: string; attributes: Record<string, string> });
+    expect(samples.map((s) => [s.requestId, s.label, s.origin])).toEqual([0, 1, 2, 3].map((i) => [`r-${String(i).padStart(7, '0')}`, 'legit', 'replay']));
+    // The target has no key of its own: replay used the key of the engine given with -d.
+    expect(samples[0]?.attributes.name).toBe(protectAsDocumented({ name: 'Customer 0' }).name);
+    expect(existsSync(join(target, 'privacy.key'))).toBe(false);
   });
 });
 

@@ -377,6 +377,26 @@ describe('trainer job: consuming retrain-triggers', () => {
   });
 });
 
+describe('trainer job: failures', () => {
+  it('decides "failed" for a trigger it cannot train on, commits past it and handles the next one', async () => {
+    const f = await fixture();
+    const offsets = f.appendDigits(ALL().slice(0, 300));
+    f.appendTrigger({ ...f.trigger(offsets, 300, 'broken-1-1'), category: 'broken', snapshot: { topic: 'no-such-topic', offsets, sampleCount: 300 } });
+    f.log.append([{ topic: 'retrain-triggers', key: Buffer.from('x'), value: Buffer.from('not a trigger'), timestamp: NOW, headers: {} }]);
+    f.appendTrigger(f.trigger(offsets, 300));
+    const metrics = new EngineMetrics();
+    const job = new TrainerJob({ log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: null }, applicationId: 'test', metrics, now: () => NOW });
+    const decisions = await job.processPending();
+    expect(decisions.map((d) => [d.triggerId, d.decision, d.reason])).toEqual([
+      ['broken-1-1', 'failed', 'error'],
+      ['digits-1-1', 'promoted', 'no-serving-version'],
+    ]);
+    expect(decisions[0]?.message).toContain('no-such-topic');
+    expect(f.log.committedOffset('test.trainer', 'retrain-triggers', 0)).toBe(3);
+    expect(await metrics.total('events', { processor: 'trainer-job', event: 'undecodable-trigger' })).toBe(1);
+  });
+});
+
 describe('trainer job: the polling loop', () => {
   it('picks up a trigger appended while it runs, and stop() ends it', async () => {
     const f = await fixture();

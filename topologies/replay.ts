@@ -27,12 +27,12 @@ import { schemaJson } from '../schemas/index.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { describeFile, expandInputs } from '../processors/replay-files.js';
 import { JsonLinesFile } from '../processors/replay-files-out.js';
-import { FEEDBACK_STREAM, PREDICTIONS_STREAM, stageArchive, type RejectedLine, type StageStats } from '../processors/replay-input.js';
+import { FEEDBACK_STREAM, PREDICTIONS_STREAM, stageArchive, type RejectedLine } from '../processors/replay-input.js';
 import { emptyMapping, type ColumnMapping } from '../processors/replay-mapping.js';
 import { replayPrivacyPolicy, replayPrivacySettings } from '../processors/replay-privacy.js';
 import { ReplayProgress, type ProgressStream } from '../processors/replay-progress.js';
 import { openSink, parseOutputTarget, SIDE_OUTPUTS, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
-import { ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
+import { REOPEN_AFTER_BYTES, ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
 
 export interface ReplayRequest {
   config: SampleloopConfig;
@@ -54,6 +54,8 @@ export interface ReplayRequest {
   logger?: Logger;
   /** Where the temporary log and staging go (default `replay.tempDir`, else the OS temp dir). */
   tempDir?: string;
+  /** Records processed between two restarts of the replay's app (default 10 000; see RESTART_AFTER_RECORDS). */
+  restartAfterRecords?: number;
 }
 
 export interface ReplaySummary {
@@ -77,6 +79,8 @@ export interface ReplaySummary {
 
 const TIME_MIN = 0;
 const TIME_MAX = Number.MAX_SAFE_INTEGER;
+/** Records the join processes between two restarts of the replay's app (see REOPEN_AFTER_BYTES). */
+const RESTART_AFTER_RECORDS = 10_000;
 
 export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> {
   const startedAt = performance.now();
@@ -89,12 +93,13 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
   const until = request.until ?? TIME_MAX;
   if (since >= until) throw new UsageError(`--since (${since}) must be before --until (${until})`);
 
-  const keyDataDir = target.kind === 'embedded' ? target.dataDir : config.dataDir;
+  // The target's own key first (its online samples use it), then the engine's data dir given with --data-dir.
+  const keyDirs = target.kind === 'embedded' ? [target.dataDir, config.dataDir] : [config.dataDir];
   const tempRoot = mkdtempSync(join(request.tempDir ?? config.replay.tempDir ?? tmpdir(), 'sampleloop-replay-'));
   const replayConfig: SampleloopConfig = {
     ...config,
     dataDir: join(tempRoot, 'data'),
-    privacy: replayPrivacySettings(config, keyDataDir, target.kind === 'embedded'),
+    privacy: replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined),
     embedded: { ...config.embedded, syncWrites: false, retentionMs: null },
     // Only the samples topology: no inference, retrain triggers or training on replayed traffic.
     predictor: { ...config.predictor, enabled: false },
@@ -107,53 +112,62 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
   let staging: ReplayStaging | undefined;
   let app: EmbeddedApp | undefined;
   try {
-    replayPrivacyPolicy(replayConfig, keyDataDir);
+    replayPrivacyPolicy(replayConfig, keyDirs);
     sink = await openSink(target, config);
     rejects = new JsonLinesFile(request.rejects ?? sink.defaultRejectsPath);
     staging = await ReplayStaging.open(join(tempRoot, 'staging'));
 
     const log = await openEmbeddedLog(replayConfig);
-    let stats: StageStats;
+    let schemaIds: { Prediction: number; Feedback: number };
     try {
       const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
-      const schemaIds = {
+      schemaIds = {
         Prediction: await registry.register(`${config.topics.predictions}-value`, schemaJson('Prediction')),
         Feedback: await registry.register(`${config.topics.feedback}-value`, schemaJson('Feedback')),
       };
-      const totalBytes = [...gateway, ...business].reduce((s, f) => s + f.bytes, 0);
-      progress.start('1/3 reading', 'bytes', totalBytes);
-      const rejectsFile = rejects;
-      stats = await stageArchive({
-        gateway,
-        business,
-        mapping: request.mapping ?? emptyMapping(),
-        delimiter: request.delimiter ?? ',',
-        maxRecordBytes: config.input.maxRecordBytes,
-        ranges: {
-          predictions: { from: since, to: until },
-          feedback: { from: Math.max(TIME_MIN, since - config.join.beforeMs), to: Math.min(TIME_MAX, until + config.join.afterMs) },
-        },
-        strict: request.strict ?? false,
-        schemaIds,
-        staging,
-        reject: (line: RejectedLine) => rejectsFile.write(line),
-        progress: (bytes, records) => progress.update(bytes, records),
-      });
-      progress.end();
-      copySorted(staging, log, replayConfig);
     } finally {
       await log.close();
     }
+    progress.start('1/3 reading', 'bytes', [...gateway, ...business].reduce((s, f) => s + f.bytes, 0));
+    const rejectsFile = rejects;
+    const stats = await stageArchive({
+      gateway,
+      business,
+      mapping: request.mapping ?? emptyMapping(),
+      delimiter: request.delimiter ?? ',',
+      maxRecordBytes: config.input.maxRecordBytes,
+      ranges: {
+        predictions: { from: since, to: until },
+        feedback: { from: Math.max(TIME_MIN, since - config.join.beforeMs), to: Math.min(TIME_MAX, until + config.join.afterMs) },
+      },
+      strict: request.strict ?? false,
+      schemaIds,
+      staging,
+      reject: (line: RejectedLine) => rejectsFile.write(line),
+      progress: (bytes, records) => progress.update(bytes, records),
+    });
+    progress.end();
+    await copySorted(staging, replayConfig);
 
-    app = await startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
+    const start = (): Promise<EmbeddedApp> => startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
+    app = await start();
     const staged = stats.staged.predictions + stats.staged.feedback;
     progress.start('2/3 joining', 'records', staged);
     let processed = 0;
+    let sinceStart = 0;
     for (;;) {
       const n = await app.runtime.stepAsync();
       if (n === 0) break;
       processed += n;
+      sinceStart += n;
       progress.update(processed, processed);
+      if (sinceStart >= (request.restartAfterRecords ?? RESTART_AFTER_RECORDS)) {
+        // Commit, close and carry on from the committed state: releases what the engine's writes
+        // keep in the heap (REOPEN_AFTER_BYTES). Results do not change: the join state is durable.
+        await app.close();
+        app = await start();
+        sinceStart = 0;
+      }
     }
     app.runtime.endOfInput();
     progress.end();
@@ -194,21 +208,32 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
 }
 
 /** Staged records → the input topics, in event-time order per partition (the partition follows the key, as online). */
-function copySorted(staging: ReplayStaging, log: EmbeddedLog, config: SampleloopConfig): void {
+async function copySorted(staging: ReplayStaging, config: SampleloopConfig): Promise<void> {
   const streams: Array<[number, string]> = [
     [PREDICTIONS_STREAM, config.topics.predictions],
     [FEEDBACK_STREAM, config.topics.feedback],
   ];
-  for (const [stream, topic] of streams) {
-    log.ensureTopic(topic, { partitions: config.embedded.partitions });
-    for (const page of staging.sorted(stream)) {
-      log.append(
-        page.map(({ value }) => {
+  let log = await openEmbeddedLog(config);
+  try {
+    let written = 0;
+    for (const [stream, topic] of streams) {
+      log.ensureTopic(topic, { partitions: config.embedded.partitions });
+      for (const page of staging.sorted(stream)) {
+        const records = page.map(({ value }) => {
           const entry = decodeEntry(value);
+          written += value.length;
           return { topic, key: entry.key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers };
-        }),
-      );
+        });
+        log.append(records);
+        if (written >= REOPEN_AFTER_BYTES) {
+          await log.close();
+          log = await openEmbeddedLog(config);
+          written = 0;
+        }
+      }
     }
+  } finally {
+    await log.close();
   }
 }
 
@@ -241,6 +266,7 @@ async function exportOutputs(
     samplesEmitted++;
     staging.putLatest(record.key, encodeEntry(record));
     progress.update(++done, done);
+    if (samplesEmitted % STAGING_PAGE === 0) await staging.release();
   }
   for (const page of staging.latest()) {
     for (const [key, value] of page) {

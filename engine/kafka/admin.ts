@@ -32,6 +32,7 @@ export class KafkaAdmin {
   /** Creates each missing topic; an existing compacted-required topic that is not compacted is an error. */
   async ensureTopics(specs: TopicSpec[], replicationFactor: number): Promise<Map<string, number>> {
     const counts = await this.partitionCounts(specs.map((s) => s.name));
+    const created: TopicSpec[] = [];
     for (const spec of specs) {
       if (counts.has(spec.name)) continue;
       const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete' };
@@ -40,12 +41,42 @@ export class KafkaAdmin {
           this.admin.createTopic({ topic: spec.name, num_partitions: spec.partitions, replication_factor: replicationFactor, config }, 30_000, cb),
         );
         this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact }, 'created topic');
+        created.push(spec);
       } catch (err) {
         if (!(err instanceof KafkaError && err.kafkaCode === ERR.TOPIC_ALREADY_EXISTS)) throw err;
       }
       counts.set(spec.name, spec.partitions);
     }
+    await this.awaitLeaders(created);
     return counts;
+  }
+
+  /**
+   * Waits until every partition of freshly created topics has a leader. A client that asks for a
+   * topic's metadata earlier can cache it without partitions and then fail with "Unknown partition"
+   * until its metadata expires (metadata.max.age.ms, 15 min by default).
+   */
+  private async awaitLeaders(specs: TopicSpec[], timeoutMs = 30_000): Promise<void> {
+    if (specs.length === 0) return;
+    const deadline = Date.now() + timeoutMs;
+    let pending = specs.map((s) => s.name);
+    for (;;) {
+      const described = await call<Array<{ name: string; partitions: Array<{ leader?: { id?: number } | number | null }> }>>('describing topics', (cb) =>
+        this.admin.describeTopics(pending, { timeout: 10_000 }, cb as never),
+      ).catch(() => []);
+      const ready = new Set(
+        described
+          .filter((d) => {
+            const want = specs.find((s) => s.name === d.name)?.partitions ?? 0;
+            return d.partitions.length >= want && d.partitions.every((p) => (typeof p.leader === 'number' ? p.leader : (p.leader?.id ?? -1)) >= 0);
+          })
+          .map((d) => d.name),
+      );
+      pending = pending.filter((t) => !ready.has(t));
+      if (pending.length === 0) return;
+      if (Date.now() > deadline) throw new KafkaError(`topics ${pending.join(', ')} were created but have no leader after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   close(): void {

@@ -35,6 +35,10 @@ export const ERR = {
   REVOKE_PARTITIONS: -174,
   TOPIC_ALREADY_EXISTS: 36,
   TIMED_OUT: -185,
+  UNKNOWN_PARTITION: -190,
+  UNKNOWN_TOPIC_OR_PART: 3,
+  LEADER_NOT_AVAILABLE: 5,
+  NOT_LEADER_FOR_PARTITION: 6,
 } as const;
 
 export class KafkaError extends SampleloopError {

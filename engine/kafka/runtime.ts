@@ -280,10 +280,28 @@ export class KafkaRuntime {
     this.tasks.set(key, { task, db, dir });
   }
 
+  /**
+   * A topic created a moment ago (changelogs are created by start()) can be missing from the broker's
+   * metadata, or without a leader, for a short while: retry those errors (and timeouts) for up to 30 s.
+   */
+  private async changelogWatermarks(topic: string, partition: number): Promise<{ highOffset: number; lowOffset: number }> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        return await call<{ highOffset: number; lowOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, partition, 10_000, cb));
+      } catch (err) {
+        const code = err instanceof KafkaError ? err.kafkaCode : undefined;
+        const transient = [ERR.UNKNOWN_PARTITION, ERR.UNKNOWN_TOPIC_OR_PART, ERR.LEADER_NOT_AVAILABLE, ERR.NOT_LEADER_FOR_PARTITION, ERR.TIMED_OUT] as number[];
+        if (code === undefined || !transient.includes(code) || Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
   /** Replays a store's changelog partition from `from` to its end into the local store. */
   private async restore(task: StreamTask, store: string, topic: string, partition: number, from: number): Promise<void> {
     const o = this.options;
-    const watermarks = await call<{ highOffset: number; lowOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, partition, 10_000, cb));
+    const watermarks = await this.changelogWatermarks(topic, partition);
     const end = watermarks.highOffset;
     if (from >= end) return;
     const target = task.store(store);
@@ -332,7 +350,7 @@ export class KafkaRuntime {
     for (const spec of rt.task.topology.stores.values()) {
       if (spec.changelog === false) continue;
       const topic = changelogTopic(this.options.applicationId, rt.task.topology.name, spec.name);
-      const w = await call<{ highOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, rt.task.partition, 10_000, cb));
+      const w = await this.changelogWatermarks(topic, rt.task.partition);
       checkpoint[topic] = w.highOffset;
     }
     await rt.db.close();
