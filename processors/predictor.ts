@@ -129,13 +129,18 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
     const defaults = this.options.featureDefaults;
     const own = defaults?.[request.category];
     const any = defaults?.['*'];
-    const row = new Float64Array(served.featureNames.length);
+    const names = served.featureNames;
+    const features = request.features;
+    const row = new Float64Array(names.length);
     let missing: string[] | undefined;
-    served.featureNames.forEach((name, j) => {
-      const value = ownValue(request.features, name) ?? ownValue(own, name) ?? ownValue(any, name);
+    for (let j = 0; j < names.length; j++) {
+      const name = names[j] as string;
+      const given = features[name];
+      // typeof, not `in`: a feature named like an Object.prototype member ("constructor") is not found by accident
+      const value = typeof given === 'number' ? given : (numberAt(own, name) ?? numberAt(any, name));
       if (value === undefined) (missing ??= []).push(name);
       else row[j] = value;
-    });
+    }
     if (!missing) return row;
     const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? `, ... (${missing.length} in all)` : '');
     return `model ${served.category}/${served.version} needs features the request lacks and that have no configured default: ${shown}`;
@@ -167,8 +172,7 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
   }
 }
 
-/** Numbers only, so a feature named like an Object.prototype member ("constructor") is not found by accident. */
-function ownValue(map: Readonly<Record<string, number>> | undefined, key: string): number | undefined {
+function numberAt(map: Readonly<Record<string, number>> | undefined, key: string): number | undefined {
   const value = map?.[key];
   return typeof value === 'number' ? value : undefined;
 }

@@ -12,7 +12,7 @@ import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js
 import { samplesOutputs } from '../topologies/samples.js';
 import { registerOutputSchemas } from '../topologies/serde.js';
 import { AvroContainerFile, JsonLinesFile } from './replay-files-out.js';
-import { REOPEN_AFTER_BYTES } from './replay-staging.js';
+import { shouldReopen } from './replay-heap.js';
 
 export type OutputTarget =
   | { kind: 'embedded'; dataDir: string }
@@ -186,8 +186,8 @@ class EmbeddedSink implements ReplaySink {
   private async flush(): Promise<void> {
     if (this.pending.length > 0) this.log.append(this.pending);
     this.pending = [];
-    if (this.written < REOPEN_AFTER_BYTES) return;
-    // Releases what the appends keep in the heap (engine bug, see REOPEN_AFTER_BYTES).
+    if (!shouldReopen(this.written)) return;
+    // Releases what the appends keep in the heap (engine bug, see replay-heap.ts).
     await this.log.close();
     this.log = await EmbeddedLog.open(logDirOf(this.dataDir), { syncWrites: this.syncWrites });
     this.written = 0;

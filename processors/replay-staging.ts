@@ -1,16 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { readU64, writeU64 } from '../engine/embedded/log-codec.js';
 import { prefixEnd, RocksDatabase, type WriteOp } from '../state/rocks.js';
+import { shouldReopen } from './replay-heap.js';
 
 const SORTED = 0x01;
 const LATEST = 0x02;
 const WRITE_BATCH = 5_000;
 export const STAGING_PAGE = 5_000;
-/**
- * RocksDatabase.write keeps what it wrote reachable until the database is closed (engine bug, see
- * test/replay.pending-bug.test.ts); replay reopens its databases after this many bytes written.
- */
-export const REOPEN_AFTER_BYTES = 8 * 1024 * 1024;
 
 export interface StagedRecord {
   timestamp: number;
@@ -63,9 +59,9 @@ export class ReplayStaging {
     this.pending = [];
   }
 
-  /** Reopens the database once enough was written, releasing what the writes kept in the heap (see REOPEN_AFTER_BYTES). */
+  /** Reopens the database when what the writes keep in the heap starts to matter (see replay-heap.ts). */
   async release(): Promise<void> {
-    if (this.written < REOPEN_AFTER_BYTES) return;
+    if (!shouldReopen(this.written)) return;
     this.flush();
     await this.db.close();
     this.db = await RocksDatabase.open(this.dir);

@@ -10,15 +10,17 @@ import { StateError } from '../engine/errors.js';
 export type WriteOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 interface NativeBatch {
-  put(key: Buffer, value: Buffer): void;
-  del(key: Buffer): void;
+  _put(key: Buffer, value: Buffer, options: object): void;
+  _del(key: Buffer, options: object): void;
   _writeSync(options: { sync: boolean }): void;
+  _closeSync(): void;
 }
 
 interface NativeDb {
   open(): Promise<void>;
   close(): Promise<void>;
-  batch(): NativeBatch;
+  _chainedBatch(): NativeBatch;
+  detachResource(resource: object): void;
   _getManySync(keys: Buffer[], options: object): Array<Buffer | undefined>;
   querySync(options: object): { rows: Buffer[]; finished: boolean };
   getProperty(name: string): string;
@@ -30,6 +32,7 @@ const require = createRequire(import.meta.url);
 const { RocksLevel } = require('@nxtedition/rocksdb') as { RocksLevel: RocksLevelCtor };
 
 const BUFFER_ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
+const NO_OPTIONS = {};
 
 export interface RocksOptions {
   /** fsync the write-ahead log on every commit (survives power loss, not only process crashes). */
@@ -80,12 +83,19 @@ export class RocksDatabase {
   /** Writes every operation atomically: all of them or none survive a crash. */
   write(ops: readonly WriteOp[]): void {
     if (ops.length === 0) return;
-    const batch = this.db.batch();
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value);
-      else batch.del(op.key);
+    // The native batch directly: abstract-level's public batch API would record every operation and keep
+    // the batch attached to the database until an asynchronous close, holding all written bytes meanwhile.
+    const batch = this.db._chainedBatch();
+    try {
+      for (const op of ops) {
+        if (op.type === 'put') batch._put(op.key, op.value, NO_OPTIONS);
+        else batch._del(op.key, NO_OPTIONS);
+      }
+      batch._writeSync({ sync: this.syncWrites });
+    } finally {
+      batch._closeSync();
+      this.db.detachResource(batch);
     }
-    batch._writeSync({ sync: this.syncWrites });
   }
 
   property(name: string): string {

@@ -32,7 +32,8 @@ import { emptyMapping, type ColumnMapping } from '../processors/replay-mapping.j
 import { replayPrivacyPolicy, replayPrivacySettings } from '../processors/replay-privacy.js';
 import { ReplayProgress, type ProgressStream } from '../processors/replay-progress.js';
 import { openSink, parseOutputTarget, SIDE_OUTPUTS, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
-import { REOPEN_AFTER_BYTES, ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
+import { shouldReopen, WRITTEN_BYTES_PER_RECORD } from '../processors/replay-heap.js';
+import { ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
 
 export interface ReplayRequest {
   config: SampleloopConfig;
@@ -54,7 +55,7 @@ export interface ReplayRequest {
   logger?: Logger;
   /** Where the temporary log and staging go (default `replay.tempDir`, else the OS temp dir). */
   tempDir?: string;
-  /** Records processed between two restarts of the replay's app (default 10 000; see RESTART_AFTER_RECORDS). */
+  /** Restart the replay's app after this many records (tests); by default it restarts under heap pressure (processors/replay-heap.ts). */
   restartAfterRecords?: number;
 }
 
@@ -74,13 +75,14 @@ export interface ReplaySummary {
   /** Samples emitted by the join, every revision included. */
   samplesEmitted: number;
   seconds: number;
+  /** Wall-clock seconds of each phase: reading + staging the archive, the join, writing the outputs. */
+  phases: { read: number; join: number; write: number };
+  /** Archive records (lines) read per second, over the whole run. */
   recordsPerSecond: number;
 }
 
 const TIME_MIN = 0;
 const TIME_MAX = Number.MAX_SAFE_INTEGER;
-/** Records the join processes between two restarts of the replay's app (see REOPEN_AFTER_BYTES). */
-const RESTART_AFTER_RECORDS = 10_000;
 
 export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> {
   const startedAt = performance.now();
@@ -95,11 +97,12 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
 
   // The target's own key first (its online samples use it), then the engine's data dir given with --data-dir.
   const keyDirs = target.kind === 'embedded' ? [target.dataDir, config.dataDir] : [config.dataDir];
+  const privacy = replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined);
   const tempRoot = mkdtempSync(join(request.tempDir ?? config.replay.tempDir ?? tmpdir(), 'sampleloop-replay-'));
   const replayConfig: SampleloopConfig = {
     ...config,
     dataDir: join(tempRoot, 'data'),
-    privacy: replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined),
+    privacy,
     embedded: { ...config.embedded, syncWrites: false, retentionMs: null },
     // Only the samples topology: no inference, retrain triggers or training on replayed traffic.
     predictor: { ...config.predictor, enabled: false },
@@ -128,6 +131,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     } finally {
       await log.close();
     }
+    const phaseStart = performance.now();
     progress.start('1/3 reading', 'bytes', [...gateway, ...business].reduce((s, f) => s + f.bytes, 0));
     const rejectsFile = rejects;
     const stats = await stageArchive({
@@ -148,6 +152,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     });
     progress.end();
     await copySorted(staging, replayConfig);
+    const readDone = performance.now();
 
     const start = (): Promise<EmbeddedApp> => startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
     app = await start();
@@ -161,9 +166,10 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
       processed += n;
       sinceStart += n;
       progress.update(processed, processed);
-      if (sinceStart >= (request.restartAfterRecords ?? RESTART_AFTER_RECORDS)) {
+      const restart = request.restartAfterRecords === undefined ? shouldReopen(sinceStart * WRITTEN_BYTES_PER_RECORD) : sinceStart >= request.restartAfterRecords;
+      if (restart) {
         // Commit, close and carry on from the committed state: releases what the engine's writes
-        // keep in the heap (REOPEN_AFTER_BYTES). Results do not change: the join state is durable.
+        // keep in the heap (processors/replay-heap.ts). Results do not change: the join state is durable.
         await app.close();
         app = await start();
         sinceStart = 0;
@@ -171,6 +177,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     }
     app.runtime.endOfInput();
     progress.end();
+    const joinDone = performance.now();
 
     const exported = await exportOutputs(app, staging, sink, replayConfig, progress);
     await app.close();
@@ -192,6 +199,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
       written: exported.written,
       samplesEmitted: exported.samplesEmitted,
       seconds,
+      phases: { read: (readDone - phaseStart) / 1000, join: (joinDone - readDone) / 1000, write: (performance.now() - joinDone) / 1000 },
       recordsPerSecond: (stats.records.gateway + stats.records.business) / Math.max(seconds, 1e-6),
     };
   } catch (err) {
@@ -225,7 +233,7 @@ async function copySorted(staging: ReplayStaging, config: SampleloopConfig): Pro
           return { topic, key: entry.key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers };
         });
         log.append(records);
-        if (written >= REOPEN_AFTER_BYTES) {
+        if (shouldReopen(written)) {
           await log.close();
           log = await openEmbeddedLog(config);
           written = 0;

@@ -25,7 +25,7 @@ import { call, KafkaConsumer, Producer, type KafkaConsumerType, type Message, ty
 import { partitionForKey } from '../../engine/partitioner.js';
 import { HARNESS_PRIVACY_KEY, startHarness } from '../helpers/engine-harness.js';
 import type { RefInput } from '../reference/join-model.js';
-import { DEFAULT_TRAFFIC_CATEGORIES, generateTraffic } from '../reference/traffic.js';
+import { DEFAULT_TRAFFIC_CATEGORIES, generateTraffic, TRAFFIC_BASE_TIME } from '../reference/traffic.js';
 import type { ProvidedKafka } from './global-setup.js';
 
 export type KafkaEndpoints = ProvidedKafka;
@@ -52,6 +52,7 @@ export function uniqueRunName(prefix: string): string {
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
 
 /** Small enough that late, outside-window, no-prediction and closing paths all fire during a run. */
 export const TEST_WINDOW = { beforeMs: 30 * SECOND, afterMs: 2 * HOUR, graceMs: 20 * MINUTE } as const;
@@ -64,8 +65,15 @@ export const TEST_CATEGORIES: Record<string, { classes: string[] }> = {
   intent: { classes: ['billing', 'support', 'sales', 'cancel'] },
 };
 
-/** Seeded traffic rich in corrections, duplicates, late and out-of-window records. */
+/**
+ * Seeded traffic rich in corrections, duplicates, late and out-of-window records, moved to start
+ * two days ago. With the generator's fixed 2023 times the broker would treat every record as older
+ * than its 7-day retention: it rolls a segment on each append (so the compacted samples topic gets
+ * cleaned while the test reads it) and deletes old segments of the other topics. Moving every
+ * timestamp by the same amount leaves the join's decisions unchanged.
+ */
 export function testTraffic(seed: number, requests: number): RefInput[] {
+  const shift = Math.floor((Date.now() - 2 * DAY - TRAFFIC_BASE_TIME) / HOUR) * HOUR;
   return generateTraffic({
     seed,
     requests,
@@ -80,7 +88,7 @@ export function testTraffic(seed: number, requests: number): RefInput[] {
     correctOnlyRate: 0.25,
     outOfOrderMs: 2 * MINUTE,
     categories: [...DEFAULT_TRAFFIC_CATEGORIES],
-  });
+  }).map((input) => (input.kind === 'prediction' ? { kind: 'prediction', value: { ...input.value, timestamp: input.value.timestamp + shift } } : { kind: 'feedback', value: { ...input.value, timestamp: input.value.timestamp + shift } }));
 }
 
 export type InputTopic = 'predictions' | 'feedback';
@@ -326,9 +334,10 @@ export async function highWatermarks(consumer: KafkaConsumerType, topic: string,
 /** Committed offsets of `consumer`'s group (-1001 when none) per partition. */
 export async function committedOffsets(consumer: KafkaConsumerType, topic: string, partitions: number): Promise<number[]> {
   const toppars = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
-  const committed = await call<Array<{ partition: number; offset: number }>>('reading committed offsets', (cb) => consumer.committed(toppars, 10_000, cb));
+  const committed = await call<Array<{ partition: number; offset?: number }>>('reading committed offsets', (cb) => consumer.committed(toppars, 10_000, cb));
   const out = new Array<number>(partitions).fill(-1001);
-  for (const c of committed) out[c.partition] = c.offset;
+  // A partition without a committed offset comes back without `offset`.
+  for (const c of committed) out[c.partition] = typeof c.offset === 'number' && c.offset >= 0 ? c.offset : -1001;
   return out;
 }
 
@@ -628,4 +637,39 @@ export function differences<V>(actual: ReadonlyMap<string, V>, expected: Readonl
   for (const k of extra.slice(0, show)) lines.push(`  unexpected ${k}: ${JSON.stringify(actual.get(k))}`);
   for (const k of differing.slice(0, show)) lines.push(`  ${k}:\n    actual   ${JSON.stringify(actual.get(k))}\n    expected ${JSON.stringify(expected.get(k))}`);
   return lines.join('\n');
+}
+
+/** Polls `condition` every 50 ms until it holds. */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * At-least-once check: nothing expected is missing, and every extra record is an identical
+ * re-emission of an expected one. Returns '' when that holds, else a short account.
+ */
+export function atLeastOnceDifferences(actual: ReadonlyMap<string, ComparableSample[]>, expected: ReadonlyMap<string, ComparableSample[]>, show = 3): string {
+  const problems: string[] = [];
+  for (const [key, want] of expected) {
+    const got = (actual.get(key) ?? []).map((s) => JSON.stringify(s));
+    const wantJson = want.map((s) => JSON.stringify(s));
+    const missing = wantJson.filter((w) => !got.includes(w));
+    const foreign = got.filter((g) => !wantJson.includes(g));
+    if (missing.length > 0) problems.push(`${key}: missing ${missing.join(' ')}`);
+    if (foreign.length > 0) problems.push(`${key}: not an identical re-emission: ${foreign.join(' ')}`);
+  }
+  for (const key of actual.keys()) if (!expected.has(key)) problems.push(`${key}: unexpected samples`);
+  if (problems.length === 0) return '';
+  return [`${problems.length} keys differ`, ...problems.slice(0, show)].join('\n');
+}
+
+/** Number of sample records beyond the expected ones (identical re-emissions). */
+export function duplicateCount(actual: ReadonlyMap<string, ComparableSample[]>, expected: ReadonlyMap<string, ComparableSample[]>): number {
+  let n = 0;
+  for (const [key, got] of actual) n += got.length - (expected.get(key)?.length ?? 0);
+  return n;
 }
