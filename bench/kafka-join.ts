@@ -31,6 +31,7 @@ import {
   KafkaBenchError,
   LOAD_PARTITIONS,
   SENT_AT_HEADER,
+  countRecords,
   deleteTopicsWithPrefix,
   ensureTopics,
   type LoadServerReply,
@@ -80,9 +81,10 @@ export const DEFAULT_KAFKA_JOIN_OPTIONS: KafkaJoinOptions = {
   engines: [...ENGINES],
   guarantees: [...GUARANTEES],
   commitIntervalMs: 100,
+  // docs/join-semantics.md defaults: no window closes during a run (see docs/benchmarks.md for shorter windows).
   beforeMs: 60_000,
-  afterMs: 60_000,
-  graceMs: 10_000,
+  afterMs: 86_400_000,
+  graceMs: 3_600_000,
   streamThreads: 1,
   javaOptions: ['-Xms256m', '-Xmx1g'],
   seed: 42,
@@ -626,6 +628,8 @@ export interface RunResult {
   headerIsLaterInput?: number;
   producer?: { seconds: number; recordsPerSecond: number; offeredRate: number | null };
   samples?: { expected: number; received: number; distinct: number; duplicates: number; checked: number; invalid: number; firstInvalid: string | null };
+  /** Records on sampleloop's side-output topics (late, orphans, unmatched, review, dead-letters) after the run. */
+  sideOutputs?: Record<string, number>;
   engineProcess?: { cpuSeconds: number | null; recordsPerCpuSecond: number | null; peakRssBytes: number | null; exitCode: number | null; stats: Record<string, number> | null };
 }
 
@@ -658,6 +662,14 @@ function runTopics(prefix: string): RunTopics {
     review: `${prefix}-review`,
     deadLetters: `${prefix}-dead-letters`,
   };
+}
+
+async function sideOutputCounts(bootstrap: string, topics: RunTopics): Promise<Record<string, number>> {
+  const side = { late: topics.late, orphans: topics.orphans, unmatched: topics.unmatched, review: topics.review, deadLetters: topics.deadLetters };
+  const counts = await countRecords(bootstrap, Object.values(side));
+  const out: Record<string, number> = {};
+  for (const [name, topic] of Object.entries(side)) if (counts[topic] !== undefined) out[name] = counts[topic];
+  return out;
 }
 
 interface RunContext {
@@ -698,13 +710,19 @@ async function runOnce(ctx: RunContext, engine: EngineName, guarantee: Guarantee
       .finally(() => (producerDone = true));
     // Surface producer failures while waiting for samples.
     producing.catch(() => undefined);
-    await Promise.race([collector.waitFor(load.expected.samples, options.idleTimeoutMs, () => producerDone), producing.then(() => new Promise<never>(() => undefined))]);
+    try {
+      await Promise.race([collector.waitFor(load.expected.samples, options.idleTimeoutMs, () => producerDone), producing.then(() => new Promise<never>(() => undefined))]);
+    } catch (err) {
+      const side = await sideOutputCounts(options.bootstrap, topics).catch(() => ({}));
+      throw new KafkaBenchError(`${errorMessage(err)}; side outputs: ${JSON.stringify(side)}`, { cause: err });
+    }
     const completedAt = collector.lastArrivalAt;
     const produced = await producing;
     const cpuAfter = processCpuSeconds(engineProc.pid);
     const peakRssBytes = processPeakRssBytes(engineProc.pid);
     const exit = await engineProc.stop();
     engineProc = null;
+    const sideOutputs = await sideOutputCounts(options.bootstrap, topics);
 
     const latencies: number[] = [];
     const headerLatencies: number[] = [];
@@ -747,6 +765,7 @@ async function runOnce(ctx: RunContext, engine: EngineName, guarantee: Guarantee
         invalid: collector.invalid,
         firstInvalid: collector.firstInvalid,
       },
+      sideOutputs,
       engineProcess: {
         cpuSeconds,
         recordsPerCpuSecond: cpuSeconds !== null && cpuSeconds > 0 ? produced.records / cpuSeconds : null,
@@ -799,7 +818,8 @@ export async function runKafkaJoinBench(partial: Partial<KafkaJoinOptions> = {})
           say(
             `  ${engine} ${guarantee}: ${rate(r.recordsPerSecond ?? 0)} records/s (${(r.seconds ?? 0).toFixed(1)} s), ` +
               `p50 ${(r.latencyMs?.p50 ?? 0).toFixed(0)} ms, p99 ${(r.latencyMs?.p99 ?? 0).toFixed(0)} ms, ` +
-              `${r.samples?.distinct} samples (${r.samples?.duplicates} duplicates, ${r.samples?.invalid}/${r.samples?.checked} checked invalid)`,
+              `${r.samples?.distinct} samples (${r.samples?.duplicates} duplicates, ${r.samples?.invalid}/${r.samples?.checked} checked invalid)` +
+              (r.sideOutputs && Object.keys(r.sideOutputs).length > 0 ? `, side outputs ${JSON.stringify(r.sideOutputs)}` : ''),
           );
         } catch (err) {
           runs.push({ engine, guarantee, status: 'failed', reason: errorMessage(err) });
@@ -909,6 +929,7 @@ export function parseKafkaJoinArgs(argv: string[]): Partial<KafkaJoinOptions> {
       seed: { type: 'string' },
       'idle-timeout-ms': { type: 'string' },
       'keep-topics': { type: 'boolean' },
+      'result-file': { type: 'string' },
       'no-result-file': { type: 'boolean' },
     },
   });
@@ -930,6 +951,7 @@ export function parseKafkaJoinArgs(argv: string[]): Partial<KafkaJoinOptions> {
   if (values.engines !== undefined) options.engines = parseList(values.engines, ENGINES, '--engines');
   if (values.guarantees !== undefined) options.guarantees = parseList(values.guarantees, GUARANTEES, '--guarantees');
   if (values['java-opts'] !== undefined) options.javaOptions = values['java-opts'].split(/\s+/).filter(Boolean);
+  if (values['result-file'] !== undefined) options.resultFile = values['result-file'];
   if (values['no-result-file']) options.resultFile = null;
   return options;
 }

@@ -89,6 +89,24 @@ export async function deleteTopicsWithPrefix(bootstrap: string, prefix: string):
   }
 }
 
+/** Records per topic (sum of the partitions' high watermarks; transaction markers count too); topics that do not exist are left out. */
+export async function countRecords(bootstrap: string, topics: readonly string[]): Promise<Record<string, number>> {
+  const admin = adminClient(bootstrap);
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const counts: Record<string, number> = {};
+    for (const topic of topics) {
+      if (!existing.has(topic)) continue;
+      const offsets = await admin.fetchTopicOffsets(topic);
+      counts[topic] = offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+    }
+    return counts;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 export interface ProduceOptions {
   bootstrap: string;
   predictionsTopic: string;

@@ -2,7 +2,7 @@
  * Predictor benchmark: records/s of the predictor topology (requests → decode → ONNX predictor →
  * Avro predictions, committed to the embedded log) versus raw onnxruntime `session.run` on the same
  * model with the same batch sizes, and `loadOnnxModel().predictBatch` in between. overhead = raw / topology.
- * Run: `npm run build && node --expose-gc dist/bench/predictor.js [--requests N] [--batches 50,500,2000] [--models digits,breast-cancer]`.
+ * Run: `npm run build && node --expose-gc dist/bench/predictor.js [--requests N] [--rounds 3] [--batches 50,500,2000] [--models digits,breast-cancer] [--no-write]`.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -36,6 +36,8 @@ export type BenchModel = 'digits' | 'breast-cancer';
 
 export interface PredictorBenchOptions {
   requests: number;
+  /** Each measurement is repeated this often; the median is reported (the machine may be busy). */
+  rounds: number;
   batches: number[];
   models: BenchModel[];
   resultFile: string | null;
@@ -44,6 +46,7 @@ export interface PredictorBenchOptions {
 
 export const DEFAULT_PREDICTOR_OPTIONS: PredictorBenchOptions = {
   requests: 20_000,
+  rounds: 3,
   batches: [50, 500, 2000],
   models: ['digits', 'breast-cancer'],
   resultFile: resultPath('predictor'),
@@ -71,6 +74,7 @@ export interface PredictorBenchResult {
   machine: MachineInfo;
   /** 1-minute load average at start and end: wall-clock rates are only comparable on an idle machine. */
   loadAverage: { start: number; end: number };
+  options: { requests: number; rounds: number; batches: number[]; models: BenchModel[] };
   rows: PredictorRow[];
 }
 
@@ -112,6 +116,27 @@ async function timed(records: number, work: () => Promise<void>): Promise<Rate> 
   return { wall: records / seconds, cpu: records / ((used.user + used.system) / 1e6) };
 }
 
+async function medianOf(rounds: number, measure: () => Promise<Rate>): Promise<Rate> {
+  const results: Rate[] = [];
+  for (let i = 0; i < rounds; i++) results.push(await measure());
+  const median = (values: number[]): number => values.sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+  return { wall: median(results.map((r) => r.wall)), cpu: median(results.map((r) => r.cpu)) };
+}
+
+/** Repeats `pass` (over `records` records) until at least `minMs` have passed: inference alone is too quick to time once. */
+async function timedRepeat(records: number, pass: () => Promise<void>, minMs = 1000): Promise<Rate> {
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  let done = 0;
+  do {
+    await pass();
+    done += records;
+  } while (performance.now() - started < minMs);
+  const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { wall: done / seconds, cpu: done / ((used.user + used.system) / 1e6) };
+}
+
 /** Row i of the benchmark traffic: the dataset's rows, cycled. */
 function rowAt(m: ModelUnderTest, i: number): number[] {
   return (m.dataset.rows[i % m.dataset.rows.length] as { features: number[] }).features;
@@ -130,7 +155,7 @@ async function rawRun(m: ModelUnderTest, requests: number, batch: number): Promi
       tensors.push(new ort.Tensor(input.type as 'float32' | 'float64', data, [n, width]));
     }
     await session.run({ [input.name]: tensors[0] as ort.Tensor }); // warm-up
-    return await timed(requests, async () => {
+    return await timedRepeat(requests, async () => {
       for (const t of tensors) await session.run({ [input.name]: t });
     });
   } finally {
@@ -148,7 +173,7 @@ async function predictBatchRun(m: ModelUnderTest, requests: number, batch: numbe
       batches.push(rows);
     }
     await model.predictBatch(batches[0] as Float64Array[]);
-    return await timed(requests, async () => {
+    return await timedRepeat(requests, async () => {
       for (const rows of batches) await model.predictBatch(rows);
     });
   } finally {
@@ -215,13 +240,13 @@ export async function runPredictorBench(options: PredictorBenchOptions): Promise
   const rows: PredictorRow[] = [];
   for (const m of modelsUnderTest(options.models)) {
     for (const batch of options.batches) {
-      const raw = await rawRun(m, options.requests, batch);
-      const predictBatch = await predictBatchRun(m, options.requests, batch);
-      const topology = await topologyRun(m, options.requests, batch);
+      const raw = await medianOf(options.rounds, () => rawRun(m, options.requests, batch));
+      const predictBatch = await medianOf(options.rounds, () => predictBatchRun(m, options.requests, batch));
+      const topology = await medianOf(options.rounds, () => topologyRun(m, options.requests, batch));
       rows.push({ model: m.name, batch, requests: options.requests, raw, predictBatch, topology, overheadCpu: raw.cpu / topology.cpu, overheadWall: raw.wall / topology.wall });
     }
   }
-  const result: PredictorBenchResult = { benchmark: 'predictor', at: new Date().toISOString(), machine: machineInfo(), loadAverage: { start: load, end: loadavg()[0] ?? 0 }, rows };
+  const result: PredictorBenchResult = { benchmark: 'predictor', at: new Date().toISOString(), machine: machineInfo(), loadAverage: { start: load, end: loadavg()[0] ?? 0 }, options: { requests: options.requests, rounds: options.rounds, batches: options.batches, models: options.models }, rows };
   options.out(
     formatTable(
       ['model', 'batch', 'session.run rec/cpu-s', 'predictBatch rec/cpu-s', 'topology rec/cpu-s', 'raw/topology (cpu)', 'topology rec/s (wall)', 'raw/topology (wall)'],
@@ -233,9 +258,10 @@ export async function runPredictorBench(options: PredictorBenchOptions): Promise
 }
 
 export function predictorOptionsFromArgs(args: readonly string[]): PredictorBenchOptions {
-  const { values } = parseArgs({ args: [...args], strict: false, options: { requests: { type: 'string' }, batches: { type: 'string' }, models: { type: 'string' }, 'no-write': { type: 'boolean' } } });
+  const { values } = parseArgs({ args: [...args], strict: false, options: { requests: { type: 'string' }, rounds: { type: 'string' }, batches: { type: 'string' }, models: { type: 'string' }, 'no-write': { type: 'boolean' } } });
   const options = { ...DEFAULT_PREDICTOR_OPTIONS };
   if (typeof values.requests === 'string') options.requests = positive(values.requests, '--requests');
+  if (typeof values.rounds === 'string') options.rounds = positive(values.rounds, '--rounds');
   if (typeof values.batches === 'string') options.batches = values.batches.split(',').map((b) => positive(b, '--batches'));
   if (typeof values.models === 'string') {
     options.models = values.models.split(',').map((m) => {

@@ -6,6 +6,10 @@ import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { loadConfig, type SampleloopConfig } from '../engine/config.js';
 import { StateError, UsageError } from '../engine/errors.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
+import { kafkaAccess } from '../engine/kafka/access.js';
+import { librdkafkaSettings } from '../engine/kafka/app.js';
+import { ConfluentSchemaRegistry } from '../engine/kafka/registry.js';
+import { silentLogger } from '../engine/logger.js';
 
 export interface CommonOptions {
   config?: string;
@@ -31,6 +35,11 @@ export function engineInfoPath(dataDir: string): string {
  * HTTP (RocksDB allows one process per database).
  */
 export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: LogAccess) => Promise<T>): Promise<T> {
+  if (config.mode === 'kafka') {
+    if (!config.kafka.schemaRegistry) throw new UsageError('mode "kafka" needs kafka.schemaRegistry.url to encode and decode Avro records');
+    const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
+    return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor }));
+  }
   let log;
   try {
     log = await openEmbeddedLog(config);

@@ -1,21 +1,167 @@
-import { mkdtempSync } from 'node:fs';
+/**
+ * `sampleloop demo`: the closed loop on the embedded engine, with real models.
+ *
+ *   seed models (v1) ─► ledger ─► predictor (ONNX) ─► predictions ─► join with feedback ─► samples
+ *                          ▲                                                                │
+ *                          └──── trainer (promotes only if not worse) ◄── retrain trigger ◄──┘
+ *
+ * Two public datasets (digits, breast-cancer) are split into a fixed test set, a small labeled seed
+ * and a traffic pool. The pool's rows are sent as requests; feedback comes from the ground truth,
+ * delayed, sometimes missing, partial or corrected. Time is simulated: one clock drives the runtime,
+ * the predictor's timestamps, the trigger and the trainer, so a seed gives the same run every time.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startEmbeddedApp } from '../engine/embedded/app.js';
-import { directAccess } from '../engine/embedded/access.js';
-import { parseConfig } from '../engine/config.js';
+import { dirname, join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { parseConfig, type ConfigInput, type SampleloopConfig } from '../engine/config.js';
+import { directAccess, type LogAccess } from '../engine/embedded/access.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
+import { UsageError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
-import type { OutputRecord } from '../engine/record.js';
-import { loadDataset, type Dataset } from '../models/datasets/index.js';
-import type { Feedback, LabeledSample, Prediction } from '../schemas/types.js';
+import { EngineMetrics } from '../engine/metrics.js';
+import type { OutputRecord, SourceRecord } from '../engine/record.js';
+import { loadDataset, type Dataset, type DatasetName } from '../models/datasets/index.js';
+import { holdoutPosition } from '../models/holdout.js';
+import { publishVersion, readLedger, type LedgerView } from '../models/ledger.js';
+import { trainLogistic, type TrainOptions } from '../models/logistic-regression.js';
+import { exportOnnx, modelSha256 } from '../models/onnx-export.js';
+import { onnxHoldoutAccuracy, type TrainerDecision, type TrainingRow } from '../models/trainer-job.js';
+import { decodeFramed } from '../schemas/codec.js';
+import type { Feedback, LabeledSample, ModelVersion, Prediction, RetrainTrigger } from '../schemas/types.js';
+import { accuracyChartHtml, type AccuracyPoint } from './demo-chart.js';
+
+// ---------------------------------------------------------------------------------------------
+// Settings of the simulation
+
+const BASE_TIME = Date.UTC(2026, 0, 5, 9, 0, 0);
+/** One request every 250 ms of simulated time. */
+const REQUEST_INTERVAL_MS = 250;
+/** The engine is driven in steps of this much simulated time (requests of a step are predicted at its end). */
+const SLICE_MS = 2_000;
+/** Share of each dataset's rows in the fixed test set (by a hash of the row index). */
+const TEST_FRACTION = 0.25;
+/** Share of the remaining rows that are labeled up front (the seed the first models are trained on). */
+const SEED_FRACTION = 0.05;
+const FEEDBACK_MISSING = 0.1;
+const FEEDBACK_MIN_DELAY_MS = 500;
+const FEEDBACK_MAX_DELAY_MS = 20_000;
+/** Probability that feedback carries the label (else only correct: true/false), per category. */
+const LABELED_FEEDBACK: Record<string, number> = { digits: 0.75, 'breast-cancer': 0.3 };
+/** Feedback first gives a wrong label, and an audit corrects it a few seconds later. */
+const MISLABEL_THEN_CORRECTION = 0.04;
+const SEED_TRAINER = 'demo-seed';
+const DATASETS: readonly DatasetName[] = ['digits', 'breast-cancer'];
 
 export interface DemoOptions {
+  /** Where the engine keeps its data; default: a new temporary directory. Must be new or empty. */
   dataDir?: string;
-  requests: number;
+  /** Requests to send; default: every row of both traffic pools. */
+  requests?: number;
+  /** Seed of the simulated traffic (order, delays, missing and partial feedback). */
   seed: number;
+  /** Print only the summary. */
   quiet: boolean;
+  /** Where to write the HTML chart; default `<dataDir>/accuracy.html`; null: none. */
+  chartPath?: string | null;
   out: (line: string) => void;
 }
+
+export interface PromotionReport {
+  version: string;
+  triggerId: string;
+  /** Reason of the trigger (sample-count, accuracy-drop, age). */
+  reason: string;
+  /** Samples in the snapshot the version was trained on. */
+  sampleCount: number;
+  /** From the ledger metrics. */
+  holdoutAccuracy: number;
+  servingHoldoutAccuracy: number | null;
+  holdoutSize: number;
+  /** Accuracy of the promoted ONNX model on the category's fixed test set. */
+  testAccuracy: number;
+  modelSha256: string;
+}
+
+export interface CategoryReport {
+  category: string;
+  testSize: number;
+  seedSize: number;
+  poolSize: number;
+  /** Requests of the category sent as traffic. */
+  requests: number;
+  seedAccuracy: number;
+  finalAccuracy: number;
+  oracleAccuracy: number;
+  finalVersion: string;
+  finalModelSha256: string;
+  promotions: PromotionReport[];
+  rejected: number;
+  skipped: number;
+  /** Distinct request IDs on the samples topic. */
+  samples: number;
+  unmatched: number;
+  review: number;
+}
+
+export interface DemoResult {
+  dataDir: string;
+  chartPath: string | null;
+  categories: CategoryReport[];
+  decisions: TrainerDecision[];
+  ledger: { versions: number; categories: number; failures: string[] };
+  counts: { requests: number; sampleRecords: number; orphans: number; late: number; deadLetters: number };
+  /** Samples (latest revision per request) whose label equals the ground truth. */
+  labelCorrectness: number;
+  /** Raw names, phones and ID numbers found in any topic but the inputs. */
+  leaks: number;
+  scannedRecords: number;
+  seconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data: a fixed test set, a labeled seed, a traffic pool
+
+interface Row {
+  index: number;
+  features: number[];
+  label: string;
+}
+
+interface CategoryData {
+  dataset: Dataset;
+  test: Row[];
+  seed: Row[];
+  pool: Row[];
+  /** The test set as the ONNX evaluator reads it. */
+  testRows: TrainingRow[];
+}
+
+/** Splits by a hash of `<dataset>/<row index>`: the same rows every run, whatever the seed. */
+export function splitDataset(dataset: Dataset): CategoryData {
+  const test: Row[] = [];
+  const seed: Row[] = [];
+  const pool: Row[] = [];
+  const seedBelow = TEST_FRACTION + (1 - TEST_FRACTION) * SEED_FRACTION;
+  dataset.rows.forEach((r, index) => {
+    const u = holdoutPosition(`${dataset.name}/${index}`);
+    const row = { index, features: r.features, label: r.label };
+    if (u < TEST_FRACTION) test.push(row);
+    else if (u < seedBelow) seed.push(row);
+    else pool.push(row);
+  });
+  const testRows = test.map((r) => ({ requestId: `test-${r.index}`, features: featureMap(dataset, r.features), vector: r.features, label: r.label }));
+  return { dataset, test, seed, pool, testRows };
+}
+
+function featureMap(dataset: Dataset, values: readonly number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  dataset.featureNames.forEach((name, j) => (out[name] = values[j] as number));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic
 
 /** mulberry32: small, seeded, good enough for simulated traffic. */
 function prng(seed: number): () => number {
@@ -29,134 +175,552 @@ function prng(seed: number): () => number {
   };
 }
 
-interface Simulated {
-  prediction: Prediction;
-  feedback: Feedback[];
-  truth: string;
+type FeedbackPlan =
+  | { kind: 'missing' }
+  | { kind: 'label' | 'correct'; delayMs: number }
+  | { kind: 'mislabel-then-correction'; delayMs: number; wrongLabel: string; correctionDelayMs: number };
+
+interface PlannedRequest {
+  requestId: string;
+  category: string;
+  row: Row;
+  features: Record<string, number>;
+  timestamp: number;
+  attributes: Record<string, string>;
+  feedback: FeedbackPlan;
 }
 
-const BASE_TIME = Date.UTC(2026, 0, 5, 9, 0, 0);
-
-/** Live traffic over two real datasets, with a simulated model (≈85% right) and delayed, partial, sometimes corrected feedback. */
-export function simulateTraffic(datasets: Dataset[], requests: number, seed: number): Simulated[] {
+/** Every pool row once (or the first `requests` of them), shuffled; feedback decided up front, except correct/incorrect, which depends on the live prediction. */
+function planTraffic(data: readonly CategoryData[], requests: number | undefined, seed: number): PlannedRequest[] {
   const random = prng(seed);
-  const out: Simulated[] = [];
-  for (let i = 0; i < requests; i++) {
-    const dataset = datasets[i % 3 === 2 ? 1 : 0] as Dataset;
-    const row = dataset.rows[Math.floor(random() * dataset.rows.length)] as Dataset['rows'][number];
-    const features: Record<string, number> = {};
-    dataset.featureNames.forEach((name, j) => (features[name] = row.features[j] as number));
-    const right = random() < 0.85;
-    const others = dataset.classes.filter((c) => c !== row.label);
-    const predictedLabel = right ? row.label : (others[Math.floor(random() * others.length)] as string);
-    const scores: Record<string, number> = {};
-    for (const c of dataset.classes) scores[c] = c === predictedLabel ? 0.8 : 0.2 / (dataset.classes.length - 1);
-    const t = BASE_TIME + i * 250;
-    const requestId = `req-${String(seed)}-${String(i).padStart(6, '0')}`;
-    const prediction: Prediction = {
-      requestId,
-      category: dataset.name,
-      features,
-      attributes: { name: `Customer ${i}`, phone: `+44 7700 9${String(100000 + i).slice(-5)}`, idNumber: `ID${String(90000000 + i * 7)}`, channel: i % 2 ? 'mobile' : 'branch' },
-      predictedLabel,
-      scores,
-      modelVersion: 'simulated-v0',
-      modelHash: '',
-      requestTimestamp: t,
-      timestamp: t + 5,
-    };
-    const feedback: Feedback[] = [];
-    const roll = random();
-    const delay = 500 + Math.floor(random() * 20_000);
-    if (roll >= 0.1) {
-      const withLabel = dataset.classes.length > 2 ? random() < 0.75 : random() < 0.3;
-      const first: Feedback = withLabel
-        ? { requestId, timestamp: t + delay, source: 'back-office', actualLabel: row.label, correct: null }
-        : { requestId, timestamp: t + delay, source: 'back-office', actualLabel: null, correct: predictedLabel === row.label };
-      feedback.push(first);
-      if (random() < 0.04) feedback.push({ requestId, timestamp: t + delay + 3_000, source: 'audit', actualLabel: row.label, correct: null });
-    }
-    out.push({ prediction, feedback, truth: row.label });
+  const entries = data.flatMap((d) => d.pool.map((row) => ({ d, row })));
+  for (let i = entries.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [entries[i], entries[j]] = [entries[j] as (typeof entries)[number], entries[i] as (typeof entries)[number]];
   }
-  return out;
+  const chosen = requests === undefined ? entries : entries.slice(0, requests);
+  return chosen.map(({ d, row }, i) => {
+    const category = d.dataset.name;
+    const n = String(i).padStart(5, '0');
+    const draws = [random(), random(), random(), random(), random(), random()] as const;
+    const delayMs = FEEDBACK_MIN_DELAY_MS + Math.floor(draws[1] * (FEEDBACK_MAX_DELAY_MS - FEEDBACK_MIN_DELAY_MS));
+    let feedback: FeedbackPlan;
+    if (draws[0] < FEEDBACK_MISSING) feedback = { kind: 'missing' };
+    else if (draws[2] < MISLABEL_THEN_CORRECTION) {
+      const others = d.dataset.classes.filter((c) => c !== row.label);
+      feedback = { kind: 'mislabel-then-correction', delayMs, wrongLabel: others[Math.floor(draws[3] * others.length)] as string, correctionDelayMs: 3_000 + Math.floor(draws[4] * 7_000) };
+    } else feedback = { kind: draws[5] < (LABELED_FEEDBACK[category] ?? 0.5) ? 'label' : 'correct', delayMs };
+    return {
+      requestId: `req-${seed}-${n}`,
+      category,
+      row,
+      features: featureMap(d.dataset, row.features),
+      timestamp: BASE_TIME + i * REQUEST_INTERVAL_MS,
+      attributes: { name: `Customer ${n}`, phone: `+44 7700 9${n}`, idNumber: `ID9${String(i * 7919).padStart(7, '0')}`, channel: i % 2 ? 'mobile' : 'branch' },
+      feedback,
+    };
+  });
 }
 
-/** `sampleloop demo`: traffic → predictions + feedback topics → the join → samples, on the embedded default. */
-export async function runDemo(options: DemoOptions): Promise<void> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sampleloop-demo-'));
+/** The business's feedback for a request, once its prediction is known. */
+function feedbackFor(request: PlannedRequest, predictedLabel: string): Feedback[] {
+  const plan = request.feedback;
+  const { requestId, timestamp } = request;
+  const truth = request.row.label;
+  switch (plan.kind) {
+    case 'missing':
+      return [];
+    case 'label':
+      return [{ requestId, timestamp: timestamp + plan.delayMs, source: 'back-office', actualLabel: truth, correct: null }];
+    case 'correct':
+      return [{ requestId, timestamp: timestamp + plan.delayMs, source: 'back-office', actualLabel: null, correct: predictedLabel === truth }];
+    case 'mislabel-then-correction':
+      return [
+        { requestId, timestamp: timestamp + plan.delayMs, source: 'back-office', actualLabel: plan.wrongLabel, correct: null },
+        { requestId, timestamp: timestamp + plan.delayMs + plan.correctionDelayMs, source: 'audit', actualLabel: truth, correct: null },
+      ];
+  }
+}
+
+/** What real producers also send: a truncated request, a request of an unknown category, feedback with neither label nor verdict. */
+function brokenRecords(config: SampleloopConfig, example: PlannedRequest): OutputRecord[] {
+  const at = example.timestamp;
+  const truncated = JSON.stringify({ requestId: 'req-broken-1', category: example.category, attributes: example.attributes, features: example.features, timestamp: at }).slice(0, 120);
+  const unknown = { requestId: 'req-broken-2', category: 'loans', attributes: example.attributes, features: { amount: 1200 }, timestamp: at };
+  const empty = { requestId: example.requestId, timestamp: at + 1, source: 'back-office' };
+  return [
+    { topic: config.topics.requests, key: Buffer.from('req-broken-1'), value: Buffer.from(truncated), timestamp: at, headers: {} },
+    { topic: config.topics.requests, key: Buffer.from('req-broken-2'), value: Buffer.from(JSON.stringify(unknown)), timestamp: at, headers: {} },
+    { topic: config.topics.feedback, key: Buffer.from(example.requestId), value: Buffer.from(JSON.stringify(empty)), timestamp: at + 1, headers: {} },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/** The engine's settings for the demo: predictor, trigger and built-in trainer on; windows sized for the simulated traffic. */
+export function demoConfigInput(dataDir: string, datasets: readonly Dataset[]): ConfigInput {
+  return {
+    dataDir,
+    http: { port: 0 },
+    log: { level: 'silent' },
+    // Predictions are stamped with the simulated clock; feedback may then precede them by up to a slice.
+    join: { beforeMs: 2 * SLICE_MS, afterMs: 60_000, graceMs: 5_000, idleAdvance: false },
+    categories: Object.fromEntries(datasets.map((d) => [d.name, { classes: d.classes }])),
+    predictor: { enabled: true, timestamp: 'wall-clock' },
+    trigger: { enabled: true, minNewSamples: 150, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 300, maxAgeMs: null, debounceMs: 60_000, checkIntervalMs: 10_000 },
+    trainer: { enabled: true, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0 },
+  };
+}
+
+function prepareDataDir(dir: string | undefined): string {
+  if (dir === undefined) return mkdtempSync(join(tmpdir(), 'sampleloop-demo-'));
+  const path = resolve(dir);
+  if (existsSync(path) && readdirSync(path).length > 0) {
+    throw new UsageError(`${path} is not empty: the demo needs a new or empty data directory (or omit --data-dir for a fresh temporary one)`);
+  }
+  mkdirSync(path, { recursive: true });
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading topics while the loop runs
+
+/** Reads what was appended to a topic since the last call (every partition, in offset order). */
+class TopicTail {
+  private readonly positions: number[] = [];
+
+  constructor(
+    private readonly app: EmbeddedApp,
+    private readonly topic: string,
+  ) {}
+
+  next(): SourceRecord[] {
+    const partitions = this.app.log.topic(this.topic)?.partitions ?? 0;
+    const out: SourceRecord[] = [];
+    for (let p = 0; p < partitions; p++) {
+      for (;;) {
+        const records = this.app.log.read(this.topic, p, this.positions[p] ?? 0, 5_000);
+        if (records.length === 0) break;
+        for (const r of records) out.push(r);
+        this.positions[p] = (records[records.length - 1] as SourceRecord).offset + 1;
+      }
+    }
+    return out;
+  }
+
+  decoded<T>(): T[] {
+    const lookup = (id: number): ReturnType<EmbeddedApp['registry']['cached']> => this.app.registry.cached(id);
+    return this.next().flatMap((r) => (r.value === null ? [] : [decodeFramed(r.value, lookup).value as T]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+interface CategoryRun {
+  data: CategoryData;
+  seedAccuracy: number;
+  oracleAccuracy: number;
+  points: AccuracyPoint[];
+  promotions: PromotionReport[];
+  rejected: number;
+  skipped: number;
+  requests: number;
+  servingVersion: string;
+  /** Predictions since the last progress line: [right, total]. */
+  live: [number, number];
+  samples: Set<string>;
+}
+
+function percent(x: number, digits = 1): string {
+  return `${(100 * x).toFixed(digits)}%`;
+}
+
+async function testAccuracy(bytes: Uint8Array, data: CategoryData, version?: Pick<ModelVersion, 'featureNames' | 'classes'>): Promise<number> {
+  return onnxHoldoutAccuracy(bytes, data.testRows, version ? { featureNames: version.featureNames, classes: version.classes } : {});
+}
+
+function trainOptions(config: SampleloopConfig): TrainOptions {
+  return { l2: config.trainer.l2, maxIterations: config.trainer.maxIterations, tolerance: config.trainer.tolerance };
+}
+
+/** Runs every topology until no input is left anywhere (outputs of one become inputs of the next after each commit). */
+async function settle(app: EmbeddedApp): Promise<void> {
+  while ((await app.runtime.runUntilIdleAsync()) > 0) {
+    // keep going: the last pass produced records for another topology
+  }
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const started = Date.now();
   const say = (line: string): void => {
     if (!options.quiet) options.out(line);
   };
-  const config = parseConfig({
-    dataDir,
-    http: { port: 0 },
-    join: { beforeMs: 1_000, afterMs: 60_000, graceMs: 5_000, idleAdvance: false },
-    categories: { digits: { classes: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] }, 'breast-cancer': { classes: ['malignant', 'benign'] } },
-  });
-  const datasets = [loadDataset('digits'), loadDataset('breast-cancer')];
-  say(`sampleloop demo — embedded mode, data in ${dataDir}`);
-  say(`datasets: digits (${datasets[0]?.rows.length} rows, 10 classes), breast-cancer (${datasets[1]?.rows.length} rows, 2 classes)`);
-  const traffic = simulateTraffic(datasets, options.requests, options.seed);
-  const events: OutputRecord[] = [];
-  for (const s of traffic) {
-    events.push({ topic: config.topics.predictions, key: Buffer.from(s.prediction.requestId), value: Buffer.from(JSON.stringify(s.prediction)), timestamp: s.prediction.timestamp, headers: {} });
-    for (const f of s.feedback) events.push({ topic: config.topics.feedback, key: Buffer.from(f.requestId), value: Buffer.from(JSON.stringify(f)), timestamp: f.timestamp, headers: {} });
+  if (options.requests !== undefined && (!Number.isInteger(options.requests) || options.requests < 1)) {
+    throw new UsageError(`--requests must be a positive integer, got ${options.requests}`);
   }
-  events.sort((a, b) => a.timestamp - b.timestamp);
-  // A few broken records, as real producers send them: they must end in the dead-letter topic.
-  events.push({ topic: config.topics.feedback, key: null, value: Buffer.from('{"requestId": "req-broken", "timestamp": '), timestamp: events.at(-1)?.timestamp ?? BASE_TIME, headers: {} });
-  events.push({ topic: config.topics.predictions, key: null, value: Buffer.from(JSON.stringify({ category: 'digits', features: {}, predictedLabel: '1', scores: {}, modelVersion: 'x', requestTimestamp: BASE_TIME, timestamp: BASE_TIME })), timestamp: BASE_TIME, headers: {} });
+  const dataDir = prepareDataDir(options.dataDir);
+  const datasets = DATASETS.map((name) => loadDataset(name));
+  const config = parseConfig(demoConfigInput(dataDir, datasets));
+  const data = datasets.map(splitDataset);
+  const plan = planTraffic(data, options.requests, options.seed);
+  const clock = { now: BASE_TIME - 60_000 };
 
-  const app = await startEmbeddedApp(config, { logger: silentLogger() });
+  say(`sampleloop demo: the closed loop on the embedded engine, data in ${dataDir}`);
+  say(`datasets, split by a hash of the row index: test ${percent(TEST_FRACTION, 0)} (never trained on), labeled seed ${percent(SEED_FRACTION, 0)} of the rest, the rest is the traffic pool`);
+  for (const d of data) {
+    say(`  ${d.dataset.name.padEnd(14)} ${String(d.dataset.rows.length).padStart(4)} rows, ${String(d.dataset.classes.length).padStart(2)} classes: test ${d.test.length}, seed ${d.seed.length}, pool ${d.pool.length}`);
+  }
+
+  const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => clock.now, trainer: { loop: false } });
   try {
-    const chunk = 500;
-    const started = Date.now();
-    for (let i = 0; i < events.length; i += chunk) {
-      app.log.append(events.slice(i, i + chunk));
-      app.runtime.runUntilIdle();
-      say(`  traffic: ${Math.min(i + chunk, events.length)}/${events.length} records processed`);
+    const access = directAccess(app.log, app.registry, () => clock.now);
+    const trainer = app.trainer;
+    if (!trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
+
+    // 1. Seed models → ledger version 1; the oracle for comparison.
+    say('seed models, published to the model ledger as version 1 (test-set accuracy):');
+    const runs = new Map<string, CategoryRun>();
+    for (const d of data) {
+      const { dataset } = d;
+      const model = trainLogistic(d.seed, dataset.featureNames, dataset.classes, trainOptions(config));
+      const onnx = exportOnnx(model, { version: '1', category: dataset.name });
+      await publishVersion(
+        access,
+        { category: dataset.name, version: '1', onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: { trainSize: d.seed.length }, trainer: SEED_TRAINER, createdAt: clock.now },
+        { topic: config.topics.models },
+      );
+      const seedAccuracy = await testAccuracy(onnx, d);
+      const oracleModel = trainLogistic(d.pool, dataset.featureNames, dataset.classes, trainOptions(config));
+      const oracleAccuracy = await testAccuracy(exportOnnx(oracleModel, { version: 'oracle', category: dataset.name }), d);
+      runs.set(dataset.name, {
+        data: d,
+        seedAccuracy,
+        oracleAccuracy,
+        points: [{ samples: 0, accuracy: seedAccuracy, label: 'v1 (seed)' }],
+        promotions: [],
+        rejected: 0,
+        skipped: 0,
+        requests: plan.filter((r) => r.category === dataset.name).length,
+        servingVersion: '1',
+        live: [0, 0],
+        samples: new Set(),
+      });
+      say(`  ${dataset.name.padEnd(14)} ${percent(seedAccuracy).padStart(6)}  (trained on ${d.seed.length} labeled rows; oracle trained on all ${d.pool.length} pool labels: ${percent(oracleAccuracy)})`);
     }
-    app.runtime.endOfInput();
-    const seconds = (Date.now() - started) / 1000;
-    const access = directAccess(app.log, app.registry);
-    const topics = await access.topics();
-    const count = (t: string): number => topics.find((x) => x.topic === t)?.records ?? 0;
-    const samples = (await access.read(config.topics.samples)).map((r) => r.value as LabeledSample);
-    const latest = new Map<string, LabeledSample>();
-    for (const s of samples) latest.set(s.requestId, s);
-    const truth = new Map(traffic.map((s) => [s.prediction.requestId, s.truth]));
-    let right = 0;
-    const bySource: Record<string, number> = {};
-    for (const s of latest.values()) {
-      if (truth.get(s.requestId) === s.label) right++;
-      bySource[s.labelSource] = (bySource[s.labelSource] ?? 0) + 1;
-    }
-    const raw = new Set(traffic.flatMap((s) => [s.prediction.attributes.name, s.prediction.attributes.idNumber, s.prediction.attributes.phone]) as string[]);
-    let leaks = 0;
-    const scan = (value: unknown): void => {
-      if (typeof value === 'string') {
-        if (raw.has(value)) leaks++;
-        else if (value.length > 64) for (const v of raw) if (value.includes(v)) leaks++;
-      } else if (value !== null && typeof value === 'object') {
-        for (const v of Object.values(value)) scan(v);
+    const runOf = (category: string): CategoryRun => runs.get(category) as CategoryRun;
+
+    const simulatedMinutes = (plan.length * REQUEST_INTERVAL_MS) / 60_000;
+    say(`traffic: ${plan.length} requests over ${simulatedMinutes.toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
+    say(`  only "correct: true/false" for ${percent(1 - (LABELED_FEEDBACK.digits ?? 0), 0)} (digits) / ${percent(1 - (LABELED_FEEDBACK['breast-cancer'] ?? 0), 0)} (breast-cancer), first mislabeled then corrected by an audit for ${percent(MISLABEL_THEN_CORRECTION, 0)}`);
+    say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only if holdout accuracy >= the serving model's`);
+
+    // 2. Traffic, slice by slice of simulated time.
+    const byId = new Map(plan.map((r) => [r.requestId, r]));
+    const predictions = new TopicTail(app, config.topics.predictions);
+    const samples = new TopicTail(app, config.topics.samples);
+    const triggers = new TopicTail(app, config.topics.retrainTriggers);
+    const triggerById = new Map<string, RetrainTrigger>();
+    const pendingFeedback: Feedback[] = [];
+    const decisions: TrainerDecision[] = [];
+    const progressEvery = Math.max(1, Math.ceil(plan.length / 10));
+    let nextProgress = progressEvery;
+    let sent = 0;
+    const requestRecord = (r: PlannedRequest): OutputRecord => ({
+      topic: config.topics.requests,
+      key: Buffer.from(r.requestId),
+      value: Buffer.from(JSON.stringify({ requestId: r.requestId, category: r.category, features: r.features, attributes: r.attributes, timestamp: r.timestamp, source: 'demo-gateway' })),
+      timestamp: r.timestamp,
+      headers: {},
+    });
+    const feedbackRecord = (f: Feedback): OutputRecord => ({ topic: config.topics.feedback, key: Buffer.from(f.requestId), value: Buffer.from(JSON.stringify(f)), timestamp: f.timestamp, headers: {} });
+
+    const observe = (): void => {
+      for (const p of predictions.decoded<Prediction>()) {
+        const request = byId.get(p.requestId);
+        if (!request) continue;
+        const run = runOf(p.category);
+        run.servingVersion = p.modelVersion;
+        run.live[1]++;
+        if (p.predictedLabel === request.row.label) run.live[0]++;
+        pendingFeedback.push(...feedbackFor(request, p.predictedLabel));
+      }
+      for (const s of samples.decoded<LabeledSample>()) runs.get(s.category)?.samples.add(s.requestId);
+      for (const t of triggers.decoded<RetrainTrigger>()) triggerById.set(t.triggerId, t);
+    };
+
+    const train = async (): Promise<void> => {
+      for (;;) {
+        const decided = await trainer.processPending();
+        if (decided.length === 0) return;
+        decisions.push(...decided);
+        observe();
+        const view = await readLedger(access, config.topics.models);
+        for (const d of decided) await report(d, view);
+        await settle(app);
+        observe();
       }
     };
-    for (const t of topics) {
-      if (t.topic === config.topics.predictions || t.topic === config.topics.feedback) continue;
-      for (const r of await access.read(t.topic)) scan(r);
+
+    const report = async (d: TrainerDecision, view: LedgerView): Promise<void> => {
+      const run = runOf(d.category);
+      const reason = triggerById.get(d.triggerId)?.reason ?? '?';
+      if (d.decision === 'promoted') {
+        const version = view.byCategory.get(d.category)?.find((v) => v.verification.ok && v.version?.version === d.candidateVersion)?.version;
+        if (!version?.onnx) throw new UsageError(`promoted version ${d.category}/${d.candidateVersion} is not in the ledger`);
+        const metrics = version.metrics;
+        const promotion: PromotionReport = {
+          version: version.version,
+          triggerId: d.triggerId,
+          reason,
+          sampleCount: version.trainingSnapshot?.sampleCount ?? d.sampleCount,
+          holdoutAccuracy: metrics.holdoutAccuracy ?? Number.NaN,
+          servingHoldoutAccuracy: metrics.servingHoldoutAccuracy ?? null,
+          holdoutSize: metrics.holdoutSize ?? d.holdoutSize,
+          testAccuracy: await testAccuracy(version.onnx, run.data, version),
+          modelSha256: version.modelSha256,
+        };
+        run.promotions.push(promotion);
+        run.points.push({ samples: promotion.sampleCount, accuracy: promotion.testAccuracy, label: `v${promotion.version}` });
+        const vs = promotion.servingHoldoutAccuracy === null ? '' : ` vs ${percent(promotion.servingHoldoutAccuracy)} for v${d.servingVersion}`;
+        say(
+          `  promoted ${d.category} v${promotion.version} after ${promotion.sampleCount} samples (${reason}): holdout ${percent(promotion.holdoutAccuracy)}${vs} on ${promotion.holdoutSize} held-out samples -> test-set accuracy ${percent(promotion.testAccuracy)}`,
+        );
+      } else if (d.decision === 'rejected') {
+        run.rejected++;
+        say(`  rejected ${d.category} candidate v${d.candidateVersion} after ${d.sampleCount} samples (${reason}): holdout ${percent(d.candidateAccuracy ?? 0)} < ${percent(d.servingAccuracy ?? 0)} for v${d.servingVersion}, which keeps serving`);
+      } else {
+        run.skipped++;
+        say(`  ${d.decision} ${d.category} trigger ${d.triggerId}: ${d.message}`);
+      }
+    };
+
+    const progress = (): void => {
+      const live = [...runs.values()].map((r) => `${r.data.dataset.name} ${r.live[1] === 0 ? '-' : percent(r.live[0] / r.live[1])} (v${r.servingVersion})`).join(', ');
+      const counts = [...runs.values()].map((r) => `${r.data.dataset.name} ${r.samples.size}`).join(', ');
+      say(`  traffic: ${percent(sent / plan.length, 0).padStart(4)} | ${String(sent).padStart(String(plan.length).length)}/${plan.length} requests | live accuracy since last line: ${live} | samples: ${counts}`);
+      for (const r of runs.values()) r.live = [0, 0];
+    };
+
+    let first = true;
+    for (let sliceStart = BASE_TIME; sent < plan.length || pendingFeedback.length > 0; sliceStart += SLICE_MS) {
+      const sliceEnd = sliceStart + SLICE_MS;
+      const records: OutputRecord[] = [];
+      while (sent < plan.length && (plan[sent] as PlannedRequest).timestamp < sliceEnd) records.push(requestRecord(plan[sent++] as PlannedRequest));
+      pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
+      while (pendingFeedback.length > 0 && (pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(feedbackRecord(pendingFeedback.shift() as Feedback));
+      if (first && plan[0]) records.push(...brokenRecords(config, plan[0]));
+      first = false;
+      if (records.length > 0) app.log.append(records.sort((a, b) => a.timestamp - b.timestamp));
+      clock.now = sliceEnd;
+      await settle(app);
+      observe();
+      await train();
+      if (sent >= nextProgress || (sent === plan.length && nextProgress <= plan.length)) {
+        progress();
+        nextProgress = sent === plan.length ? Number.POSITIVE_INFINITY : nextProgress + progressEvery;
+      }
     }
-    options.out('');
-    options.out(`processed ${events.length} input records in ${seconds.toFixed(2)} s`);
-    options.out(`samples (compacted, keyed by requestId): ${latest.size} distinct (${samples.length} records incl. revisions) — ${JSON.stringify(bySource)}`);
-    options.out(`label correctness vs ground truth: ${((100 * right) / Math.max(1, latest.size)).toFixed(2)}% of samples (the simulated model itself is ~85% right)`);
-    options.out(`unmatched predictions: ${count(config.topics.unmatched)}, orphan feedback: ${count(config.topics.orphans)}, late: ${count(config.topics.late)}, review: ${count(config.topics.review)}, dead letters: ${count(config.topics.deadLetters)}`);
-    options.out(`raw names, phones or ID numbers found in output topics: ${leaks}`);
-    const example = latest.values().next().value;
-    if (example) options.out(`example sample: ${JSON.stringify({ ...example, features: `{${Object.keys(example.features).length} features}` })}`);
-    options.out('');
-    options.out(`next: node bin/sampleloop.js consume samples --data-dir ${dataDir} --max 3`);
-    options.out(`      node bin/sampleloop.js inspect --data-dir ${dataDir}`);
+
+    // 3. End of traffic: close every window still open, let the trigger and the trainer finish.
+    clock.now += config.join.afterMs + config.join.graceMs;
+    app.runtime.endOfInput();
+    await settle(app);
+    observe();
+    await train();
+
+    // 4. Results.
+    return await summarize({ app, access, config, runs, decisions, plan, dataDir, started, options });
   } finally {
     await app.close();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary, leak scan, chart
+
+/** Raw values are generated in these shapes, so any leak of one is found by matching them. */
+const RAW_SHAPES = /Customer \d{5}|\+44 7700 9\d{5}|ID9\d{7}/g;
+
+function countLeaks(value: unknown, raw: ReadonlySet<string>): number {
+  if (typeof value === 'string') return (value.match(RAW_SHAPES) ?? []).filter((m) => raw.has(m)).length;
+  if (value instanceof Uint8Array) return countLeaks(Buffer.from(value).toString('latin1'), raw);
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + countLeaks(v, raw), 0);
+  if (value !== null && typeof value === 'object') return Object.values(value).reduce((n: number, v) => n + countLeaks(v, raw), 0);
+  return 0;
+}
+
+interface SummaryInput {
+  app: EmbeddedApp;
+  access: LogAccess;
+  config: SampleloopConfig;
+  runs: Map<string, CategoryRun>;
+  decisions: TrainerDecision[];
+  plan: PlannedRequest[];
+  dataDir: string;
+  started: number;
+  options: DemoOptions;
+}
+
+async function summarize(input: SummaryInput): Promise<DemoResult> {
+  const { access, config, runs, decisions, plan, dataDir, options } = input;
+  const out = options.out;
+  const topics = await access.topics();
+  const count = (topic: string): number => topics.find((t) => t.topic === topic)?.records ?? 0;
+  const values = async (topic: string): Promise<unknown[]> => (topics.some((t) => t.topic === topic) ? (await access.read(topic)).map((r) => r.value) : []);
+
+  const sampleRecords = (await values(config.topics.samples)) as LabeledSample[];
+  const latest = new Map<string, LabeledSample>();
+  for (const s of sampleRecords) if ((latest.get(s.requestId)?.revision ?? -1) <= s.revision) latest.set(s.requestId, s);
+  const truth = new Map(plan.map((r) => [r.requestId, r.row.label]));
+  let right = 0;
+  const bySource: Record<string, number> = {};
+  for (const s of latest.values()) {
+    if (truth.get(s.requestId) === s.label) right++;
+    bySource[s.labelSource] = (bySource[s.labelSource] ?? 0) + 1;
+  }
+  const perCategory = (records: unknown[]): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const r of records) {
+      const category = (r as { prediction?: { category?: string } }).prediction?.category ?? '';
+      m.set(category, (m.get(category) ?? 0) + 1);
+    }
+    return m;
+  };
+  const unmatched = perCategory(await values(config.topics.unmatched));
+  const review = perCategory(await values(config.topics.review));
+
+  const ledger = await readLedger(access, config.topics.models);
+  const ledgerFailures = ledger.failures.map((f) => `${f.category} version ${f.version?.version ?? '?'} (offset ${f.offset}): ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
+
+  const raw = new Set(plan.flatMap((r) => [r.attributes.name, r.attributes.phone, r.attributes.idNumber] as string[]));
+  const inputs = new Set([config.topics.requests, config.topics.feedback]);
+  let leaks = 0;
+  let scannedRecords = 0;
+  let scannedTopics = 0;
+  for (const t of topics) {
+    if (inputs.has(t.topic)) continue;
+    scannedTopics++;
+    for (const r of await access.read(t.topic)) {
+      scannedRecords++;
+      leaks += countLeaks(r, raw);
+    }
+  }
+
+  const categories: CategoryReport[] = [...runs.values()].map((run) => {
+    const name = run.data.dataset.name;
+    const head = ledger.heads.get(name);
+    const last = run.points[run.points.length - 1] as AccuracyPoint;
+    return {
+      category: name,
+      testSize: run.data.test.length,
+      seedSize: run.data.seed.length,
+      poolSize: run.data.pool.length,
+      requests: run.requests,
+      seedAccuracy: run.seedAccuracy,
+      finalAccuracy: last.accuracy,
+      oracleAccuracy: run.oracleAccuracy,
+      finalVersion: head?.version ?? '',
+      finalModelSha256: head?.modelSha256 ?? '',
+      promotions: run.promotions,
+      rejected: run.rejected,
+      skipped: run.skipped,
+      samples: [...latest.values()].filter((s) => s.category === name).length,
+      unmatched: unmatched.get(name) ?? 0,
+      review: review.get(name) ?? 0,
+    };
+  });
+
+  let chartPath: string | null = null;
+  if (options.chartPath !== null) {
+    chartPath = resolve(options.chartPath ?? join(dataDir, 'accuracy.html'));
+    mkdirSync(dirname(chartPath), { recursive: true });
+    const series = [...runs.values()].map((run) => ({
+      category: run.data.dataset.name,
+      points: run.points,
+      oracle: run.oracleAccuracy,
+      samplesAtEnd: categories.find((c) => c.category === run.data.dataset.name)?.samples ?? 0,
+    }));
+    const subtitle = `Test-set accuracy of the served model (ONNX, onnxruntime) against the labeled samples it was trained on; seed ${options.seed}, ${plan.length} requests. The dashed line is a model trained on every label of the traffic pool.`;
+    writeFileSync(chartPath, accuracyChartHtml(series, { title: 'sampleloop demo: the closed loop raises accuracy', subtitle }));
+  }
+
+  const seconds = (Date.now() - input.started) / 1000;
+  const result: DemoResult = {
+    dataDir,
+    chartPath,
+    categories,
+    decisions,
+    ledger: { versions: ledger.versions.length, categories: ledger.byCategory.size, failures: ledgerFailures },
+    counts: { requests: plan.length, sampleRecords: sampleRecords.length, orphans: count(config.topics.orphans), late: count(config.topics.late), deadLetters: count(config.topics.deadLetters) },
+    labelCorrectness: latest.size === 0 ? 0 : right / latest.size,
+    leaks,
+    scannedRecords,
+    seconds,
+  };
+
+  out('');
+  out('results (accuracy on the fixed test set, which no model ever trains on):');
+  const header = ['category', 'seed (v1)', 'final', 'oracle', 'promoted', 'rejected', 'samples', 'unmatched', 'review'];
+  const rows = categories.map((c) => [
+    c.category,
+    percent(c.seedAccuracy),
+    `${percent(c.finalAccuracy)} (v${c.finalVersion})`,
+    percent(c.oracleAccuracy),
+    String(c.promotions.length),
+    String(c.rejected),
+    String(c.samples),
+    String(c.unmatched),
+    String(c.review),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  for (const r of [header, ...rows]) out(`  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ')}`);
+  out(`  (oracle: the same trainer on every label of the traffic pool; final: the version serving at the end)`);
+  out(
+    `join: ${latest.size} samples (${sampleRecords.length} records incl. revisions; ${Object.entries(bySource)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}), unmatched ${[...unmatched.values()].reduce((a, b) => a + b, 0)}, review ${[...review.values()].reduce((a, b) => a + b, 0)}, orphans ${result.counts.orphans}, late ${result.counts.late}, dead letters ${result.counts.deadLetters}`,
+  );
+  out(`sample labels vs ground truth: ${percent(result.labelCorrectness, 2)} of samples right (latest revision of each)`);
+  if (ledgerFailures.length === 0) out(`model ledger: ok: ${ledger.versions.length} version(s) of ${ledger.byCategory.size} categories verified (ONNX bytes, record hashes, hash chain)`);
+  else for (const f of ledgerFailures) out(`model ledger: FAIL ${f}`);
+  out(`raw sensitive values found in outputs: ${leaks} (names, phones, ID numbers; ${scannedRecords} records of ${scannedTopics} topics scanned)`);
+  if (chartPath) out(`chart: ${chartPath}`);
+  out(`finished in ${seconds.toFixed(1)} s`);
+  out('');
+  out(`next: node bin/sampleloop.js models list --data-dir ${dataDir}`);
+  out(`      node bin/sampleloop.js consume trainer-decisions --data-dir ${dataDir}`);
+  out(`      node bin/sampleloop.js inspect --data-dir ${dataDir}`);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+
+function positiveInt(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || String(n) !== value.trim()) throw new UsageError(`${name} must be a non-negative integer, got "${value}"`);
+  return n;
+}
+
+export function registerDemoCommand(program: Command, out: (line: string) => void): void {
+  program
+    .command('demo')
+    .description('the closed loop on the embedded default: real ONNX models serve traffic, feedback becomes samples, retraining promotes better models')
+    .option('-d, --data-dir <dir>', 'where the demo keeps its data: a new or empty directory (default: a fresh temporary one)')
+    .option('--requests <n>', 'number of simulated requests (default: every row of both traffic pools)')
+    .option('--seed <n>', 'random seed of the simulated traffic', '7')
+    .option('--chart <path>', 'where to write the accuracy chart (HTML; default <data-dir>/accuracy.html)')
+    .addOption(new Option('--quiet', 'print only the summary'))
+    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean }) => {
+      await runDemo({
+        ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+        ...(opts.requests !== undefined ? { requests: positiveInt(opts.requests, '--requests') } : {}),
+        ...(opts.chart ? { chartPath: opts.chart } : {}),
+        seed: positiveInt(opts.seed, '--seed'),
+        quiet: opts.quiet ?? false,
+        out,
+      });
+    });
 }

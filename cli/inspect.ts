@@ -11,7 +11,7 @@ export async function inspect(config: SampleloopConfig, options: { json: boolean
   options.out(`data dir: ${config.dataDir}`);
   options.out(['topic'.padEnd(24), 'partitions'.padStart(10), 'records'.padStart(10), 'end offsets'.padStart(14), '  cleanup'].join(''));
   for (const t of topics) {
-    options.out([t.topic.padEnd(24), String(t.partitions).padStart(10), String(t.records).padStart(10), t.endOffsets.join(',').padStart(14), `  ${t.compact ? 'compact' : 'delete'}`].join(''));
+    options.out([t.topic.padEnd(24), String(t.partitions).padStart(10), (t.records < 0 ? '-' : String(t.records)).padStart(10), t.endOffsets.join(',').padStart(14), `  ${t.compact ? 'compact' : 'delete'}`].join(''));
   }
   options.out('');
   options.out(['state store'.padEnd(24), 'task'.padStart(12), 'entries'.padStart(10), 'bytes'.padStart(12)].join(''));

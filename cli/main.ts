@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { SampleloopError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
-import { runDemo } from './demo.js';
+import { registerDemoCommand } from './demo.js';
 import { unsealDeadLetters } from './unseal.js';
 import { privacyPolicyFor } from '../engine/embedded/app.js';
 import { runEngine } from './run.js';
@@ -43,7 +43,7 @@ export function buildProgram(out: (line: string) => void): Command {
     .action(async (topic: string, opts: CommonOptions & { file?: string; keyField: string; partitions?: string }) => {
       const config = configFrom(opts);
       const text = readFileSync(opts.file ?? 0, 'utf8');
-      const partitions = opts.partitions === undefined ? config.embedded.partitions : intOption(opts.partitions, '--partitions');
+      const partitions = opts.partitions !== undefined ? intOption(opts.partitions, '--partitions') : config.mode === 'kafka' ? config.kafka.partitions : config.embedded.partitions;
       const result = await withLogAccess(config, (access) => access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions }));
       out(JSON.stringify({ topic, appended: result.appended }));
     });
@@ -73,17 +73,7 @@ export function buildProgram(out: (line: string) => void): Command {
       await inspect(configFrom(opts), { json: opts.json ?? false, out });
     });
 
-  program
-    .command('demo')
-    .description('the whole loop on the embedded default with a real dataset: traffic, feedback, join, samples')
-    .option('-d, --data-dir <dir>', 'where the demo keeps its data (a fresh directory is used by default)')
-    .option('--requests <n>', 'number of simulated requests', '1797')
-    .option('--seed <n>', 'random seed of the simulated traffic', '7')
-    .addOption(new Option('--quiet', 'print only the summary'))
-    .action(async (opts: { dataDir?: string; requests: string; seed: string; quiet?: boolean }) => {
-      await runDemo({ ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), requests: intOption(opts.requests, '--requests'), seed: intOption(opts.seed, '--seed'), quiet: opts.quiet ?? false, out });
-    });
-
+  registerDemoCommand(program, out);
   registerModelsCommand(program, out);
   registerReplayCommand(program, out);
   registerArchiveCommand(program, out);

@@ -20,6 +20,16 @@ export interface LedgerSource {
   read(partition: number, from: number, max: number): LedgerRecord[];
 }
 
+/** One raw record of the models topic, decoded (or with the reason it could not be). */
+export function toLedgerRecord(r: { partition: number; offset: number; timestamp: number; key: Buffer | null; value: Buffer | null }, lookup: WriterSchemaLookup): LedgerRecord {
+  const base = { partition: r.partition, offset: r.offset, timestamp: r.timestamp, key: r.key === null ? null : r.key.toString('utf8') };
+  try {
+    return { ...base, version: decodeLedgerValue(r.value, lookup) };
+  } catch (err) {
+    return { ...base, decodeError: errorMessage(err) };
+  }
+}
+
 /** The models topic of the embedded log, decoded with the given schema lookup (the app's registry). */
 export function embeddedLedgerSource(log: EmbeddedLog, topic: string, lookup: WriterSchemaLookup): LedgerSource {
   return {
@@ -28,15 +38,7 @@ export function embeddedLedgerSource(log: EmbeddedLog, topic: string, lookup: Wr
       if (config === undefined) return [];
       return Array.from({ length: config.partitions }, (_, p) => log.endOffset(topic, p));
     },
-    read: (partition, from, max) =>
-      log.read(topic, partition, from, max).map((r) => {
-        const base = { partition, offset: r.offset, timestamp: r.timestamp, key: r.key === null ? null : r.key.toString('utf8') };
-        try {
-          return { ...base, version: decodeLedgerValue(r.value, lookup) };
-        } catch (err) {
-          return { ...base, decodeError: errorMessage(err) };
-        }
-      }),
+    read: (partition, from, max) => log.read(topic, partition, from, max).map((r) => toLedgerRecord(r, lookup)),
   };
 }
 
@@ -195,17 +197,29 @@ export class ModelRegistry {
     return slot?.served;
   }
 
-  /** One `predictBatch` on a served model; a model swapped out meanwhile is released after the call. */
-  async predict(served: ServedModel, rows: Float64Array[]): Promise<Prediction[]> {
+  /**
+   * Keeps `served` open until the matching `release`, even if a newer version replaces it meanwhile:
+   * a batch holds the models it resolved for its whole duration.
+   */
+  hold(served: ServedModel): void {
     const slot = this.slotOf.get(served);
     if (slot) slot.inFlight++;
+  }
+
+  async release(served: ServedModel): Promise<void> {
+    const slot = this.slotOf.get(served);
+    if (!slot) return;
+    slot.inFlight--;
+    if (slot.retired && slot.inFlight === 0) await slot.served.model.close();
+  }
+
+  /** One `predictBatch` on a served model, held for the duration of the call. */
+  async predict(served: ServedModel, rows: Float64Array[]): Promise<Prediction[]> {
+    this.hold(served);
     try {
       return await served.model.predictBatch(rows);
     } finally {
-      if (slot) {
-        slot.inFlight--;
-        if (slot.retired && slot.inFlight === 0) await slot.served.model.close();
-      }
+      await this.release(served);
     }
   }
 

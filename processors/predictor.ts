@@ -73,7 +73,13 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
       group.indexes.push(i);
       group.rows.push(row);
     });
-    for (const group of groups.values()) await this.predictGroup(group, records, outcomes);
+    const { models } = this.options;
+    for (const group of groups.values()) models.hold(group.served);
+    try {
+      for (const group of groups.values()) await this.predictGroup(group, records, outcomes);
+    } finally {
+      for (const group of groups.values()) await models.release(group.served);
+    }
     return outcomes;
   }
 

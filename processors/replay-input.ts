@@ -1,6 +1,5 @@
 import { encodeEntry } from '../engine/embedded/log-codec.js';
 import { ValidationError } from '../engine/errors.js';
-import { schemaOf } from '../schemas/index.js';
 import { validateRecord } from '../schemas/validate.js';
 import type { ArchiveFile } from './replay-files.js';
 import { readArchiveRecords, type RawRecord } from './replay-lines.js';
@@ -37,8 +36,6 @@ export interface StageOptions {
   ranges: { predictions: TimeRange; feedback: TimeRange };
   /** Stop at the first bad line (it is still reported). */
   strict: boolean;
-  /** Registry ids of the Prediction and Feedback schemas in the replay's log (staged values are Confluent-framed Avro). */
-  schemaIds: { Prediction: number; Feedback: number };
   staging: ReplayStaging;
   reject(line: RejectedLine): Promise<void>;
   /** Bytes of all files read so far, records read so far. */
@@ -83,8 +80,6 @@ export async function stageArchive(options: StageOptions): Promise<StageStats> {
   ];
   for (const [side, files] of sides) {
     const schema = SIDE_SCHEMA[side];
-    const type = schemaOf(schema);
-    const header = frameHeader(options.schemaIds[schema]);
     const normalizer = new RecordNormalizer(side, options.mapping[side]);
     const stream = side === 'gateway' ? PREDICTIONS_STREAM : FEEDBACK_STREAM;
     const range = side === 'gateway' ? options.ranges.predictions : options.ranges.feedback;
@@ -106,8 +101,9 @@ export async function stageArchive(options: StageOptions): Promise<StageStats> {
           stats.outOfRange++;
           return;
         }
-        const framed = Buffer.concat([header, type.toBuffer(value)]);
-        options.staging.add(stream, value.timestamp, encodeEntry({ timestamp: value.timestamp, key: Buffer.from(value.requestId, 'utf8'), value: framed, headers: {} }));
+        // The validated record as JSON: the engine decodes it exactly as it decodes JSON input online.
+        const json = Buffer.from(JSON.stringify(value), 'utf8');
+        options.staging.add(stream, value.timestamp, encodeEntry({ timestamp: value.timestamp, key: Buffer.from(value.requestId, 'utf8'), value: json, headers: {} }));
         if (side === 'gateway') stats.staged.predictions++;
         else stats.staged.feedback++;
       };
@@ -118,10 +114,7 @@ export async function stageArchive(options: StageOptions): Promise<StageStats> {
             delimiter: options.delimiter,
             maxLineBytes: options.maxRecordBytes,
             onBytes: (bytes) => options.progress(bytesBefore + bytes, stats.records.gateway + stats.records.business),
-            afterChunk: async () => {
-              await flushRejects();
-              await options.staging.release();
-            },
+            afterChunk: flushRejects,
           },
           onRecord,
         );
@@ -136,10 +129,4 @@ export async function stageArchive(options: StageOptions): Promise<StageStats> {
   }
   options.staging.flush();
   return stats;
-}
-
-function frameHeader(schemaId: number): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(schemaId, 1);
-  return header;
 }

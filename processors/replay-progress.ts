@@ -60,6 +60,13 @@ export class ReplayProgress {
     this.print(phase, this.now(), true);
   }
 
+  /** Closes the phase without a final line (the run failed); on a TTY ends the line so an error prints below it. */
+  stop(): void {
+    const phase = this.phase;
+    this.phase = undefined;
+    if (phase && this.options.enabled && this.options.stream.isTTY && this.lastPrint > 0) this.options.stream.write('\n');
+  }
+
   private print(phase: ProgressPhase, now: number, final: boolean): void {
     const line = formatProgress(phase, now, final);
     if (this.options.stream.isTTY) this.options.stream.write(`\r${line}\u001b[K${final ? '\n' : ''}`);

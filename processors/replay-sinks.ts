@@ -12,7 +12,6 @@ import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js
 import { samplesOutputs } from '../topologies/samples.js';
 import { registerOutputSchemas } from '../topologies/serde.js';
 import { AvroContainerFile, JsonLinesFile } from './replay-files-out.js';
-import { shouldReopen } from './replay-heap.js';
 
 export type OutputTarget =
   | { kind: 'embedded'; dataDir: string }
@@ -124,14 +123,11 @@ class EmbeddedSink implements ReplaySink {
   readonly defaultRejectsPath: string;
   private pending: OutputRecord[] = [];
 
-  private written = 0;
-
   private constructor(
-    private log: EmbeddedLog,
+    private readonly log: EmbeddedLog,
     private readonly topics: Record<ReplayOutput, string>,
     private readonly schemaIds: Record<ReplayOutput, number>,
-    private readonly dataDir: string,
-    private readonly syncWrites: boolean,
+    dataDir: string,
   ) {
     this.defaultRejectsPath = resolve(dataDir, 'replay-rejects.jsonl');
     this.locations = Object.fromEntries(Object.entries(topics).map(([o, t]) => [o, `embedded:${dataDir} topic ${t}`])) as Record<ReplayOutput, string>;
@@ -165,37 +161,31 @@ class EmbeddedSink implements ReplaySink {
         log.ensureTopic(topic, { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs, compact: output === 'samples' });
         schemaIds[output] = serdes.schemaId(topic) as number;
       }
-      return new EmbeddedSink(log, topics, schemaIds, dataDir, config.embedded.syncWrites);
+      return new EmbeddedSink(log, topics, schemaIds, dataDir);
     } catch (err) {
       await log.close();
       throw err;
     }
   }
 
-  async write(output: ReplayOutput, record: SourceRecord): Promise<void> {
+  write(output: ReplayOutput, record: SourceRecord): Promise<void> {
     let value = record.value;
     if (value !== null && value.length >= 5 && value[0] === 0) {
       value = Buffer.from(value);
       value.writeUInt32BE(this.schemaIds[output], 1);
     }
     this.pending.push({ topic: this.topics[output], key: record.key, value, timestamp: record.timestamp, headers: record.headers });
-    this.written += (record.key?.length ?? 0) + (value?.length ?? 0);
-    if (this.pending.length >= APPEND_BATCH) await this.flush();
+    if (this.pending.length >= APPEND_BATCH) this.flush();
+    return Promise.resolve();
   }
 
-  private async flush(): Promise<void> {
+  private flush(): void {
     if (this.pending.length > 0) this.log.append(this.pending);
     this.pending = [];
-    if (!shouldReopen(this.written)) return;
-    // Releases what the appends keep in the heap (engine bug, see replay-heap.ts).
-    await this.log.close();
-    this.log = await EmbeddedLog.open(logDirOf(this.dataDir), { syncWrites: this.syncWrites });
-    this.written = 0;
   }
 
   async commit(): Promise<void> {
-    if (this.pending.length > 0) this.log.append(this.pending);
-    this.pending = [];
+    this.flush();
     await this.log.close();
   }
 

@@ -1,7 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { readU64, writeU64 } from '../engine/embedded/log-codec.js';
 import { prefixEnd, RocksDatabase, type WriteOp } from '../state/rocks.js';
-import { shouldReopen } from './replay-heap.js';
 
 const SORTED = 0x01;
 const LATEST = 0x02;
@@ -23,16 +22,12 @@ export interface StagedRecord {
 export class ReplayStaging {
   private pending: WriteOp[] = [];
   private sequence = 0;
-  private written = 0;
 
-  private constructor(
-    private db: RocksDatabase,
-    private readonly dir: string,
-  ) {}
+  private constructor(private readonly db: RocksDatabase) {}
 
   static async open(dir: string): Promise<ReplayStaging> {
     mkdirSync(dir, { recursive: true });
-    return new ReplayStaging(await RocksDatabase.open(dir), dir);
+    return new ReplayStaging(await RocksDatabase.open(dir));
   }
 
   /** Adds a record of `stream` (0–255) at event time `timestamp` (integer ms >= 0). */
@@ -54,18 +49,8 @@ export class ReplayStaging {
 
   flush(): void {
     if (this.pending.length === 0) return;
-    for (const op of this.pending) this.written += op.key.length + (op.type === 'put' ? op.value.length : 0);
     this.db.write(this.pending);
     this.pending = [];
-  }
-
-  /** Reopens the database when what the writes keep in the heap starts to matter (see replay-heap.ts). */
-  async release(): Promise<void> {
-    if (!shouldReopen(this.written)) return;
-    this.flush();
-    await this.db.close();
-    this.db = await RocksDatabase.open(this.dir);
-    this.written = 0;
   }
 
   /** Pages of one stream's records in (event time, sequence) order. */

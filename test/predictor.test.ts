@@ -470,6 +470,32 @@ describe('model registry', () => {
     expect(spy.closed).toEqual([v1.modelSha256, v2.modelSha256]);
   });
 
+  it('keeps a held model open across a swap and releases it after the batch', async () => {
+    const v1 = buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined);
+    const v2 = buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1);
+    const records = [v1, v2].map((version, offset) => ({ partition: 0, offset, timestamp: T0, key: 'digits', version }));
+    let end = 1;
+    const spy: Spy = { calls: [], closed: [] };
+    const registry = new ModelRegistry({ endOffsets: () => [end], read: (_p, from, max) => records.slice(from, Math.min(end, from + max)) }, { loadModel: spyingLoader(spy) });
+    try {
+      await registry.refresh();
+      const first = registry.resolve('digits');
+      expect(first?.version).toBe('1');
+      registry.hold(first as NonNullable<typeof first>);
+      end = 2;
+      await registry.refresh();
+      expect(registry.resolve('digits')?.version).toBe('2');
+      expect(spy.closed).toEqual([]);
+      const row = Float64Array.from((digits.rows[0] as { features: number[] }).features);
+      const [p] = await registry.predict(first as NonNullable<typeof first>, [row]);
+      expect(p?.label).toBe(expectedLabel(digitsModel, row));
+      await registry.release(first as NonNullable<typeof first>);
+      expect(spy.closed).toEqual([v1.modelSha256]);
+    } finally {
+      await registry.close();
+    }
+  });
+
   it('is shared by the tasks of a multi-partition topology: one session, one predictBatch per task batch', async () => {
     const e = await engine({ embedded: { partitions: 2 } });
     await e.publish(digitsVersion(digitsBytes));

@@ -122,20 +122,6 @@ describe('online and replay produce the same samples', () => {
     expect(new Set(online.samples.map((s) => s.origin))).toEqual(new Set(['online']));
   });
 
-  it('gives the same files when the replay\'s app restarts every few hundred records', async () => {
-    const again = join(work, 'replayed-restarts.jsonl');
-    await runReplay({
-      config: harness.config,
-      gateway: [join(work, 'archive', 'gateway-*.jsonl.gz')],
-      business: [join(work, 'archive', 'business-*.jsonl.gz')],
-      out: `file:${again}`,
-      restartAfterRecords: 300,
-    });
-    for (const suffix of ['', '.unmatched', '.orphans', '.review']) {
-      expect(readFileSync(again.replace('.jsonl', `${suffix}.jsonl`), 'utf8')).toBe(readFileSync(out.replace('.jsonl', `${suffix}.jsonl`), 'utf8'));
-    }
-  }, 120_000);
-
   it('routes the same requests to unmatched, orphans and review', () => {
     const base = out.replace(/\.jsonl$/, '');
     const unmatched = readJsonLines<{ prediction: { requestId: string } }>(`${base}.unmatched.jsonl`).map((u) => u.prediction.requestId);

@@ -13,18 +13,16 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../engine/config.js';
 import { openEmbeddedLog, startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
 import { decodeEntry, encodeEntry } from '../engine/embedded/log-codec.js';
 import type { EmbeddedLog } from '../engine/embedded/log.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { UsageError } from '../engine/errors.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import type { SourceRecord } from '../engine/record.js';
-import { schemaJson } from '../schemas/index.js';
-import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { describeFile, expandInputs } from '../processors/replay-files.js';
 import { JsonLinesFile } from '../processors/replay-files-out.js';
 import { FEEDBACK_STREAM, PREDICTIONS_STREAM, stageArchive, type RejectedLine } from '../processors/replay-input.js';
@@ -32,7 +30,6 @@ import { emptyMapping, type ColumnMapping } from '../processors/replay-mapping.j
 import { replayPrivacyPolicy, replayPrivacySettings } from '../processors/replay-privacy.js';
 import { ReplayProgress, type ProgressStream } from '../processors/replay-progress.js';
 import { openSink, parseOutputTarget, SIDE_OUTPUTS, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
-import { shouldReopen, WRITTEN_BYTES_PER_RECORD } from '../processors/replay-heap.js';
 import { ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
 
 export interface ReplayRequest {
@@ -55,8 +52,6 @@ export interface ReplayRequest {
   logger?: Logger;
   /** Where the temporary log and staging go (default `replay.tempDir`, else the OS temp dir). */
   tempDir?: string;
-  /** Restart the replay's app after this many records (tests); by default it restarts under heap pressure (processors/replay-heap.ts). */
-  restartAfterRecords?: number;
 }
 
 export interface ReplaySummary {
@@ -120,17 +115,6 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     rejects = new JsonLinesFile(request.rejects ?? sink.defaultRejectsPath);
     staging = await ReplayStaging.open(join(tempRoot, 'staging'));
 
-    const log = await openEmbeddedLog(replayConfig);
-    let schemaIds: { Prediction: number; Feedback: number };
-    try {
-      const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
-      schemaIds = {
-        Prediction: await registry.register(`${config.topics.predictions}-value`, schemaJson('Prediction')),
-        Feedback: await registry.register(`${config.topics.feedback}-value`, schemaJson('Feedback')),
-      };
-    } finally {
-      await log.close();
-    }
     const phaseStart = performance.now();
     progress.start('1/3 reading', 'bytes', [...gateway, ...business].reduce((s, f) => s + f.bytes, 0));
     const rejectsFile = rejects;
@@ -145,7 +129,6 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
         feedback: { from: Math.max(TIME_MIN, since - config.join.beforeMs), to: Math.min(TIME_MAX, until + config.join.afterMs) },
       },
       strict: request.strict ?? false,
-      schemaIds,
       staging,
       reject: (line: RejectedLine) => rejectsFile.write(line),
       progress: (bytes, records) => progress.update(bytes, records),
@@ -154,26 +137,16 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     await copySorted(staging, replayConfig);
     const readDone = performance.now();
 
-    const start = (): Promise<EmbeddedApp> => startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
-    app = await start();
+    app = await startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
     const staged = stats.staged.predictions + stats.staged.feedback;
     progress.start('2/3 joining', 'records', staged);
     let processed = 0;
-    let sinceStart = 0;
     for (;;) {
       const n = await app.runtime.stepAsync();
       if (n === 0) break;
       processed += n;
-      sinceStart += n;
       progress.update(processed, processed);
-      const restart = request.restartAfterRecords === undefined ? shouldReopen(sinceStart * WRITTEN_BYTES_PER_RECORD) : sinceStart >= request.restartAfterRecords;
-      if (restart) {
-        // Commit, close and carry on from the committed state: releases what the engine's writes
-        // keep in the heap (processors/replay-heap.ts). Results do not change: the join state is durable.
-        await app.close();
-        app = await start();
-        sinceStart = 0;
-      }
+      await yieldToEventLoop();
     }
     app.runtime.endOfInput();
     progress.end();
@@ -208,7 +181,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     await rejects?.commit().catch(() => undefined);
     throw err;
   } finally {
-    progress.end();
+    progress.stop();
     if (app) await app.close().catch(() => undefined);
     await staging?.close();
     rmSync(tempRoot, { recursive: true, force: true });
@@ -221,23 +194,17 @@ async function copySorted(staging: ReplayStaging, config: SampleloopConfig): Pro
     [PREDICTIONS_STREAM, config.topics.predictions],
     [FEEDBACK_STREAM, config.topics.feedback],
   ];
-  let log = await openEmbeddedLog(config);
+  const log = await openEmbeddedLog(config);
   try {
-    let written = 0;
     for (const [stream, topic] of streams) {
       log.ensureTopic(topic, { partitions: config.embedded.partitions });
       for (const page of staging.sorted(stream)) {
-        const records = page.map(({ value }) => {
-          const entry = decodeEntry(value);
-          written += value.length;
-          return { topic, key: entry.key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers };
-        });
-        log.append(records);
-        if (shouldReopen(written)) {
-          await log.close();
-          log = await openEmbeddedLog(config);
-          written = 0;
-        }
+        log.append(
+          page.map(({ value }) => {
+            const entry = decodeEntry(value);
+            return { topic, key: entry.key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers };
+          }),
+        );
       }
     }
   } finally {
@@ -274,7 +241,6 @@ async function exportOutputs(
     samplesEmitted++;
     staging.putLatest(record.key, encodeEntry(record));
     progress.update(++done, done);
-    if (samplesEmitted % STAGING_PAGE === 0) await staging.release();
   }
   for (const page of staging.latest()) {
     for (const [key, value] of page) {

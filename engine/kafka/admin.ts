@@ -16,6 +16,10 @@ export class KafkaAdmin {
     this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0]);
   }
 
+  async topicNames(): Promise<string[]> {
+    return (await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb))).filter((t) => !t.startsWith('__'));
+  }
+
   async partitionCounts(topics: string[]): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
     if (topics.length === 0) return counts;

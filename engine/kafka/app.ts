@@ -10,6 +10,10 @@ import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../
 import { registerOutputSchemas } from '../../topologies/serde.js';
 import { ConfluentSchemaRegistry } from './registry.js';
 import { KafkaRuntime } from './runtime.js';
+import { KafkaAdmin } from './admin.js';
+import { KafkaLedgerSource } from './global-table.js';
+import { ModelRegistry } from '../../models/model-registry.js';
+import { buildPredictorTopology, predictorOutputs } from '../../topologies/predictor.js';
 
 export interface KafkaApp {
   runtime: KafkaRuntime;
@@ -47,7 +51,35 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
     serdes,
   });
-  const runtime = new KafkaRuntime([topology], {
+  const topologies = [topology];
+  let ledger: KafkaLedgerSource | undefined;
+  if (config.predictor.enabled) {
+    // The model ledger: compacted by category on Kafka, read by every instance as a global table.
+    const admin = new KafkaAdmin(settings, logger);
+    let partitions = 1;
+    try {
+      const counts = await admin.ensureTopics([{ name: config.topics.models, partitions: 1, compact: true }], config.kafka.replicationFactor);
+      partitions = counts.get(config.topics.models) ?? 1;
+    } finally {
+      admin.close();
+    }
+    ledger = await KafkaLedgerSource.start(settings, config.topics.models, partitions, registry, logger, `${config.applicationId}-models-${config.kafka.instanceId}`);
+    const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
+    const models = new ModelRegistry(ledger, config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {});
+    topologies.unshift(
+      buildPredictorTopology({
+        topics: config.topics,
+        models,
+        privacy,
+        maxRecordBytes: config.input.maxRecordBytes,
+        ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
+        serdes: predictorSerdes,
+        featureDefaults: config.predictor.featureDefaults,
+        timestamp: config.predictor.timestamp,
+      }),
+    );
+  }
+  const runtime = new KafkaRuntime(topologies, {
     applicationId: config.applicationId,
     instanceId: config.kafka.instanceId,
     guarantee: config.kafka.processingGuarantee,
@@ -66,7 +98,16 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     beforeBatch: (records) => fetchWriterSchemas(registry, records),
   });
   await runtime.start();
-  return { runtime, registry, metrics, logger, close: () => runtime.close() };
+  return {
+    runtime,
+    registry,
+    metrics,
+    logger,
+    close: async () => {
+      await runtime.close();
+      await ledger?.stop();
+    },
+  };
 }
 
 /** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */

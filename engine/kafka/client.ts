@@ -26,6 +26,8 @@ export const { KafkaConsumer, Producer, AdminClient } = rdkafka;
 export interface IncrementalAssignment {
   incrementalAssign(partitions: Array<{ topic: string; partition: number }>): void;
   incrementalUnassign(partitions: Array<{ topic: string; partition: number }>): void;
+  /** In a revoke callback: the partitions were taken away (session lost), not handed over. */
+  assignmentLost(): boolean;
 }
 export type { IAdminClient, KafkaConsumerType, Message, Metadata, ProducerType, TopicPartitionOffset };
 
@@ -39,6 +41,9 @@ export const ERR = {
   UNKNOWN_TOPIC_OR_PART: 3,
   LEADER_NOT_AVAILABLE: 5,
   NOT_LEADER_FOR_PARTITION: 6,
+  TRANSPORT: -195,
+  ALL_BROKERS_DOWN: -187,
+  FATAL: -150,
 } as const;
 
 export class KafkaError extends SampleloopError {

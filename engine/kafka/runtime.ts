@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { EngineMetrics } from '../metrics.js';
@@ -61,9 +62,36 @@ interface RunningTask {
 interface Job {
   kind: 'assign' | 'revoke';
   partitions: Array<{ topic: string; partition: number }>;
+  /** Revoked because the group session was lost: another member may already own them, so nothing is committed. */
+  lost?: boolean;
 }
 
+/** Consecutive failed commits (each followed by a recovery) before the runtime gives up. */
+const MAX_FAILED_COMMITS = 5;
+/** How long tasks may fail to reopen after a recovery (e.g. the broker is still down) before the runtime gives up. */
+const REOPEN_GIVE_UP_MS = 5 * 60_000;
+
+/** librdkafka's logical offset for "the start of the partition". */
+const OFFSET_BEGINNING = -2;
 const CHECKPOINT = '.checkpoint';
+
+/**
+ * Marks a changelog record whose stored value is empty (e.g. the join's expiry markers). An empty
+ * Kafka value comes back from the client as null, and null is a tombstone (compaction deletes the
+ * key): such puts are written as one byte plus this header and turned back into an empty value on restore.
+ */
+const EMPTY_VALUE_HEADER = 'sampleloop.changelog.empty';
+
+function changelogValue(value: Buffer | null): { value: Buffer | null; headers: Record<string, string> } {
+  if (value !== null && value.length === 0) return { value: Buffer.from([0]), headers: { [EMPTY_VALUE_HEADER]: '1' } };
+  return { value, headers: {} };
+}
+
+function restoredValue(m: Message): Buffer | null {
+  const empty = ((m.headers ?? []) as Array<Record<string, unknown>>).some((h) => Object.prototype.hasOwnProperty.call(h, EMPTY_VALUE_HEADER));
+  if (empty) return Buffer.alloc(0);
+  return m.value ?? null;
+}
 
 export function changelogTopic(applicationId: string, topology: string, store: string): string {
   return `${applicationId}-${topology}-${store}-changelog`;
@@ -87,6 +115,11 @@ export class KafkaRuntime {
   private readonly partitions = new Map<string, number>();
   private readonly jobs: Job[] = [];
   private deliveryErrors: Error[] = [];
+  /** Tasks dropped by a recovery, reopened (restored, rewound) at the top of the run loop. */
+  private readonly pendingReopen = new Map<string, { topology: Topology; partition: number }>();
+  private producerNeedsReset = false;
+  private failedCommits = 0;
+  private reopenFailingSince: number | undefined;
   private lastCommit = 0;
   private lastPunctuate = 0;
   private stopped = false;
@@ -126,21 +159,7 @@ export class KafkaRuntime {
     }
     for (const [topic, count] of counts) this.partitions.set(topic, count);
 
-    this.producer = new Producer({
-      ...o.librdkafka,
-      'client.id': `${o.applicationId}-${o.instanceId}-producer`,
-      'enable.idempotence': true,
-      acks: 'all',
-      'linger.ms': 5,
-      dr_cb: true,
-      ...(o.guarantee === 'exactly_once' ? { 'transactional.id': `${o.applicationId}-${o.instanceId}`, 'transaction.timeout.ms': 60_000 } : {}),
-    } as ConstructorParameters<typeof Producer>[0]);
-    this.producer.on('delivery-report', (err) => {
-      if (err) this.deliveryErrors.push(new KafkaError('a record could not be delivered', err));
-    });
-    await call('connecting the producer', (cb) => this.producer.connect({}, cb as never));
-    this.producer.setPollInterval(10);
-    if (o.guarantee === 'exactly_once') await call('initializing transactions', (cb) => this.producer.initTransactions(30_000, cb));
+    this.producer = await this.createProducer();
 
     this.consumer = new KafkaConsumer(
       {
@@ -161,7 +180,9 @@ export class KafkaRuntime {
             return;
           }
           if (err.code === ERR.ASSIGN_PARTITIONS) this.jobs.push({ kind: 'assign', partitions: assignment });
-          else if (err.code === ERR.REVOKE_PARTITIONS) this.jobs.push({ kind: 'revoke', partitions: assignment });
+          else if (err.code === ERR.REVOKE_PARTITIONS) {
+            this.jobs.push({ kind: 'revoke', partitions: assignment, lost: (this.consumer as unknown as IncrementalAssignment).assignmentLost() });
+          }
         },
       } as ConstructorParameters<typeof KafkaConsumer>[0],
       { 'auto.offset.reset': 'earliest' },
@@ -174,11 +195,45 @@ export class KafkaRuntime {
     o.logger.info({ guarantee: o.guarantee, group: o.applicationId, leads: [...this.byLead.keys()] }, 'kafka runtime started');
   }
 
+  private async createProducer(): Promise<ProducerType> {
+    const o = this.options;
+    const producer = new Producer({
+      ...o.librdkafka,
+      'client.id': `${o.applicationId}-${o.instanceId}-producer`,
+      'enable.idempotence': true,
+      acks: 'all',
+      'linger.ms': 5,
+      dr_cb: true,
+      ...(o.guarantee === 'exactly_once' ? { 'transactional.id': `${o.applicationId}-${o.instanceId}`, 'transaction.timeout.ms': 60_000 } : {}),
+    } as ConstructorParameters<typeof Producer>[0]);
+    producer.on('delivery-report', (err) => {
+      if (err) this.deliveryErrors.push(new KafkaError('a record could not be delivered', err));
+    });
+    await call('connecting the producer', (cb) => producer.connect({}, cb as never));
+    producer.setPollInterval(10);
+    if (o.guarantee === 'exactly_once') {
+      // Fences an earlier producer with this transactional id and aborts its open transaction.
+      await call('initializing transactions', (cb) => producer.initTransactions(30_000, cb)).catch(async (err: unknown) => {
+        await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+        throw err;
+      });
+    }
+    return producer;
+  }
+
   /** Polls, processes and commits until `signal` aborts; then commits and closes every task. */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.stopped) {
       await this.runJobs();
-      const messages = await call<Message[]>('consuming', (cb) => this.consumer.consume(this.options.pollRecords, cb));
+      await this.reopenPending();
+      let messages: Message[] = [];
+      try {
+        messages = await call<Message[]>('consuming', (cb) => this.consumer.consume(this.options.pollRecords, cb));
+      } catch (err) {
+        if (err instanceof KafkaError && err.kafkaCode === ERR.FATAL) throw err;
+        this.options.logger.warn({ err: errorMessage(err) }, 'consuming failed; retrying');
+        await sleep(200);
+      }
       await this.runJobs();
       await this.process(messages);
       const now = this.now();
@@ -187,7 +242,84 @@ export class KafkaRuntime {
         for (const rt of this.tasks.values()) rt.task.punctuate(now);
         for (const rt of this.tasks.values()) await rt.task.flushBatches();
       }
-      if (now - this.lastCommit >= this.options.commitIntervalMs) await this.commit();
+      if (now - this.lastCommit >= this.options.commitIntervalMs) await this.commitOrRecover();
+    }
+  }
+
+  /**
+   * Commits; when that fails (broker gone, group session lost, transaction aborted...) the
+   * uncommitted work is dropped with its tasks, which are then reopened from the changelogs and
+   * rewound to the committed offsets (`reopenPending`), so processing resumes by itself.
+   * `keep` (task keys being revoked) are dropped without being reopened.
+   */
+  private async commitOrRecover(revoking: ReadonlySet<string> = new Set()): Promise<void> {
+    try {
+      await this.commit();
+      this.failedCommits = 0;
+      return;
+    } catch (err) {
+      this.failedCommits++;
+      if (this.failedCommits > MAX_FAILED_COMMITS) throw err;
+      this.options.logger.warn(
+        { err: errorMessage(err), attempt: this.failedCommits, tasks: [...this.tasks.keys()] },
+        'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
+      );
+    }
+    this.deliveryErrors = [];
+    if (this.options.guarantee === 'exactly_once') this.producerNeedsReset = true;
+    for (const [key, rt] of [...this.tasks]) {
+      if (!revoking.has(key)) {
+        this.pendingReopen.set(key, { topology: rt.task.topology, partition: rt.task.partition });
+        this.pauseQuietly(this.followersOf(rt.task.topology.sourceTopics()[0] as string, rt.task.partition));
+      }
+      await this.dropTask(key);
+    }
+    this.options.metrics.tasks.set(this.tasks.size);
+  }
+
+  /** Reopens the tasks a recovery dropped: state from the changelogs, consumer positions from the committed offsets. */
+  private async reopenPending(): Promise<void> {
+    if (this.pendingReopen.size === 0 && !this.producerNeedsReset) return;
+    try {
+      if (this.producerNeedsReset) {
+        const old = this.producer;
+        await new Promise<void>((resolve) => old.disconnect(5_000, () => resolve()));
+        this.producer = await this.createProducer();
+        this.producerNeedsReset = false;
+      }
+      for (const [key, { topology, partition }] of [...this.pendingReopen]) {
+        await this.openTask(topology, partition);
+        const inputs = this.followersOf(topology.sourceTopics()[0] as string, partition);
+        await this.rewind(inputs);
+        this.consumer.resume(inputs);
+        this.pendingReopen.delete(key);
+      }
+      this.reopenFailingSince = undefined;
+      this.options.metrics.tasks.set(this.tasks.size);
+    } catch (err) {
+      this.reopenFailingSince ??= Date.now();
+      if (Date.now() - this.reopenFailingSince > REOPEN_GIVE_UP_MS) throw err;
+      // A half-opened task is dropped again; the next loop retries.
+      for (const key of this.pendingReopen.keys()) await this.dropTask(key);
+      this.options.logger.warn({ err: errorMessage(err) }, 'reopening tasks after a failed commit failed; retrying');
+      await sleep(1_000);
+    }
+  }
+
+  /** Moves the consumer back to the committed offsets (the start of a partition without any). */
+  private async rewind(inputs: Array<{ topic: string; partition: number }>): Promise<void> {
+    const committed = await call<Array<{ topic: string; partition: number; offset?: number }>>('reading committed offsets', (cb) => this.consumer.committed(inputs, 10_000, cb));
+    for (const tp of committed) {
+      const offset = typeof tp.offset === 'number' && tp.offset >= 0 ? tp.offset : OFFSET_BEGINNING;
+      await call('seeking to the committed offset', (cb) => this.consumer.seek({ topic: tp.topic, partition: tp.partition, offset }, 10_000, cb));
+    }
+  }
+
+  private pauseQuietly(partitions: Array<{ topic: string; partition: number }>): void {
+    try {
+      this.consumer.pause(partitions);
+    } catch (err) {
+      this.options.logger.warn({ err: errorMessage(err), partitions }, 'could not pause partitions');
     }
   }
 
@@ -210,7 +342,7 @@ export class KafkaRuntime {
     while (this.jobs.length > 0) {
       const job = this.jobs.shift() as Job;
       if (job.kind === 'assign') await this.assign(job.partitions);
-      else await this.revoke(job.partitions);
+      else await this.revoke(job.partitions, job.lost ?? false);
     }
   }
 
@@ -233,13 +365,22 @@ export class KafkaRuntime {
     this.options.logger.info({ partitions: all }, 'partitions assigned');
   }
 
-  private async revoke(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
-    await this.commit();
+  private async revoke(partitions: Array<{ topic: string; partition: number }>, lost: boolean): Promise<void> {
+    const keys = new Set<string>();
+    for (const { topic, partition } of partitions) {
+      const topology = this.byLead.get(topic);
+      if (topology) keys.add(this.taskKey(topology.name, partition));
+    }
+    // Lost partitions may already be processed by their new owner: their uncommitted work is dropped, not committed.
+    if (!lost) await this.commitOrRecover(keys);
     const all: Array<{ topic: string; partition: number }> = [];
     for (const { topic, partition } of partitions) {
       const topology = this.byLead.get(topic);
       if (!topology) continue;
-      await this.closeTask(this.taskKey(topology.name, partition));
+      const key = this.taskKey(topology.name, partition);
+      this.pendingReopen.delete(key);
+      if (lost) await this.dropTask(key);
+      else await this.closeTask(key);
       all.push(...this.followersOf(topic, partition));
     }
     this.options.metrics.rebalances.labels('revoked').inc(partitions.length);
@@ -291,7 +432,7 @@ export class KafkaRuntime {
         return await call<{ highOffset: number; lowOffset: number }>('reading changelog offsets', (cb) => this.consumer.queryWatermarkOffsets(topic, partition, 10_000, cb));
       } catch (err) {
         const code = err instanceof KafkaError ? err.kafkaCode : undefined;
-        const transient = [ERR.UNKNOWN_PARTITION, ERR.UNKNOWN_TOPIC_OR_PART, ERR.LEADER_NOT_AVAILABLE, ERR.NOT_LEADER_FOR_PARTITION, ERR.TIMED_OUT] as number[];
+        const transient = [ERR.UNKNOWN_PARTITION, ERR.UNKNOWN_TOPIC_OR_PART, ERR.LEADER_NOT_AVAILABLE, ERR.NOT_LEADER_FOR_PARTITION, ERR.TIMED_OUT, ERR.TRANSPORT, ERR.ALL_BROKERS_DOWN] as number[];
         if (code === undefined || !transient.includes(code) || Date.now() > deadline) throw err;
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
@@ -328,7 +469,7 @@ export class KafkaRuntime {
           continue;
         }
         idle = 0;
-        target.restore(batch.map((m) => ({ key: m.key === null || m.key === undefined ? '' : m.key.toString(), value: m.value ?? null })));
+        target.restore(batch.map((m) => ({ key: m.key === null || m.key === undefined ? '' : m.key.toString(), value: restoredValue(m) })));
         restored += batch.length;
         position = (batch[batch.length - 1] as Message).offset + 1;
         remaining.set(Math.max(0, end - position));
@@ -339,6 +480,18 @@ export class KafkaRuntime {
     }
     remaining.set(0);
     o.logger.info({ store, topic, partition, restored, from, end }, 'state restored from changelog');
+  }
+
+  /** Closes a task without a checkpoint: its next owner (maybe this instance) rebuilds it from the changelogs. */
+  private async dropTask(key: string): Promise<void> {
+    const rt = this.tasks.get(key);
+    if (!rt) return;
+    this.tasks.delete(key);
+    try {
+      rt.task.close();
+    } finally {
+      await rt.db.close();
+    }
   }
 
   private async closeTask(key: string): Promise<void> {
@@ -372,9 +525,8 @@ export class KafkaRuntime {
           topic: changelogTopic(this.options.applicationId, rt.task.topology.name, change.store),
           partition: rt.task.partition,
           key: Buffer.from(change.key, 'utf8'),
-          value: change.value,
+          ...changelogValue(change.value),
           timestamp: this.lastCommit,
-          headers: {},
         });
       }
       if (unit.ops.length > 0) localWrites.push({ db: rt.db, ops: unit.ops });
@@ -431,10 +583,13 @@ export class KafkaRuntime {
   async close(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    let committed = false;
     try {
       await this.commit();
+      committed = true;
     } finally {
-      for (const key of [...this.tasks.keys()]) await this.closeTask(key);
+      // Without a successful commit the local state is not what the changelogs hold: no checkpoint then.
+      for (const key of [...this.tasks.keys()]) await (committed ? this.closeTask(key) : this.dropTask(key));
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
       await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
       this.admin.close();

@@ -168,11 +168,41 @@ export function comparable(value: unknown): ComparableSample {
   };
 }
 
+/** Output topics compared between modes besides samples (all of them keyed by request ID). */
+export const OTHER_OUTPUTS = ['unmatched', 'orphans', 'late', 'review', 'deadLetters'] as const;
+export type OtherOutput = (typeof OTHER_OUTPUTS)[number];
+
+/** Per request ID, the records of one output topic in order: canonical JSON of the value (dead letters: their reason code). */
+export type OutputHistory = Map<string, string[]>;
+
+export interface RunOutputs {
+  samples: KeyedSample[];
+  others: Record<OtherOutput, OutputHistory>;
+}
+
+function pushHistory(history: OutputHistory, key: string | null, entry: string): void {
+  const k = key ?? '';
+  const list = history.get(k) ?? [];
+  list.push(entry);
+  history.set(k, list);
+}
+
+/** JSON with object keys sorted, so values decoded by different Avro libraries compare equal. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : typeof v === 'bigint'
+        ? Number(v)
+        : v,
+  );
+}
+
 /**
- * Samples of the embedded engine fed the same steps (the expected result): each step is appended and
+ * Outputs of the embedded engine fed the same steps (the expected result): each step is appended and
  * processed before the next, so every partition sees the records of `canonicalOrder(steps)` in order.
  */
-export async function embeddedSamples(steps: readonly Step[], partitions: number): Promise<KeyedSample[]> {
+export async function runEmbedded(steps: readonly Step[], partitions: number): Promise<RunOutputs> {
   const harness = await startHarness({ config: { join: TEST_JOIN, categories: TEST_CATEGORIES, embedded: { partitions } } });
   try {
     const { log, runtime } = harness.app;
@@ -181,10 +211,51 @@ export async function embeddedSamples(steps: readonly Step[], partitions: number
       log.append(step.inputs.map((input) => ({ topic, key: Buffer.from(input.value.requestId, 'utf8'), value: jsonBytes(input), timestamp: input.value.timestamp, headers: {} })));
       runtime.runUntilIdle();
     }
-    return (await harness.records(harness.config.topics.samples)).map((r) => ({ key: r.key, sample: comparable(r.value) }));
+    const samples = (await harness.records(harness.config.topics.samples)).map((r) => ({ key: r.key, sample: comparable(r.value) }));
+    const others = {} as Record<OtherOutput, OutputHistory>;
+    for (const kind of OTHER_OUTPUTS) {
+      const history: OutputHistory = new Map();
+      for (const r of await harness.records(harness.config.topics[kind])) {
+        pushHistory(history, r.key, kind === 'deadLetters' ? String(r.headers['sampleloop.dlq.reason.code']) : canonicalJson(r.value));
+      }
+      others[kind] = history;
+    }
+    return { samples, others };
   } finally {
     await harness.close();
   }
+}
+
+/** Every output topic of a Kafka-mode run, read `read_committed` and decoded through the registry. */
+export async function readKafkaOutputs(endpoints: KafkaEndpoints, topics: TestApp['topics'], partitions: number): Promise<RunOutputs> {
+  const samples = await decodeSamples(endpoints.registryUrl, await readTopic(endpoints.bootstrap, topics.samples, partitions, { readCommitted: true }));
+  const registry = new SchemaRegistry({ host: endpoints.registryUrl });
+  const others = {} as Record<OtherOutput, OutputHistory>;
+  for (const kind of OTHER_OUTPUTS) {
+    const history: OutputHistory = new Map();
+    const messages = (await readTopic(endpoints.bootstrap, topics[kind], partitions, { readCommitted: true })).sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+    for (const m of messages) {
+      const key = m.key ? m.key.toString('utf8') : null;
+      if (kind === 'deadLetters') {
+        const header = ((m.headers ?? []) as Array<Record<string, Buffer | string>>).find((h) => 'sampleloop.dlq.reason.code' in h);
+        pushHistory(history, key, String(header?.['sampleloop.dlq.reason.code'] ?? ''));
+      } else {
+        pushHistory(history, key, canonicalJson(await registry.decode(m.value as Buffer)));
+      }
+    }
+    others[kind] = history;
+  }
+  return { samples, others };
+}
+
+/** `differences` for every non-sample output topic; '' when all are equal. */
+export function otherOutputDifferences(actual: RunOutputs, expected: RunOutputs): string {
+  return OTHER_OUTPUTS.map((kind) => {
+    const d = differences(actual.others[kind], expected.others[kind], 2);
+    return d === '' ? '' : `${kind}: ${d}`;
+  })
+    .filter((d) => d !== '')
+    .join('\n');
 }
 
 /** Last sample per key, in log order (what the compacted topic converges to). */
@@ -215,6 +286,8 @@ export interface TestApp {
   topics: Record<'requests' | 'predictions' | 'feedback' | 'samples' | 'unmatched' | 'orphans' | 'late' | 'review' | 'deadLetters' | 'models' | 'retrainTriggers' | 'trainerDecisions', string>;
   dir: string;
   keyFile: string;
+  /** Local state directory of an instance. */
+  stateDir(instanceId: string): string;
   /** Engine config for one instance (its own state dir per instance id). */
   config(options: { instanceId: string; guarantee?: 'at_least_once' | 'exactly_once'; stateDir?: string; librdkafka?: Record<string, string | number | boolean> }): ConfigInput;
   cleanup(): void;
@@ -232,6 +305,7 @@ export function createTestApp(endpoints: KafkaEndpoints, prefix: string, partiti
     topics,
     dir,
     keyFile,
+    stateDir: (instanceId) => join(dir, 'state', instanceId),
     config: ({ instanceId, guarantee = 'at_least_once', stateDir, librdkafka = {} }) => ({
       applicationId: run,
       mode: 'kafka',

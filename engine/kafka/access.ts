@@ -1,0 +1,118 @@
+import { jsonLinesToRecords, toDisplay, type DisplayRecord, type LogAccess, type TopicSummary } from '../embedded/access.js';
+import { UsageError } from '../errors.js';
+import { partitionForKey } from '../partitioner.js';
+import type { OutputRecord } from '../record.js';
+import { encodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import { schemaJson } from '../../schemas/index.js';
+import type { SchemaRegistry } from '../../schemas/registry.js';
+import { KafkaAdmin } from './admin.js';
+import { call, KafkaConsumer, Producer, toHeaders, toSourceRecord, type LibrdkafkaSettings, type Message } from './client.js';
+import type { Logger } from '../logger.js';
+
+/**
+ * The CLI's view of a Kafka cluster (`produce`, `consume`, `inspect`, `models ...` in mode "kafka"):
+ * records are produced with Kafka's default partitioner (murmur2 of the key) and read from the start
+ * of every partition up to its current end, read_committed.
+ */
+export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegistry, logger: Logger, options: { partitions: number; replicationFactor: number }): LogAccess {
+  const admin = (): KafkaAdmin => new KafkaAdmin(settings, logger);
+
+  const partitionCount = async (topic: string, create: boolean, createPartitions?: number, compact = false): Promise<number> => {
+    const a = admin();
+    try {
+      const counts = create
+        ? await a.ensureTopics([{ name: topic, partitions: createPartitions ?? options.partitions, compact }], options.replicationFactor)
+        : await a.partitionCounts([topic]);
+      const n = counts.get(topic);
+      if (n === undefined) throw new UsageError(`unknown topic "${topic}" on the Kafka cluster`);
+      return n;
+    } finally {
+      a.close();
+    }
+  };
+
+  const send = async (records: OutputRecord[], partitions: number): Promise<void> => {
+    const producer = new Producer({ ...settings, 'enable.idempotence': true, acks: 'all', dr_cb: true } as ConstructorParameters<typeof Producer>[0]);
+    const failures: unknown[] = [];
+    producer.on('delivery-report', (err) => {
+      if (err) failures.push(err);
+    });
+    await call('connecting the producer', (cb) => producer.connect({}, cb as never));
+    producer.setPollInterval(10);
+    try {
+      for (const r of records) {
+        producer.produce(r.topic, r.key ? partitionForKey(r.key, partitions) : null, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
+      }
+      await call('flushing', (cb) => producer.flush(60_000, cb));
+      if (failures.length > 0) throw new UsageError(`${failures.length} record(s) could not be delivered`);
+    } finally {
+      await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+    }
+  };
+
+  return {
+    produce: async (topic, text, produceOptions = {}) => {
+      const partitions = await partitionCount(topic, true, produceOptions.createPartitions);
+      const records = jsonLinesToRecords(topic, text, produceOptions.keyField ?? 'requestId', Date.now());
+      await send(records, partitions);
+      return { appended: records.length };
+    },
+    produceAvro: async (topic, schema, records) => {
+      // The model ledger is one compacted partition keyed by category (as the engine creates it).
+      const ledger = schema === 'ModelVersion';
+      const partitions = await partitionCount(topic, true, ledger ? 1 : undefined, ledger);
+      const id = await registry.register(`${topic}-value`, schemaJson(schema));
+      await send(
+        records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} })),
+        partitions,
+      );
+      return { appended: records.length };
+    },
+    read: async (topic, readOptions = {}) => {
+      const partitions = await partitionCount(topic, false);
+      const consumer = new KafkaConsumer(
+        { ...settings, 'group.id': `sampleloop-cli-${process.pid}`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
+        {},
+      );
+      await call('connecting the consumer', (cb) => consumer.connect({}, cb as never));
+      consumer.setDefaultConsumeTimeout(500);
+      const out: DisplayRecord[] = [];
+      try {
+        const wanted = [...Array(partitions).keys()].filter((p) => readOptions.partition === undefined || p === readOptions.partition);
+        const ends = new Map<number, number>();
+        for (const p of wanted) ends.set(p, (await call<{ highOffset: number }>('reading offsets', (cb) => consumer.queryWatermarkOffsets(topic, p, 10_000, cb))).highOffset);
+        consumer.assign(wanted.map((partition) => ({ topic, partition, offset: readOptions.from ?? 0 })));
+        const max = readOptions.max ?? Number.MAX_SAFE_INTEGER;
+        const done = new Set<number>(wanted.filter((p) => (ends.get(p) ?? 0) <= (readOptions.from ?? 0)));
+        for (let idle = 0; done.size < wanted.length && out.length < max && idle < 10; ) {
+          const batch = await call<Message[]>('consuming', (cb) => consumer.consume(1000, cb));
+          idle = batch.length === 0 ? idle + 1 : 0;
+          for (const m of batch) {
+            const record = toSourceRecord(m);
+            const id = record.value ? referencedSchemaId(record.value) : undefined;
+            if (id !== undefined && !registry.cached(id)) await registry.lookup(id).catch(() => undefined);
+            if (out.length < max) out.push(toDisplay(record, registry));
+            if (m.offset + 1 >= (ends.get(m.partition) ?? 0)) done.add(m.partition);
+          }
+        }
+      } finally {
+        await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+      }
+      return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+    },
+    topics: async () => {
+      const a = admin();
+      try {
+        const all = await a.partitionCounts(await a.topicNames());
+        const summaries: TopicSummary[] = [];
+        for (const [topic, partitions] of [...all].sort(([x], [y]) => x.localeCompare(y))) {
+          summaries.push({ topic, partitions, compact: false, retentionMs: null, records: -1, endOffsets: [] });
+        }
+        return summaries;
+      } finally {
+        a.close();
+      }
+    },
+    stores: () => Promise.resolve([]),
+  };
+}
