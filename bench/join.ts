@@ -251,6 +251,7 @@ export async function measureEmbeddedJoin(
   traffic: BenchTraffic,
   format: InputFormat,
   options: Pick<JoinBenchOptions, 'chunk' | 'afterMs' | 'graceMs' | 'patchBatchLeak' | 'maxRssBytes'>,
+  progress: (line: string) => void = () => {},
 ): Promise<EmbeddedJoinResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sampleloop-bench-join-'));
   const config = parseConfig({
@@ -270,6 +271,7 @@ export async function measureEmbeddedJoin(
     let cpuMicros = 0;
     collectGarbage();
     const memory = new MemoryTracker();
+    let nextReport = 0.1;
     for (let from = 0; from < traffic.events; from += options.chunk) {
       const count = Math.min(options.chunk, traffic.events - from);
       const records = chunkRecords(traffic, format, app, from, count);
@@ -291,6 +293,10 @@ export async function measureEmbeddedJoin(
           `the embedded run reached ${mib(rss)} RSS after ${from + count} records, over the ${mib(options.maxRssBytes)} limit (--max-rss-mib); ` +
             'see docs/benchmarks.md on the state/rocks.ts batch leak (--patch-batch-leak works around it)',
         );
+      }
+      if ((from + count) / traffic.events >= nextReport) {
+        progress(`    ${Math.round(nextReport * 100)}%: ${rate((from + count) / ((appendMs + processMs) / 1000))} records/s so far, RSS ${mib(rss)}`);
+        nextReport += 0.1;
       }
       // Let the event loop turn between chunks, as runtime.run() does: N-API finalizers
       // (freeing native RocksDB batches and iterators) only run then. Not timed.
@@ -362,7 +368,7 @@ export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Pro
   }
   if (options.phases.includes('join')) {
     for (const format of options.formats) {
-      const { value: r, profile } = await withCpuProfile(profilePath(options, 'join', format), () => measureEmbeddedJoin(traffic, format, options));
+      const { value: r, profile } = await withCpuProfile(profilePath(options, 'join', format), () => measureEmbeddedJoin(traffic, format, options, say));
       checkOutputs(r.outputs, traffic.expected);
       joins.push(r);
       if (profile) say(indent(topSelfTimeTable(profile, 12)));

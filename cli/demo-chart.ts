@@ -21,6 +21,8 @@ export interface AccuracySeries {
   oracle: number;
   /** Samples of the category at the end of the traffic (the x axis runs to here). */
   samplesAtEnd: number;
+  /** Snapshot sizes of candidates the promotion gate rejected (drawn on the served line). */
+  rejectedAt?: number[];
 }
 
 export interface ChartText {
@@ -31,9 +33,10 @@ export interface ChartText {
 
 const WIDTH = 520;
 const HEIGHT = 340;
-const MARGIN = { left: 56, right: 20, top: 36, bottom: 48 };
+const MARGIN = { left: 56, right: 24, top: 50, bottom: 48 };
 const LINE_COLOR = '#1f6fb2';
 const ORACLE_COLOR = '#c0392b';
+const REJECTED_COLOR = '#777';
 
 /** The whole HTML page. */
 export function accuracyChartHtml(series: readonly AccuracySeries[], text: ChartText): string {
@@ -110,17 +113,32 @@ export function panelSvg(s: AccuracySeries): string {
     path.push(`${i === 0 ? 'M' : 'L'}${f(x(p.samples))},${f(y(p.accuracy))}`, `L${f(x(until))},${f(y(p.accuracy))}`);
   });
   if (path.length > 0) parts.push(`<path d="${path.join(' ')}" fill="none" stroke="${LINE_COLOR}" stroke-width="2"/>`);
+  for (const samples of s.rejectedAt ?? []) {
+    const served = [...s.points].reverse().find((p) => p.samples <= samples) ?? s.points[0];
+    if (!served) continue;
+    const cx = x(samples);
+    const cy = y(served.accuracy);
+    parts.push(
+      `<path d="M${f(cx - 4)},${f(cy - 4)} L${f(cx + 4)},${f(cy + 4)} M${f(cx - 4)},${f(cy + 4)} L${f(cx + 4)},${f(cy - 4)}" stroke="${REJECTED_COLOR}" stroke-width="1.5"><title>${escapeHtml(`candidate trained on ${samples} samples rejected by the promotion gate`)}</title></path>`,
+    );
+  }
   for (const p of s.points) {
-    parts.push(`<circle cx="${f(x(p.samples))}" cy="${f(y(p.accuracy))}" r="3.5" fill="${LINE_COLOR}"><title>${escapeHtml(`${p.label}: ${pct(p.accuracy)} after ${p.samples} samples`)}</title></circle>`);
-    parts.push(`<text x="${f(x(p.samples) + 4)}" y="${f(y(p.accuracy) + 14)}" font-size="10" fill="${LINE_COLOR}">${escapeHtml(p.label)}</text>`);
+    const px = x(p.samples);
+    const nearRightEdge = px > MARGIN.left + plotW - 40;
+    parts.push(`<circle cx="${f(px)}" cy="${f(y(p.accuracy))}" r="3.5" fill="${LINE_COLOR}"><title>${escapeHtml(`${p.label}: ${pct(p.accuracy)} after ${p.samples} samples`)}</title></circle>`);
+    parts.push(`<text x="${f(nearRightEdge ? px - 4 : px + 4)}" y="${f(y(p.accuracy) + 14)}" font-size="10" fill="${LINE_COLOR}"${nearRightEdge ? ' text-anchor="end"' : ''}>${escapeHtml(p.label)}</text>`);
   }
 
   parts.push(`<text x="${f(MARGIN.left)}" y="20" font-size="14" font-weight="600">${escapeHtml(s.category)}</text>`);
   parts.push(`<text x="${f(MARGIN.left + plotW / 2)}" y="${f(HEIGHT - 10)}" text-anchor="middle" font-size="12">labeled samples seen by the trainer</text>`);
   parts.push(`<text transform="translate(14 ${f(MARGIN.top + plotH / 2)}) rotate(-90)" text-anchor="middle" font-size="12">test-set accuracy</text>`);
+  const lx = MARGIN.left;
   parts.push(
-    `<g font-size="11"><line x1="${f(MARGIN.left + 150)}" y1="15" x2="${f(MARGIN.left + 174)}" y2="15" stroke="${LINE_COLOR}" stroke-width="2"/><text x="${f(MARGIN.left + 178)}" y="19">served model</text>` +
-      `<line x1="${f(MARGIN.left + 262)}" y1="15" x2="${f(MARGIN.left + 286)}" y2="15" stroke="${ORACLE_COLOR}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="${f(MARGIN.left + 290)}" y="19">oracle (all pool labels)</text></g>`,
+    `<g font-size="11">` +
+      `<line x1="${f(lx)}" y1="34" x2="${f(lx + 22)}" y2="34" stroke="${LINE_COLOR}" stroke-width="2"/><text x="${f(lx + 26)}" y="38">served model</text>` +
+      `<line x1="${f(lx + 110)}" y1="34" x2="${f(lx + 132)}" y2="34" stroke="${ORACLE_COLOR}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="${f(lx + 136)}" y="38">oracle (all pool labels)</text>` +
+      `<path d="M${f(lx + 272)},30 L${f(lx + 280)},38 M${f(lx + 272)},38 L${f(lx + 280)},30" stroke="${REJECTED_COLOR}" stroke-width="1.5"/><text x="${f(lx + 286)}" y="38">rejected candidate</text>` +
+      `</g>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="${escapeHtml(`${s.category}: test-set accuracy against samples seen`)}">\n${parts.join('\n')}\n</svg>`;
 }

@@ -25,8 +25,8 @@ import { loadDataset, type Dataset, type DatasetName } from '../models/datasets/
 import { holdoutPosition } from '../models/holdout.js';
 import { publishVersion, readLedger, type LedgerView } from '../models/ledger.js';
 import { trainLogistic, type TrainOptions } from '../models/logistic-regression.js';
-import { exportOnnx, modelSha256 } from '../models/onnx-export.js';
-import { onnxHoldoutAccuracy, type TrainerDecision, type TrainingRow } from '../models/trainer-job.js';
+import { exportOnnx } from '../models/onnx-export.js';
+import { onnxHoldoutAccuracy, type TrainerDecision, type TrainerJob, type TrainingRow } from '../models/trainer-job.js';
 import { decodeFramed } from '../schemas/codec.js';
 import type { Feedback, LabeledSample, ModelVersion, Prediction, RetrainTrigger } from '../schemas/types.js';
 import { accuracyChartHtml, type AccuracyPoint } from './demo-chart.js';
@@ -38,7 +38,7 @@ const BASE_TIME = Date.UTC(2026, 0, 5, 9, 0, 0);
 /** One request every 250 ms of simulated time. */
 const REQUEST_INTERVAL_MS = 250;
 /** The engine is driven in steps of this much simulated time (requests of a step are predicted at its end). */
-const SLICE_MS = 2_000;
+const SLICE_MS = 5_000;
 /** Share of each dataset's rows in the fixed test set (by a hash of the row index). */
 const TEST_FRACTION = 0.25;
 /** Share of the remaining rows that are labeled up front (the seed the first models are trained on). */
@@ -97,6 +97,8 @@ export interface CategoryReport {
   finalModelSha256: string;
   promotions: PromotionReport[];
   rejected: number;
+  /** Snapshot sizes of the rejected candidates. */
+  rejectedAt: number[];
   skipped: number;
   /** Distinct request IDs on the samples topic. */
   samples: number;
@@ -110,42 +112,54 @@ export interface DemoResult {
   categories: CategoryReport[];
   decisions: TrainerDecision[];
   ledger: { versions: number; categories: number; failures: string[] };
-  counts: { requests: number; sampleRecords: number; orphans: number; late: number; deadLetters: number };
+  counts: {
+    requests: number;
+    /** Distinct request IDs on the samples topic. */
+    samples: number;
+    /** Records on the samples topic, revisions included. */
+    sampleRecords: number;
+    /** Samples (latest revision) by label source. */
+    labelSources: Record<string, number>;
+    orphans: number;
+    late: number;
+    deadLetters: number;
+  };
   /** Samples (latest revision per request) whose label equals the ground truth. */
   labelCorrectness: number;
   /** Raw names, phones and ID numbers found in any topic but the inputs. */
   leaks: number;
   scannedRecords: number;
+  scannedTopics: number;
   seconds: number;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Data: a fixed test set, a labeled seed, a traffic pool
 
-interface Row {
+export interface SplitRow {
   index: number;
   features: number[];
   label: string;
 }
 
-interface CategoryData {
+export interface DatasetSplit {
   dataset: Dataset;
-  test: Row[];
-  seed: Row[];
-  pool: Row[];
+  test: SplitRow[];
+  seed: SplitRow[];
+  pool: SplitRow[];
   /** The test set as the ONNX evaluator reads it. */
   testRows: TrainingRow[];
 }
 
 /** Splits by a hash of `<dataset>/<row index>`: the same rows every run, whatever the seed. */
-export function splitDataset(dataset: Dataset): CategoryData {
-  const test: Row[] = [];
-  const seed: Row[] = [];
-  const pool: Row[] = [];
+export function splitDataset(dataset: Dataset): DatasetSplit {
+  const test: SplitRow[] = [];
+  const seed: SplitRow[] = [];
+  const pool: SplitRow[] = [];
   const seedBelow = TEST_FRACTION + (1 - TEST_FRACTION) * SEED_FRACTION;
   dataset.rows.forEach((r, index) => {
     const u = holdoutPosition(`${dataset.name}/${index}`);
-    const row = { index, features: r.features, label: r.label };
+    const row: SplitRow = { index, features: r.features, label: r.label };
     if (u < TEST_FRACTION) test.push(row);
     else if (u < seedBelow) seed.push(row);
     else pool.push(row);
@@ -183,7 +197,7 @@ type FeedbackPlan =
 interface PlannedRequest {
   requestId: string;
   category: string;
-  row: Row;
+  row: SplitRow;
   features: Record<string, number>;
   timestamp: number;
   attributes: Record<string, string>;
@@ -191,7 +205,7 @@ interface PlannedRequest {
 }
 
 /** Every pool row once (or the first `requests` of them), shuffled; feedback decided up front, except correct/incorrect, which depends on the live prediction. */
-function planTraffic(data: readonly CategoryData[], requests: number | undefined, seed: number): PlannedRequest[] {
+function planTraffic(data: readonly DatasetSplit[], requests: number | undefined, seed: number): PlannedRequest[] {
   const random = prng(seed);
   const entries = data.flatMap((d) => d.pool.map((row) => ({ d, row })));
   for (let i = entries.length - 1; i > 0; i--) {
@@ -268,7 +282,9 @@ export function demoConfigInput(dataDir: string, datasets: readonly Dataset[]): 
     join: { beforeMs: 2 * SLICE_MS, afterMs: 60_000, graceMs: 5_000, idleAdvance: false },
     categories: Object.fromEntries(datasets.map((d) => [d.name, { classes: d.classes }])),
     predictor: { enabled: true, timestamp: 'wall-clock' },
-    trigger: { enabled: true, minNewSamples: 150, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 300, maxAgeMs: null, debounceMs: 60_000, checkIntervalMs: 10_000 },
+    // Retrain every 100 new samples (or when live accuracy drops); after the traffic, the age rule
+    // retrains on what is left once a version has served 3 simulated minutes.
+    trigger: { enabled: true, minNewSamples: 100, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 300, maxAgeMs: 180_000, minNewSamplesForAge: 25, debounceMs: 60_000, checkIntervalMs: 10_000 },
     trainer: { enabled: true, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0 },
   };
 }
@@ -319,12 +335,13 @@ class TopicTail {
 // The run
 
 interface CategoryRun {
-  data: CategoryData;
+  data: DatasetSplit;
   seedAccuracy: number;
   oracleAccuracy: number;
   points: AccuracyPoint[];
   promotions: PromotionReport[];
-  rejected: number;
+  /** Snapshot sizes of rejected candidates. */
+  rejectedAt: number[];
   skipped: number;
   requests: number;
   servingVersion: string;
@@ -337,7 +354,7 @@ function percent(x: number, digits = 1): string {
   return `${(100 * x).toFixed(digits)}%`;
 }
 
-async function testAccuracy(bytes: Uint8Array, data: CategoryData, version?: Pick<ModelVersion, 'featureNames' | 'classes'>): Promise<number> {
+async function testAccuracy(bytes: Uint8Array, data: DatasetSplit, version?: Pick<ModelVersion, 'featureNames' | 'classes'>): Promise<number> {
   return onnxHoldoutAccuracy(bytes, data.testRows, version ? { featureNames: version.featureNames, classes: version.classes } : {});
 }
 
@@ -345,18 +362,9 @@ function trainOptions(config: SampleloopConfig): TrainOptions {
   return { l2: config.trainer.l2, maxIterations: config.trainer.maxIterations, tolerance: config.trainer.tolerance };
 }
 
-/** Runs every topology until no input is left anywhere (outputs of one become inputs of the next after each commit). */
-async function settle(app: EmbeddedApp): Promise<void> {
-  while ((await app.runtime.runUntilIdleAsync()) > 0) {
-    // keep going: the last pass produced records for another topology
-  }
-}
-
+/** `sampleloop demo`; resolves to what it printed as data (the tests check it). */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
-  const say = (line: string): void => {
-    if (!options.quiet) options.out(line);
-  };
   if (options.requests !== undefined && (!Number.isInteger(options.requests) || options.requests < 1)) {
     throw new UsageError(`--requests must be a positive integer, got ${options.requests}`);
   }
@@ -366,6 +374,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const data = datasets.map(splitDataset);
   const plan = planTraffic(data, options.requests, options.seed);
   const clock = { now: BASE_TIME - 60_000 };
+  const say = (line: string): void => {
+    if (!options.quiet) options.out(line);
+  };
 
   say(`sampleloop demo: the closed loop on the embedded engine, data in ${dataDir}`);
   say(`datasets, split by a hash of the row index: test ${percent(TEST_FRACTION, 0)} (never trained on), labeled seed ${percent(SEED_FRACTION, 0)} of the rest, the rest is the traffic pool`);
@@ -375,197 +386,249 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
   const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => clock.now, trainer: { loop: false } });
   try {
-    const access = directAccess(app.log, app.registry, () => clock.now);
-    const trainer = app.trainer;
-    if (!trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
+    const loop = new ClosedLoop(app, config, plan, clock, say);
+    await loop.publishSeeds(data);
+    say(`traffic: ${plan.length} requests over ${((plan.length * REQUEST_INTERVAL_MS) / 60_000).toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
+    say(`  only "correct: true/false" for ${percent(1 - (LABELED_FEEDBACK.digits ?? 0), 0)} (digits) / ${percent(1 - (LABELED_FEEDBACK['breast-cancer'] ?? 0), 0)} (breast-cancer), first mislabeled then corrected by an audit for ${percent(MISLABEL_THEN_CORRECTION, 0)}`);
+    say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only if holdout accuracy >= the serving model's`);
+    await loop.runTraffic();
+    await loop.finish();
+    return await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
+  } finally {
+    await app.close();
+  }
+}
 
-    // 1. Seed models → ledger version 1; the oracle for comparison.
-    say('seed models, published to the model ledger as version 1 (test-set accuracy):');
-    const runs = new Map<string, CategoryRun>();
+/**
+ * Drives the engine through simulated time: sends requests, answers predictions with feedback,
+ * and lets the trainer handle triggers after every slice, reporting each decision.
+ */
+class ClosedLoop {
+  readonly access: LogAccess;
+  readonly runs = new Map<string, CategoryRun>();
+  readonly decisions: TrainerDecision[] = [];
+  private readonly trainer: TrainerJob;
+  private readonly byId: Map<string, PlannedRequest>;
+  private readonly predictions: TopicTail;
+  private readonly samples: TopicTail;
+  private readonly triggers: TopicTail;
+  private readonly triggerById = new Map<string, RetrainTrigger>();
+  private readonly pendingFeedback: Feedback[] = [];
+  private sent = 0;
+
+  constructor(
+    private readonly app: EmbeddedApp,
+    private readonly config: SampleloopConfig,
+    private readonly plan: readonly PlannedRequest[],
+    private readonly clock: { now: number },
+    private readonly say: (line: string) => void,
+  ) {
+    if (!app.trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
+    this.trainer = app.trainer;
+    this.access = directAccess(app.log, app.registry, () => clock.now);
+    this.byId = new Map(plan.map((r) => [r.requestId, r]));
+    this.predictions = new TopicTail(app, config.topics.predictions);
+    this.samples = new TopicTail(app, config.topics.samples);
+    this.triggers = new TopicTail(app, config.topics.retrainTriggers);
+  }
+
+  /** Trains a model per category on its labeled seed and publishes it as version 1; trains the oracle for comparison. */
+  async publishSeeds(data: readonly DatasetSplit[]): Promise<void> {
+    this.say('seed models, published to the model ledger as version 1 (test-set accuracy):');
+    const options = trainOptions(this.config);
     for (const d of data) {
       const { dataset } = d;
-      const model = trainLogistic(d.seed, dataset.featureNames, dataset.classes, trainOptions(config));
-      const onnx = exportOnnx(model, { version: '1', category: dataset.name });
+      const onnx = exportOnnx(trainLogistic(d.seed, dataset.featureNames, dataset.classes, options), { version: '1', category: dataset.name });
       await publishVersion(
-        access,
-        { category: dataset.name, version: '1', onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: { trainSize: d.seed.length }, trainer: SEED_TRAINER, createdAt: clock.now },
-        { topic: config.topics.models },
+        this.access,
+        { category: dataset.name, version: '1', onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: { trainSize: d.seed.length }, trainer: SEED_TRAINER, createdAt: this.clock.now },
+        { topic: this.config.topics.models },
       );
       const seedAccuracy = await testAccuracy(onnx, d);
-      const oracleModel = trainLogistic(d.pool, dataset.featureNames, dataset.classes, trainOptions(config));
-      const oracleAccuracy = await testAccuracy(exportOnnx(oracleModel, { version: 'oracle', category: dataset.name }), d);
-      runs.set(dataset.name, {
+      const oracle = exportOnnx(trainLogistic(d.pool, dataset.featureNames, dataset.classes, options), { version: 'oracle', category: dataset.name });
+      const oracleAccuracy = await testAccuracy(oracle, d);
+      this.runs.set(dataset.name, {
         data: d,
         seedAccuracy,
         oracleAccuracy,
         points: [{ samples: 0, accuracy: seedAccuracy, label: 'v1 (seed)' }],
         promotions: [],
-        rejected: 0,
+        rejectedAt: [],
         skipped: 0,
-        requests: plan.filter((r) => r.category === dataset.name).length,
+        requests: this.plan.filter((r) => r.category === dataset.name).length,
         servingVersion: '1',
         live: [0, 0],
         samples: new Set(),
       });
-      say(`  ${dataset.name.padEnd(14)} ${percent(seedAccuracy).padStart(6)}  (trained on ${d.seed.length} labeled rows; oracle trained on all ${d.pool.length} pool labels: ${percent(oracleAccuracy)})`);
+      this.say(`  ${dataset.name.padEnd(14)} ${percent(seedAccuracy).padStart(6)}  (trained on ${d.seed.length} labeled rows; oracle trained on all ${d.pool.length} pool labels: ${percent(oracleAccuracy)})`);
     }
-    const runOf = (category: string): CategoryRun => runs.get(category) as CategoryRun;
+  }
 
-    const simulatedMinutes = (plan.length * REQUEST_INTERVAL_MS) / 60_000;
-    say(`traffic: ${plan.length} requests over ${simulatedMinutes.toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
-    say(`  only "correct: true/false" for ${percent(1 - (LABELED_FEEDBACK.digits ?? 0), 0)} (digits) / ${percent(1 - (LABELED_FEEDBACK['breast-cancer'] ?? 0), 0)} (breast-cancer), first mislabeled then corrected by an audit for ${percent(MISLABEL_THEN_CORRECTION, 0)}`);
-    say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only if holdout accuracy >= the serving model's`);
-
-    // 2. Traffic, slice by slice of simulated time.
-    const byId = new Map(plan.map((r) => [r.requestId, r]));
-    const predictions = new TopicTail(app, config.topics.predictions);
-    const samples = new TopicTail(app, config.topics.samples);
-    const triggers = new TopicTail(app, config.topics.retrainTriggers);
-    const triggerById = new Map<string, RetrainTrigger>();
-    const pendingFeedback: Feedback[] = [];
-    const decisions: TrainerDecision[] = [];
+  /** Slice by slice of simulated time until every request is sent and every feedback delivered. */
+  async runTraffic(): Promise<void> {
+    const { plan } = this;
     const progressEvery = Math.max(1, Math.ceil(plan.length / 10));
-    let nextProgress = progressEvery;
-    let sent = 0;
-    const requestRecord = (r: PlannedRequest): OutputRecord => ({
-      topic: config.topics.requests,
-      key: Buffer.from(r.requestId),
-      value: Buffer.from(JSON.stringify({ requestId: r.requestId, category: r.category, features: r.features, attributes: r.attributes, timestamp: r.timestamp, source: 'demo-gateway' })),
-      timestamp: r.timestamp,
-      headers: {},
-    });
-    const feedbackRecord = (f: Feedback): OutputRecord => ({ topic: config.topics.feedback, key: Buffer.from(f.requestId), value: Buffer.from(JSON.stringify(f)), timestamp: f.timestamp, headers: {} });
-
-    const observe = (): void => {
-      for (const p of predictions.decoded<Prediction>()) {
-        const request = byId.get(p.requestId);
-        if (!request) continue;
-        const run = runOf(p.category);
-        run.servingVersion = p.modelVersion;
-        run.live[1]++;
-        if (p.predictedLabel === request.row.label) run.live[0]++;
-        pendingFeedback.push(...feedbackFor(request, p.predictedLabel));
-      }
-      for (const s of samples.decoded<LabeledSample>()) runs.get(s.category)?.samples.add(s.requestId);
-      for (const t of triggers.decoded<RetrainTrigger>()) triggerById.set(t.triggerId, t);
-    };
-
-    const train = async (): Promise<void> => {
-      for (;;) {
-        const decided = await trainer.processPending();
-        if (decided.length === 0) return;
-        decisions.push(...decided);
-        observe();
-        const view = await readLedger(access, config.topics.models);
-        for (const d of decided) await report(d, view);
-        await settle(app);
-        observe();
-      }
-    };
-
-    const report = async (d: TrainerDecision, view: LedgerView): Promise<void> => {
-      const run = runOf(d.category);
-      const reason = triggerById.get(d.triggerId)?.reason ?? '?';
-      if (d.decision === 'promoted') {
-        const version = view.byCategory.get(d.category)?.find((v) => v.verification.ok && v.version?.version === d.candidateVersion)?.version;
-        if (!version?.onnx) throw new UsageError(`promoted version ${d.category}/${d.candidateVersion} is not in the ledger`);
-        const metrics = version.metrics;
-        const promotion: PromotionReport = {
-          version: version.version,
-          triggerId: d.triggerId,
-          reason,
-          sampleCount: version.trainingSnapshot?.sampleCount ?? d.sampleCount,
-          holdoutAccuracy: metrics.holdoutAccuracy ?? Number.NaN,
-          servingHoldoutAccuracy: metrics.servingHoldoutAccuracy ?? null,
-          holdoutSize: metrics.holdoutSize ?? d.holdoutSize,
-          testAccuracy: await testAccuracy(version.onnx, run.data, version),
-          modelSha256: version.modelSha256,
-        };
-        run.promotions.push(promotion);
-        run.points.push({ samples: promotion.sampleCount, accuracy: promotion.testAccuracy, label: `v${promotion.version}` });
-        const vs = promotion.servingHoldoutAccuracy === null ? '' : ` vs ${percent(promotion.servingHoldoutAccuracy)} for v${d.servingVersion}`;
-        say(
-          `  promoted ${d.category} v${promotion.version} after ${promotion.sampleCount} samples (${reason}): holdout ${percent(promotion.holdoutAccuracy)}${vs} on ${promotion.holdoutSize} held-out samples -> test-set accuracy ${percent(promotion.testAccuracy)}`,
-        );
-      } else if (d.decision === 'rejected') {
-        run.rejected++;
-        say(`  rejected ${d.category} candidate v${d.candidateVersion} after ${d.sampleCount} samples (${reason}): holdout ${percent(d.candidateAccuracy ?? 0)} < ${percent(d.servingAccuracy ?? 0)} for v${d.servingVersion}, which keeps serving`);
-      } else {
-        run.skipped++;
-        say(`  ${d.decision} ${d.category} trigger ${d.triggerId}: ${d.message}`);
-      }
-    };
-
-    const progress = (): void => {
-      const live = [...runs.values()].map((r) => `${r.data.dataset.name} ${r.live[1] === 0 ? '-' : percent(r.live[0] / r.live[1])} (v${r.servingVersion})`).join(', ');
-      const counts = [...runs.values()].map((r) => `${r.data.dataset.name} ${r.samples.size}`).join(', ');
-      say(`  traffic: ${percent(sent / plan.length, 0).padStart(4)} | ${String(sent).padStart(String(plan.length).length)}/${plan.length} requests | live accuracy since last line: ${live} | samples: ${counts}`);
-      for (const r of runs.values()) r.live = [0, 0];
-    };
-
-    let first = true;
-    for (let sliceStart = BASE_TIME; sent < plan.length || pendingFeedback.length > 0; sliceStart += SLICE_MS) {
+    let nextProgress = Math.min(progressEvery, plan.length);
+    for (let sliceStart = BASE_TIME; this.sent < plan.length || this.pendingFeedback.length > 0; sliceStart += SLICE_MS) {
       const sliceEnd = sliceStart + SLICE_MS;
       const records: OutputRecord[] = [];
-      while (sent < plan.length && (plan[sent] as PlannedRequest).timestamp < sliceEnd) records.push(requestRecord(plan[sent++] as PlannedRequest));
-      pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
-      while (pendingFeedback.length > 0 && (pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(feedbackRecord(pendingFeedback.shift() as Feedback));
-      if (first && plan[0]) records.push(...brokenRecords(config, plan[0]));
-      first = false;
-      if (records.length > 0) app.log.append(records.sort((a, b) => a.timestamp - b.timestamp));
-      clock.now = sliceEnd;
-      await settle(app);
-      observe();
-      await train();
-      if (sent >= nextProgress || (sent === plan.length && nextProgress <= plan.length)) {
-        progress();
-        nextProgress = sent === plan.length ? Number.POSITIVE_INFINITY : nextProgress + progressEvery;
+      if (sliceStart === BASE_TIME && plan[0]) records.push(...brokenRecords(this.config, plan[0]));
+      while (this.sent < plan.length && (plan[this.sent] as PlannedRequest).timestamp < sliceEnd) records.push(this.requestRecord(plan[this.sent++] as PlannedRequest));
+      this.pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
+      while (this.pendingFeedback.length > 0 && (this.pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(this.feedbackRecord(this.pendingFeedback.shift() as Feedback));
+      if (records.length > 0) this.app.log.append(records.sort((a, b) => a.timestamp - b.timestamp));
+      this.clock.now = sliceEnd;
+      await this.settle();
+      await this.train();
+      if (this.sent >= nextProgress) {
+        this.progress();
+        nextProgress = this.sent >= plan.length ? Number.POSITIVE_INFINITY : Math.min(nextProgress + progressEvery, plan.length);
       }
     }
+  }
 
-    // 3. End of traffic: close every window still open, let the trigger and the trainer finish.
-    clock.now += config.join.afterMs + config.join.graceMs;
-    app.runtime.endOfInput();
-    await settle(app);
-    observe();
-    await train();
+  /** Closes the join windows still open; later, the age rule retrains categories on the samples left. */
+  async finish(): Promise<void> {
+    const { join, trigger } = this.config;
+    this.say('traffic over: the join windows still open are closed (predictions without feedback go to unmatched)');
+    this.clock.now += join.afterMs + join.graceMs;
+    this.app.runtime.endOfInput();
+    await this.settle();
+    await this.train();
+    if (trigger.maxAgeMs === null) return;
+    this.say(`${trigger.maxAgeMs / 60_000} simulated minutes later: the age rule retrains categories with ${trigger.minNewSamplesForAge}+ samples not yet trained on`);
+    this.clock.now += trigger.maxAgeMs + trigger.checkIntervalMs;
+    await this.settle();
+    await this.train();
+  }
 
-    // 4. Results.
-    return await summarize({ app, access, config, runs, decisions, plan, dataDir, started, options });
-  } finally {
-    await app.close();
+  private requestRecord(r: PlannedRequest): OutputRecord {
+    const value = { requestId: r.requestId, category: r.category, features: r.features, attributes: r.attributes, timestamp: r.timestamp, source: 'demo-gateway' };
+    return { topic: this.config.topics.requests, key: Buffer.from(r.requestId), value: Buffer.from(JSON.stringify(value)), timestamp: r.timestamp, headers: {} };
+  }
+
+  private feedbackRecord(f: Feedback): OutputRecord {
+    return { topic: this.config.topics.feedback, key: Buffer.from(f.requestId), value: Buffer.from(JSON.stringify(f)), timestamp: f.timestamp, headers: {} };
+  }
+
+  private run(category: string): CategoryRun {
+    const run = this.runs.get(category);
+    if (!run) throw new UsageError(`no demo category "${category}"`);
+    return run;
+  }
+
+  /** Runs every topology until no input is left anywhere (one's outputs reach the next after each commit), then reads what came out. */
+  private async settle(): Promise<void> {
+    while ((await this.app.runtime.runUntilIdleAsync()) > 0) {
+      // another pass: the last one produced input for another topology
+    }
+    for (const p of this.predictions.decoded<Prediction>()) {
+      const request = this.byId.get(p.requestId);
+      if (!request) continue;
+      const run = this.run(p.category);
+      run.servingVersion = p.modelVersion;
+      run.live[1]++;
+      if (p.predictedLabel === request.row.label) run.live[0]++;
+      this.pendingFeedback.push(...feedbackFor(request, p.predictedLabel));
+    }
+    for (const s of this.samples.decoded<LabeledSample>()) this.runs.get(s.category)?.samples.add(s.requestId);
+    for (const t of this.triggers.decoded<RetrainTrigger>()) this.triggerById.set(t.triggerId, t);
+  }
+
+  /** Lets the trainer handle every waiting trigger; after a promotion the next requests are served by the new version. */
+  private async train(): Promise<void> {
+    for (;;) {
+      const decided = await this.trainer.processPending();
+      if (decided.length === 0) return;
+      this.decisions.push(...decided);
+      const ledger = await readLedger(this.access, this.config.topics.models);
+      for (const d of decided) await this.report(d, ledger);
+      await this.settle();
+    }
+  }
+
+  private async report(d: TrainerDecision, ledger: LedgerView): Promise<void> {
+    const run = this.run(d.category);
+    const reason = this.triggerById.get(d.triggerId)?.reason ?? 'unknown reason';
+    if (d.decision === 'promoted') {
+      const version = ledger.byCategory.get(d.category)?.find((v) => v.verification.ok && v.version?.version === d.candidateVersion)?.version;
+      if (!version?.onnx) throw new UsageError(`promoted version ${d.category}/${d.candidateVersion} is not in the ledger`);
+      const { metrics } = version;
+      const promotion: PromotionReport = {
+        version: version.version,
+        triggerId: d.triggerId,
+        reason,
+        sampleCount: version.trainingSnapshot?.sampleCount ?? d.sampleCount,
+        holdoutAccuracy: metrics.holdoutAccuracy ?? Number.NaN,
+        servingHoldoutAccuracy: metrics.servingHoldoutAccuracy ?? null,
+        holdoutSize: metrics.holdoutSize ?? d.holdoutSize,
+        testAccuracy: await testAccuracy(version.onnx, run.data, version),
+        modelSha256: version.modelSha256,
+      };
+      run.promotions.push(promotion);
+      run.points.push({ samples: promotion.sampleCount, accuracy: promotion.testAccuracy, label: `v${promotion.version}` });
+      const vs = promotion.servingHoldoutAccuracy === null ? '' : ` vs ${percent(promotion.servingHoldoutAccuracy)} for v${d.servingVersion}`;
+      this.say(
+        `  promoted ${d.category} v${promotion.version} after ${promotion.sampleCount} samples (${reason}): holdout ${percent(promotion.holdoutAccuracy)}${vs} on ${promotion.holdoutSize} held-out samples -> test-set accuracy ${percent(promotion.testAccuracy)}`,
+      );
+    } else if (d.decision === 'rejected') {
+      run.rejectedAt.push(d.sampleCount);
+      this.say(`  rejected ${d.category} candidate v${d.candidateVersion} after ${d.sampleCount} samples (${reason}): holdout ${percent(d.candidateAccuracy ?? 0)} < ${percent(d.servingAccuracy ?? 0)} for v${d.servingVersion}, which keeps serving`);
+    } else {
+      run.skipped++;
+      this.say(`  ${d.decision} ${d.category} trigger ${d.triggerId} (${reason}): ${d.message}`);
+    }
+  }
+
+  private progress(): void {
+    const runs = [...this.runs.values()];
+    const live = runs.map((r) => `${r.data.dataset.name} ${r.live[1] === 0 ? '-' : percent(r.live[0] / r.live[1])} (v${r.servingVersion})`).join(', ');
+    const counts = runs.map((r) => `${r.data.dataset.name} ${r.samples.size}`).join(', ');
+    const width = String(this.plan.length).length;
+    this.say(`  traffic: ${percent(this.sent / this.plan.length, 0).padStart(4)} | ${String(this.sent).padStart(width)}/${this.plan.length} requests | live accuracy since last line: ${live} | samples: ${counts}`);
+    for (const r of runs) r.live = [0, 0];
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Summary, leak scan, chart
 
-/** Raw values are generated in these shapes, so any leak of one is found by matching them. */
+/** The demo generates raw names, phones and ID numbers in these shapes, so a leak of any of them matches. */
 const RAW_SHAPES = /Customer \d{5}|\+44 7700 9\d{5}|ID9\d{7}/g;
 
-function countLeaks(value: unknown, raw: ReadonlySet<string>): number {
+/** Occurrences of the `raw` values anywhere in `value`: strings, nested objects and arrays, bytes (as latin1). */
+export function countRawValues(value: unknown, raw: ReadonlySet<string>): number {
   if (typeof value === 'string') return (value.match(RAW_SHAPES) ?? []).filter((m) => raw.has(m)).length;
-  if (value instanceof Uint8Array) return countLeaks(Buffer.from(value).toString('latin1'), raw);
-  if (Array.isArray(value)) return value.reduce((n: number, v) => n + countLeaks(v, raw), 0);
-  if (value !== null && typeof value === 'object') return Object.values(value).reduce((n: number, v) => n + countLeaks(v, raw), 0);
+  if (value instanceof Uint8Array) return countRawValues(Buffer.from(value).toString('latin1'), raw);
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + countRawValues(v, raw), 0);
+  if (value !== null && typeof value === 'object') return Object.values(value).reduce((n: number, v) => n + countRawValues(v, raw), 0);
   return 0;
 }
 
 interface SummaryInput {
-  app: EmbeddedApp;
   access: LogAccess;
   config: SampleloopConfig;
   runs: Map<string, CategoryRun>;
   decisions: TrainerDecision[];
-  plan: PlannedRequest[];
+  plan: readonly PlannedRequest[];
   dataDir: string;
   started: number;
   options: DemoOptions;
 }
 
 async function summarize(input: SummaryInput): Promise<DemoResult> {
-  const { access, config, runs, decisions, plan, dataDir, options } = input;
-  const out = options.out;
+  const result = await collectResult(input);
+  if (input.options.chartPath !== null) {
+    result.chartPath = writeChart(input.options.chartPath ?? join(input.dataDir, 'accuracy.html'), input, result);
+  }
+  result.seconds = (Date.now() - input.started) / 1000;
+  printSummary(result, input.options.out);
+  return result;
+}
+
+/** Reads every topic and the ledger once the loop is over. */
+async function collectResult(input: SummaryInput): Promise<DemoResult> {
+  const { access, config, runs, decisions, plan, dataDir } = input;
   const topics = await access.topics();
   const count = (topic: string): number => topics.find((t) => t.topic === topic)?.records ?? 0;
   const values = async (topic: string): Promise<unknown[]> => (topics.some((t) => t.topic === topic) ? (await access.read(topic)).map((r) => r.value) : []);
@@ -575,10 +638,10 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
   for (const s of sampleRecords) if ((latest.get(s.requestId)?.revision ?? -1) <= s.revision) latest.set(s.requestId, s);
   const truth = new Map(plan.map((r) => [r.requestId, r.row.label]));
   let right = 0;
-  const bySource: Record<string, number> = {};
+  const labelSources: Record<string, number> = {};
   for (const s of latest.values()) {
     if (truth.get(s.requestId) === s.label) right++;
-    bySource[s.labelSource] = (bySource[s.labelSource] ?? 0) + 1;
+    labelSources[s.labelSource] = (labelSources[s.labelSource] ?? 0) + 1;
   }
   const perCategory = (records: unknown[]): Map<string, number> => {
     const m = new Map<string, number>();
@@ -592,7 +655,7 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
   const review = perCategory(await values(config.topics.review));
 
   const ledger = await readLedger(access, config.topics.models);
-  const ledgerFailures = ledger.failures.map((f) => `${f.category} version ${f.version?.version ?? '?'} (offset ${f.offset}): ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
+  const failures = ledger.failures.map((f) => `${f.category} version ${f.version?.version ?? '?'} (offset ${f.offset}): ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
 
   const raw = new Set(plan.flatMap((r) => [r.attributes.name, r.attributes.phone, r.attributes.idNumber] as string[]));
   const inputs = new Set([config.topics.requests, config.topics.feedback]);
@@ -604,14 +667,13 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
     scannedTopics++;
     for (const r of await access.read(t.topic)) {
       scannedRecords++;
-      leaks += countLeaks(r, raw);
+      leaks += countRawValues(r, raw);
     }
   }
 
   const categories: CategoryReport[] = [...runs.values()].map((run) => {
     const name = run.data.dataset.name;
     const head = ledger.heads.get(name);
-    const last = run.points[run.points.length - 1] as AccuracyPoint;
     return {
       category: name,
       testSize: run.data.test.length,
@@ -619,12 +681,13 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
       poolSize: run.data.pool.length,
       requests: run.requests,
       seedAccuracy: run.seedAccuracy,
-      finalAccuracy: last.accuracy,
+      finalAccuracy: (run.points[run.points.length - 1] as AccuracyPoint).accuracy,
       oracleAccuracy: run.oracleAccuracy,
       finalVersion: head?.version ?? '',
       finalModelSha256: head?.modelSha256 ?? '',
       promotions: run.promotions,
-      rejected: run.rejected,
+      rejected: run.rejectedAt.length,
+      rejectedAt: run.rejectedAt,
       skipped: run.skipped,
       samples: [...latest.values()].filter((s) => s.category === name).length,
       unmatched: unmatched.get(name) ?? 0,
@@ -632,34 +695,38 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
     };
   });
 
-  let chartPath: string | null = null;
-  if (options.chartPath !== null) {
-    chartPath = resolve(options.chartPath ?? join(dataDir, 'accuracy.html'));
-    mkdirSync(dirname(chartPath), { recursive: true });
-    const series = [...runs.values()].map((run) => ({
-      category: run.data.dataset.name,
-      points: run.points,
-      oracle: run.oracleAccuracy,
-      samplesAtEnd: categories.find((c) => c.category === run.data.dataset.name)?.samples ?? 0,
-    }));
-    const subtitle = `Test-set accuracy of the served model (ONNX, onnxruntime) against the labeled samples it was trained on; seed ${options.seed}, ${plan.length} requests. The dashed line is a model trained on every label of the traffic pool.`;
-    writeFileSync(chartPath, accuracyChartHtml(series, { title: 'sampleloop demo: the closed loop raises accuracy', subtitle }));
-  }
-
-  const seconds = (Date.now() - input.started) / 1000;
-  const result: DemoResult = {
+  return {
     dataDir,
-    chartPath,
+    chartPath: null,
     categories,
     decisions,
-    ledger: { versions: ledger.versions.length, categories: ledger.byCategory.size, failures: ledgerFailures },
-    counts: { requests: plan.length, sampleRecords: sampleRecords.length, orphans: count(config.topics.orphans), late: count(config.topics.late), deadLetters: count(config.topics.deadLetters) },
+    ledger: { versions: ledger.versions.length, categories: ledger.byCategory.size, failures },
+    counts: { requests: plan.length, samples: latest.size, sampleRecords: sampleRecords.length, labelSources, orphans: count(config.topics.orphans), late: count(config.topics.late), deadLetters: count(config.topics.deadLetters) },
     labelCorrectness: latest.size === 0 ? 0 : right / latest.size,
     leaks,
     scannedRecords,
-    seconds,
+    scannedTopics,
+    seconds: 0,
   };
+}
 
+function writeChart(path: string, input: SummaryInput, result: DemoResult): string {
+  const file = resolve(path);
+  mkdirSync(dirname(file), { recursive: true });
+  const series = result.categories.map((c) => ({
+    category: c.category,
+    points: input.runs.get(c.category)?.points ?? [],
+    oracle: c.oracleAccuracy,
+    samplesAtEnd: c.samples,
+    rejectedAt: c.rejectedAt,
+  }));
+  const subtitle = `Test-set accuracy of the served model (ONNX, onnxruntime) against the labeled samples it was trained on; seed ${input.options.seed}, ${result.counts.requests} requests. The dashed line is a model trained on every label of the traffic pool.`;
+  writeFileSync(file, accuracyChartHtml(series, { title: 'sampleloop demo: the closed loop raises accuracy', subtitle }));
+  return file;
+}
+
+function printSummary(result: DemoResult, out: (line: string) => void): void {
+  const { categories, counts } = result;
   out('');
   out('results (accuracy on the fixed test set, which no model ever trains on):');
   const header = ['category', 'seed (v1)', 'final', 'oracle', 'promoted', 'rejected', 'samples', 'unmatched', 'review'];
@@ -676,23 +743,25 @@ async function summarize(input: SummaryInput): Promise<DemoResult> {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
   for (const r of [header, ...rows]) out(`  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ')}`);
-  out(`  (oracle: the same trainer on every label of the traffic pool; final: the version serving at the end)`);
+  out('  (oracle: the same trainer on every label of the traffic pool; final: the version serving at the end)');
+  const sources = Object.entries(counts.labelSources)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const sum = (pick: (c: CategoryReport) => number): number => categories.reduce((n, c) => n + pick(c), 0);
   out(
-    `join: ${latest.size} samples (${sampleRecords.length} records incl. revisions; ${Object.entries(bySource)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}), unmatched ${[...unmatched.values()].reduce((a, b) => a + b, 0)}, review ${[...review.values()].reduce((a, b) => a + b, 0)}, orphans ${result.counts.orphans}, late ${result.counts.late}, dead letters ${result.counts.deadLetters}`,
+    `join: ${counts.samples} samples (${counts.sampleRecords} records incl. revisions; ${sources}), unmatched ${sum((c) => c.unmatched)}, review ${sum((c) => c.review)}, orphans ${counts.orphans}, late ${counts.late}, dead letters ${counts.deadLetters}`,
   );
   out(`sample labels vs ground truth: ${percent(result.labelCorrectness, 2)} of samples right (latest revision of each)`);
-  if (ledgerFailures.length === 0) out(`model ledger: ok: ${ledger.versions.length} version(s) of ${ledger.byCategory.size} categories verified (ONNX bytes, record hashes, hash chain)`);
-  else for (const f of ledgerFailures) out(`model ledger: FAIL ${f}`);
-  out(`raw sensitive values found in outputs: ${leaks} (names, phones, ID numbers; ${scannedRecords} records of ${scannedTopics} topics scanned)`);
-  if (chartPath) out(`chart: ${chartPath}`);
-  out(`finished in ${seconds.toFixed(1)} s`);
+  const { ledger } = result;
+  if (ledger.failures.length === 0) out(`model ledger: ok: ${ledger.versions} version(s) of ${ledger.categories} categories verified (ONNX bytes, record hashes, hash chain)`);
+  else for (const f of ledger.failures) out(`model ledger: FAIL ${f}`);
+  out(`raw sensitive values found in outputs: ${result.leaks} (names, phones, ID numbers; ${result.scannedRecords} records of ${result.scannedTopics} topics scanned)`);
+  if (result.chartPath) out(`chart: ${result.chartPath}`);
+  out(`finished in ${result.seconds.toFixed(1)} s`);
   out('');
-  out(`next: node bin/sampleloop.js models list --data-dir ${dataDir}`);
-  out(`      node bin/sampleloop.js consume trainer-decisions --data-dir ${dataDir}`);
-  out(`      node bin/sampleloop.js inspect --data-dir ${dataDir}`);
-  return result;
+  out(`next: node bin/sampleloop.js models list --data-dir ${result.dataDir}`);
+  out(`      node bin/sampleloop.js consume trainer-decisions --data-dir ${result.dataDir}`);
+  out(`      node bin/sampleloop.js inspect --data-dir ${result.dataDir}`);
 }
 
 // ---------------------------------------------------------------------------------------------

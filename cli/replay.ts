@@ -35,7 +35,7 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
     .option('-d, --data-dir <dir>', 'the engine\'s data dir: its privacy.key makes replayed tokens equal online ones; default target of --out embedded')
     .option('--gateway <paths...>', 'gateway logs (predictions): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
     .option('--business <paths...>', 'business-system logs (feedback): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
-    .requiredOption('--out <target>', 'embedded[:<data-dir>] | file:<path>.jsonl | file:<path>.avro | kafka')
+    .requiredOption('--out <target>', 'embedded[:<data-dir>] | file:<path>.jsonl | file:<path>.avro (kafka: not available yet)')
     .option('--map <spec...>', 'rename columns: gateway.requestId=req_id,business.actualLabel=verified_value,... or a JSON mapping file')
     .option('--rejects <path>', 'where bad lines are listed (file, line, reason); default next to the output')
     .option('--strict', 'stop with exit code 1 at the first bad line')
@@ -49,6 +49,11 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
       const config = configFrom(opts);
       const since = eventTime(opts.since, '--since');
       const until = eventTime(opts.until, '--until');
+      // Ctrl-C / SIGTERM stop the replay cleanly: the temporary directory is removed, the target left as it was.
+      const interrupted = new AbortController();
+      const stop = (): void => interrupted.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
       const summary = await runReplay({
         config,
         gateway: opts.gateway,
@@ -63,6 +68,10 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
         ...(opts.tempDir !== undefined ? { tempDir: opts.tempDir } : {}),
         progress: { enabled: opts.progress ?? process.stderr.isTTY === true, stream: process.stderr },
         logger: createLogger({ level: config.log.level, name: 'sampleloop-replay' }),
+        signal: interrupted.signal,
+      }).finally(() => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
       });
       out(JSON.stringify(summary));
     });

@@ -12,7 +12,7 @@ import type {
   SampleOrigin,
   UnmatchedPrediction,
 } from '../schemas/types.js';
-import { bufferedFeedbackCodec, heldPredictionCodec, markerCodec, numberCodec, type BufferedFeedback, type HeldPrediction } from './join-state.js';
+import { bufferedFeedbackCodec, heldPredictionCodec, matchedFlagCodec, numberCodec, type BufferedFeedback, type HeldPrediction } from './join-state.js';
 import { buildSample, labelFeedback } from './labeling.js';
 
 export interface JoinOptions {
@@ -63,7 +63,7 @@ export function predictionFeedbackJoin(name: string, options: JoinOptions): Join
     stores: [
       { name: stores.predictions, codec: heldPredictionCodec() },
       { name: stores.feedback, codec: bufferedFeedbackCodec() },
-      { name: stores.expiry, codec: markerCodec, readCacheEntries: 0, rangeScans: true },
+      { name: stores.expiry, codec: matchedFlagCodec, readCacheEntries: 0, rangeScans: true },
       { name: stores.meta, codec: numberCodec },
     ],
     supplier: (sides) => new PredictionFeedbackJoin(sides.left, stores, options) as Processor<unknown, JoinResult>,
@@ -88,7 +88,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   private ctx!: ProcessorContext<JoinResult>;
   private predictions!: KeyValueStore<HeldPrediction>;
   private feedback!: KeyValueStore<BufferedFeedback>;
-  private expiry!: KeyValueStore<true>;
+  private expiry!: KeyValueStore<number>;
   private meta!: KeyValueStore<number>;
   private streamTime = Number.NEGATIVE_INFINITY;
   /** Every index entry with a close time at or before this has been closed. */
@@ -221,6 +221,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
         return;
       }
     }
+    if (!held.matched) this.expiry.put(expiryKey(held.closeTime, PREDICTION_KIND, p.requestId), 1);
     held.matched = true;
     held.revision += 1;
     held.appliedFeedbackTimestamp = f.timestamp;
@@ -232,7 +233,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   }
 
   private addExpiry(closeTime: number, kind: string, requestId: string): void {
-    this.expiry.put(expiryKey(closeTime, kind, requestId), true);
+    this.expiry.put(expiryKey(closeTime, kind, requestId), 0);
     if (closeTime < this.nextClose) this.nextClose = closeTime;
   }
 
@@ -257,7 +258,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     let limit = 8;
     for (;;) {
       const batch = this.expiry.range(from, '~', limit);
-      for (const [key] of batch) {
+      for (const [key, matched] of batch) {
         const closeTime = Number(key.slice(0, 16));
         if (closeTime > time) {
           this.nextClose = closeTime;
@@ -265,11 +266,16 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
           return;
         }
         this.expiry.delete(key);
-        if (key.charAt(17) === PREDICTION_KIND) this.closePrediction(key.slice(19), closeTime);
-        else this.closeFeedback(key.slice(19), closeTime);
+        if (key.charAt(17) === PREDICTION_KIND) {
+          // A matched prediction just leaves the window: no need to read (and decode) it.
+          if (matched === 1) this.predictions.delete(key.slice(19));
+          else this.closePrediction(key.slice(19), closeTime);
+        } else {
+          this.closeFeedback(key.slice(19), closeTime);
+        }
       }
       if (batch.length < limit) break;
-      from = `${(batch[batch.length - 1] as [string, true])[0]}\u0000`;
+      from = `${(batch[batch.length - 1] as [string, number])[0]}\u0000`;
       limit = Math.min(limit * 4, CLOSE_BATCH);
     }
     this.closedThrough = time;

@@ -13,19 +13,18 @@ import { samplesOutputs } from '../topologies/samples.js';
 import { registerOutputSchemas } from '../topologies/serde.js';
 import { AvroContainerFile, JsonLinesFile } from './replay-files-out.js';
 
-export type OutputTarget =
-  | { kind: 'embedded'; dataDir: string }
-  | { kind: 'file'; path: string; format: 'jsonl' | 'avro' }
-  | { kind: 'kafka' };
+export type OutputTarget = { kind: 'embedded'; dataDir: string } | { kind: 'file'; path: string; format: 'jsonl' | 'avro' };
 
 /** The samples topology's outputs other than samples; each goes to its own file or embedded topic. */
 export const SIDE_OUTPUTS = ['unmatched', 'orphans', 'late', 'review', 'deadLetters'] as const;
 export type SideOutput = (typeof SIDE_OUTPUTS)[number];
 export type ReplayOutput = 'samples' | SideOutput;
 
-/** `embedded`, `embedded:<data-dir>`, `file:<path>.jsonl`, `file:<path>.avro` or `kafka`. */
+/** `embedded`, `embedded:<data-dir>`, `file:<path>.jsonl` or `file:<path>.avro`; `kafka` is refused: not available yet. */
 export function parseOutputTarget(spec: string, defaultDataDir: string): OutputTarget {
-  if (spec === 'kafka') return { kind: 'kafka' };
+  if (spec === 'kafka' || spec.startsWith('kafka:')) {
+    throw new UsageError('--out kafka is not available yet: replay does not write to Kafka topics in this release. Replay to file:<path>.jsonl, file:<path>.avro or embedded[:<data-dir>] instead');
+  }
   if (spec === 'embedded') return { kind: 'embedded', dataDir: resolve(defaultDataDir) };
   if (spec.startsWith('embedded:') && spec.length > 'embedded:'.length) return { kind: 'embedded', dataDir: resolve(spec.slice('embedded:'.length)) };
   if (spec.startsWith('file:')) {
@@ -35,7 +34,7 @@ export function parseOutputTarget(spec: string, defaultDataDir: string): OutputT
     if (!statSync(dirname(path), { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${spec}: directory ${dirname(path)} does not exist`);
     return { kind: 'file', path, format };
   }
-  throw new UsageError(`--out "${spec}" is not a target; use embedded, embedded:<data-dir>, file:<path>.jsonl, file:<path>.avro or kafka`);
+  throw new UsageError(`--out "${spec}" is not a target; use embedded, embedded:<data-dir>, file:<path>.jsonl or file:<path>.avro`);
 }
 
 /** Where the samples and every side output of a replay go. */
@@ -44,7 +43,7 @@ export interface ReplaySink {
   readonly locations: Record<ReplayOutput, string>;
   /** The default place of the rejects file. */
   readonly defaultRejectsPath: string;
-  /** `record` comes from the replay's temporary log; `lookup` resolves its schema ids. */
+  /** `record` comes from the replay's temporary log; `registry` (that log's) resolves its schema ids. */
   write(output: ReplayOutput, record: SourceRecord, registry: SchemaRegistry): Promise<void>;
   /** Makes everything written visible (files renamed into place, embedded appends flushed) and closes. */
   commit(): Promise<void>;
@@ -62,9 +61,6 @@ export function sideFileName(base: string, output: SideOutput | 'rejects'): stri
 }
 
 export async function openSink(target: OutputTarget, config: SampleloopConfig): Promise<ReplaySink> {
-  if (target.kind === 'kafka') {
-    throw new UsageError('--out kafka is not available yet: the Kafka driver is not part of this release. Replay to file:<path>.jsonl, file:<path>.avro or embedded[:<data-dir>] instead');
-  }
   return target.kind === 'file' ? FileSink.create(target.path, target.format) : EmbeddedSink.open(target.dataDir, config);
 }
 

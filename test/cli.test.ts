@@ -299,13 +299,34 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
     expect(existsSync(join(dataDir, 'engine.json'))).toBe(false);
   });
 
-  it('demo --requests 300 --quiet prints a summary with 0 raw values found', async () => {
+  it('demo --requests 300 --quiet runs the closed loop and prints the summary, the ledger check, 0 raw values and the chart path', async () => {
+    const help = await cli(['demo', '--help']);
+    for (const word of ['--data-dir', '--requests', '--seed', '--chart', '--quiet']) expect(help.stdout, `demo --help mentions ${word}`).toContain(word);
+
     const dataDir = join(base, 'demo');
-    const r = await cli(['demo', '--requests', '300', '--quiet', '--data-dir', dataDir], { timeoutMs: 60_000 });
+    const r = await cli(['demo', '--requests', '300', '--quiet', '--data-dir', dataDir], { timeoutMs: 90_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).not.toContain('traffic:');
-    expect(r.stdout).toMatch(/samples \(compacted, keyed by requestId\): \d+ distinct/);
-    expect(r.stdout).toMatch(/dead letters: [1-9]/);
-    expect(r.stdout).toContain('raw names, phones or ID numbers found in output topics: 0');
-  }, 70_000);
+    expect(r.stdout).toMatch(/^ {2}category +seed \(v1\) +final +oracle +promoted +rejected +samples +unmatched +review$/m);
+    expect(r.stdout).toMatch(/^ {2}digits +\d+\.\d% +\d+\.\d% \(v\d+\) +\d+\.\d% +\d+ +\d+ +\d+ +\d+ +\d+$/m);
+    expect(r.stdout).toMatch(/^ {2}breast-cancer +\d+\.\d% +\d+\.\d% \(v\d+\) +\d+\.\d%/m);
+    expect(r.stdout).toMatch(/join: \d+ samples .*dead letters [1-9]/);
+    expect(r.stdout).toContain('sample labels vs ground truth: 100.00% of samples right');
+    expect(r.stdout).toMatch(/model ledger: ok: \d+ version\(s\) of 2 categories verified/);
+    expect(r.stdout).toContain('raw sensitive values found in outputs: 0');
+    const chart = join(dataDir, 'accuracy.html');
+    expect(r.stdout).toContain(`chart: ${chart}`);
+    expect(readFileSync(chart, 'utf8')).toMatch(/^<!DOCTYPE html>[\s\S]*<svg [\s\S]*<\/html>\n$/);
+
+    // The data directory is kept: the ledger it left verifies with the models command.
+    const verify = await cli(['models', 'verify', '--data-dir', dataDir]);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/^ok: \d+ version\(s\) of 2 categories verified/);
+
+    // A used data directory is refused (the demo needs a new or empty one).
+    const again = await cli(['demo', '--requests', '10', '--quiet', '--data-dir', dataDir]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('SL_USAGE');
+    expect(again.stderr).toContain('not empty');
+  }, 120_000);
 });

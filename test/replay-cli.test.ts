@@ -157,6 +157,35 @@ describe('sampleloop replay (CLI)', () => {
     expect(summary.written.samples).toBe(20);
   });
 
+  it('SIGINT stops a replay cleanly: exit 1, no output, temporary directory removed', async () => {
+    const big = join(work, 'interrupted');
+    mkdirSync(big);
+    await writeGzipLines(join(big, 'gateway.jsonl.gz'), 30_000, (i) => JSON.stringify(prediction(i)));
+    const temp = join(work, 'interrupted-temp');
+    mkdirSync(temp);
+    const out = join(big, 'out.jsonl');
+    const child = spawn(process.execPath, [BIN, 'replay', '-d', dataDir, '--gateway', join(big, 'gateway.jsonl.gz'), '--out', `file:${out}`, '--temp-dir', temp, '--progress'], {
+      cwd: ROOT,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let interrupted = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+      // Once: a second SIGINT is not caught (it force-stops, as a second Ctrl-C should).
+      if (!interrupted && stderr.includes('replay 1/3 reading')) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr).toContain('error [SL_CLOSED]: replay interrupted');
+    expect(readdirSync(temp)).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('--strict exits 1 at the first bad line, naming file and line', async () => {
     const result = await cli([...args(join(work, 'cli-strict.jsonl')), '--strict']);
     expect(result.code).toBe(1);

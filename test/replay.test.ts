@@ -343,6 +343,17 @@ describe('replay to files', () => {
     expect(summary.written.unmatched).toBe(summary.staged.predictions);
   });
 
+  it('stops when aborted: ClosedError, nothing written, temporary directory removed', async () => {
+    const d = dir('aborted');
+    const temp = dir('aborted-temp');
+    const controller = new AbortController();
+    controller.abort();
+    const error = await replay({ ...request(join(d, 's.jsonl')), tempDir: temp, signal: controller.signal }).catch((err: unknown) => err);
+    expect((error as SampleloopError).code).toBe('SL_CLOSED');
+    expect(readdirSync(temp)).toEqual([]);
+    expect(readdirSync(d)).toEqual(['s.rejects.jsonl']);
+  });
+
   it('refuses kafka for now, unknown targets and empty inputs with clear messages', async () => {
     await expect(replay(request('x', { out: 'kafka' }))).rejects.toThrow(/--out kafka is not available yet/);
     await expect(replay(request('x', { out: 'file:/tmp/x.csv' }))).rejects.toThrow(/must end in \.jsonl .* or \.avro/);

@@ -19,7 +19,7 @@ import type { SampleloopConfig } from '../engine/config.js';
 import { openEmbeddedLog, startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
 import { decodeEntry, encodeEntry } from '../engine/embedded/log-codec.js';
 import type { EmbeddedLog } from '../engine/embedded/log.js';
-import { UsageError } from '../engine/errors.js';
+import { ClosedError, UsageError } from '../engine/errors.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import type { SourceRecord } from '../engine/record.js';
@@ -52,6 +52,8 @@ export interface ReplayRequest {
   logger?: Logger;
   /** Where the temporary log and staging go (default `replay.tempDir`, else the OS temp dir). */
   tempDir?: string;
+  /** Aborting stops the replay at the next record batch: nothing is written to the target, the temporary directory is removed. */
+  signal?: AbortSignal;
 }
 
 export interface ReplaySummary {
@@ -104,6 +106,9 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
     trigger: { ...config.trigger, enabled: false },
     trainer: { ...config.trainer, enabled: false },
   };
+  const checkAborted = (): void => {
+    if (request.signal?.aborted) throw new ClosedError('replay interrupted: nothing was written to the target');
+  };
   const progress = new ReplayProgress({ enabled: request.progress?.enabled ?? false, stream: request.progress?.stream ?? process.stderr, intervalMs: config.replay.progressIntervalMs });
   let sink: ReplaySink | undefined;
   let rejects: JsonLinesFile | undefined;
@@ -131,7 +136,10 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
       strict: request.strict ?? false,
       staging,
       reject: (line: RejectedLine) => rejectsFile.write(line),
-      progress: (bytes, records) => progress.update(bytes, records),
+      progress: (bytes, records) => {
+        checkAborted();
+        progress.update(bytes, records);
+      },
     });
     progress.end();
     await copySorted(staging, replayConfig);
@@ -147,12 +155,13 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
       processed += n;
       progress.update(processed, processed);
       await yieldToEventLoop();
+      checkAborted();
     }
     app.runtime.endOfInput();
     progress.end();
     const joinDone = performance.now();
 
-    const exported = await exportOutputs(app, staging, sink, replayConfig, progress);
+    const exported = await exportOutputs(app, staging, sink, replayConfig, progress, checkAborted);
     await app.close();
     app = undefined;
     await sink.commit();
@@ -219,6 +228,7 @@ async function exportOutputs(
   sink: ReplaySink,
   config: SampleloopConfig,
   progress: ReplayProgress,
+  checkAborted: () => void,
 ): Promise<{ written: Record<ReplayOutput, number>; samplesEmitted: number }> {
   const { log, registry } = app;
   const topics: Record<ReplayOutput, string> = {
@@ -243,6 +253,7 @@ async function exportOutputs(
     progress.update(++done, done);
   }
   for (const page of staging.latest()) {
+    checkAborted();
     for (const [key, value] of page) {
       const entry = decodeEntry(value);
       await sink.write('samples', { topic: topics.samples, partition: 0, offset: written.samples, key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers }, registry);
@@ -250,6 +261,7 @@ async function exportOutputs(
     }
   }
   for (const output of SIDE_OUTPUTS) {
+    checkAborted();
     for (const record of records(log, topics[output])) {
       await sink.write(output, record, registry);
       written[output]++;

@@ -250,7 +250,7 @@ export class KafkaRuntime {
    * Commits; when that fails (broker gone, group session lost, transaction aborted...) the
    * uncommitted work is dropped with its tasks, which are then reopened from the changelogs and
    * rewound to the committed offsets (`reopenPending`), so processing resumes by itself.
-   * `keep` (task keys being revoked) are dropped without being reopened.
+   * Tasks in `revoking` (being handed over) are dropped without being reopened.
    */
   private async commitOrRecover(revoking: ReadonlySet<string> = new Set()): Promise<void> {
     try {
@@ -287,13 +287,17 @@ export class KafkaRuntime {
         this.producer = await this.createProducer();
         this.producerNeedsReset = false;
       }
-      for (const [key, { topology, partition }] of [...this.pendingReopen]) {
-        await this.openTask(topology, partition);
-        const inputs = this.followersOf(topology.sourceTopics()[0] as string, partition);
-        await this.rewind(inputs);
-        this.consumer.resume(inputs);
-        this.pendingReopen.delete(key);
-      }
+      const results = await Promise.allSettled(
+        [...this.pendingReopen].map(async ([key, { topology, partition }]) => {
+          await this.openTask(topology, partition);
+          const inputs = this.followersOf(topology.sourceTopics()[0] as string, partition);
+          await this.rewind(inputs);
+          this.consumer.resume(inputs);
+          this.pendingReopen.delete(key);
+        }),
+      );
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
       this.reopenFailingSince = undefined;
       this.options.metrics.tasks.set(this.tasks.size);
     } catch (err) {
@@ -353,15 +357,28 @@ export class KafkaRuntime {
 
   private async assign(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
     const all: Array<{ topic: string; partition: number }> = [];
-    for (const { topic, partition } of partitions) {
-      const topology = this.byLead.get(topic);
-      if (!topology) continue;
-      await this.openTask(topology, partition);
-      all.push(...this.followersOf(topic, partition));
-    }
+    const deferred: Array<{ topic: string; partition: number }> = [];
+    // Tasks restore in parallel: each waits on its own changelog fetches.
+    await Promise.all(
+      partitions.map(async ({ topic, partition }) => {
+        const topology = this.byLead.get(topic);
+        if (!topology) return;
+        const inputs = this.followersOf(topic, partition);
+        all.push(...inputs);
+        try {
+          await this.openTask(topology, partition);
+        } catch (err) {
+          // E.g. the broker went away during the restore: assign paused, restore again from the run loop.
+          this.options.logger.warn({ err: errorMessage(err), topic, partition }, 'opening the task failed; retrying');
+          this.pendingReopen.set(this.taskKey(topology.name, partition), { topology, partition });
+          deferred.push(...inputs);
+        }
+      }),
+    );
     this.options.metrics.rebalances.labels('assigned').inc(partitions.length);
     this.options.metrics.tasks.set(this.tasks.size);
     (this.consumer as unknown as IncrementalAssignment).incrementalAssign(all);
+    if (deferred.length > 0) this.pauseQuietly(deferred);
     this.options.logger.info({ partitions: all }, 'partitions assigned');
   }
 
@@ -386,7 +403,7 @@ export class KafkaRuntime {
     this.options.metrics.rebalances.labels('revoked').inc(partitions.length);
     this.options.metrics.tasks.set(this.tasks.size);
     (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(all);
-    this.options.logger.info({ partitions: all }, 'partitions revoked');
+    this.options.logger.info({ partitions: all, lost }, 'partitions revoked');
   }
 
   private async openTask(topology: Topology, partition: number): Promise<void> {
@@ -412,10 +429,11 @@ export class KafkaRuntime {
       createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, db, spec.codec, spec.readCacheEntries, spec.rangeScans),
     });
     task.openStores();
-    for (const spec of topology.stores.values()) {
-      if (spec.changelog === false) continue;
-      const topic = changelogTopic(o.applicationId, topology.name, spec.name);
-      await this.restore(task, spec.name, topic, partition, checkpoint?.[topic] ?? 0);
+    try {
+      await this.restoreTask(task, checkpoint);
+    } catch (err) {
+      await db.close();
+      throw err;
     }
     task.init();
     this.tasks.set(key, { task, db, dir });
@@ -439,47 +457,70 @@ export class KafkaRuntime {
     }
   }
 
-  /** Replays a store's changelog partition from `from` to its end into the local store. */
-  private async restore(task: StreamTask, store: string, topic: string, partition: number, from: number): Promise<void> {
+  /**
+   * Replays the task's changelog partitions, from the checkpoint (or their start) to their ends, into
+   * its stores, with one consumer for all of them. Throws when it stops making progress, rather than
+   * leaving the task with part of its state.
+   */
+  private async restoreTask(task: StreamTask, checkpoint: Record<string, number> | undefined): Promise<void> {
     const o = this.options;
-    const watermarks = await this.changelogWatermarks(topic, partition);
-    const end = watermarks.highOffset;
-    if (from >= end) return;
-    const target = task.store(store);
-    if (!target) return;
+    const partition = task.partition;
+    interface Pending {
+      store: string;
+      target: NonNullable<ReturnType<StreamTask['store']>>;
+      from: number;
+      end: number;
+      position: number;
+      restored: number;
+    }
+    const pending = new Map<string, Pending>();
+    for (const spec of task.topology.stores.values()) {
+      if (spec.changelog === false) continue;
+      const topic = changelogTopic(o.applicationId, task.topology.name, spec.name);
+      const target = task.store(spec.name);
+      const { lowOffset, highOffset } = await this.changelogWatermarks(topic, partition);
+      const from = Math.max(checkpoint?.[topic] ?? 0, lowOffset);
+      if (target && from < highOffset) pending.set(topic, { store: spec.name, target, from, end: highOffset, position: from, restored: 0 });
+    }
+    if (pending.size === 0) return;
     const restorer = new KafkaConsumer(
       { ...o.librdkafka, 'group.id': `${o.applicationId}-restore`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
       {},
     );
     await call('connecting the restore consumer', (cb) => restorer.connect({}, cb as never));
     restorer.setDefaultConsumeTimeout(200);
-    restorer.assign([{ topic, partition, offset: Math.max(from, watermarks.lowOffset) }]);
-    let position = from;
-    let restored = 0;
-    const remaining = o.metrics.restoreRemaining.labels(store);
+    restorer.assign([...pending].map(([topic, p]) => ({ topic, partition, offset: p.from })));
     let idle = 0;
     try {
-      while (position < end && idle < 50) {
+      while (pending.size > 0) {
         const batch = await call<Message[]>('restoring', (cb) => restorer.consume(5000, cb));
-        if (batch.length === 0) {
-          idle++;
-          // Transaction markers occupy offsets without messages: the committed position tells how far we are.
-          const [pos] = restorer.position([{ topic, partition }]);
-          if (pos && typeof pos.offset === 'number' && pos.offset >= end) break;
-          continue;
+        const byTopic = new Map<string, Message[]>();
+        for (const m of batch) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m]);
+        for (const [topic, messages] of byTopic) {
+          const p = pending.get(topic);
+          if (!p) continue;
+          p.target.restore(messages.map((m) => ({ key: m.key === null || m.key === undefined ? '' : m.key.toString(), value: restoredValue(m) })));
+          p.restored += messages.length;
+          p.position = (messages[messages.length - 1] as Message).offset + 1;
+          o.metrics.restoredRecords.labels(p.store).inc(messages.length);
         }
-        idle = 0;
-        target.restore(batch.map((m) => ({ key: m.key === null || m.key === undefined ? '' : m.key.toString(), value: restoredValue(m) })));
-        restored += batch.length;
-        position = (batch[batch.length - 1] as Message).offset + 1;
-        remaining.set(Math.max(0, end - position));
-        o.metrics.restoredRecords.labels(store).inc(batch.length);
+        // Transaction markers occupy offsets without messages: the consumer's position tells how far each partition is.
+        for (const pos of restorer.position([...pending.keys()].map((topic) => ({ topic, partition })))) {
+          const p = pending.get(pos.topic);
+          if (p && typeof pos.offset === 'number' && pos.offset > p.position) p.position = pos.offset;
+        }
+        for (const [topic, p] of [...pending]) {
+          o.metrics.restoreRemaining.labels(p.store).set(Math.max(0, p.end - p.position));
+          if (p.position < p.end) continue;
+          pending.delete(topic);
+          o.logger.info({ store: p.store, topic, partition, restored: p.restored, from: p.from, end: p.end }, 'state restored from changelog');
+        }
+        idle = batch.length > 0 ? 0 : idle + 1;
+        if (idle >= 150) throw new KafkaError(`restoring ${[...pending.keys()].join(', ')} (partition ${partition}): no progress for 30 s`);
       }
     } finally {
       restorer.disconnect();
     }
-    remaining.set(0);
-    o.logger.info({ store, topic, partition, restored, from, end }, 'state restored from changelog');
   }
 
   /** Closes a task without a checkpoint: its next owner (maybe this instance) rebuilds it from the changelogs. */

@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { pino } from 'pino';
 import { inject } from 'vitest';
 import { parseConfig, type ConfigInput } from '../../engine/config.js';
 import { startKafkaApp, type KafkaApp } from '../../engine/kafka/app.js';
-import { createLogger } from '../../engine/logger.js';
 import { EngineMetrics } from '../../engine/metrics.js';
 import { call, KafkaConsumer, Producer, type KafkaConsumerType, type Message, type ProducerType } from '../../engine/kafka/client.js';
 import { partitionForKey } from '../../engine/partitioner.js';
@@ -289,7 +289,7 @@ export interface TestApp {
   /** Local state directory of an instance. */
   stateDir(instanceId: string): string;
   /** Engine config for one instance (its own state dir per instance id). */
-  config(options: { instanceId: string; guarantee?: 'at_least_once' | 'exactly_once'; stateDir?: string; librdkafka?: Record<string, string | number | boolean> }): ConfigInput;
+  config(options: { instanceId: string; guarantee?: 'at_least_once' | 'exactly_once'; stateDir?: string; commitIntervalMs?: number; librdkafka?: Record<string, string | number | boolean> }): ConfigInput;
   cleanup(): void;
 }
 
@@ -306,7 +306,7 @@ export function createTestApp(endpoints: KafkaEndpoints, prefix: string, partiti
     dir,
     keyFile,
     stateDir: (instanceId) => join(dir, 'state', instanceId),
-    config: ({ instanceId, guarantee = 'at_least_once', stateDir, librdkafka = {} }) => ({
+    config: ({ instanceId, guarantee = 'at_least_once', stateDir, commitIntervalMs = 100, librdkafka = {} }) => ({
       applicationId: run,
       mode: 'kafka',
       dataDir: join(dir, 'data'),
@@ -323,7 +323,7 @@ export function createTestApp(endpoints: KafkaEndpoints, prefix: string, partiti
         stateDir: stateDir ?? join(dir, 'state', instanceId),
         replicationFactor: 1,
         partitions,
-        commitIntervalMs: 100,
+        commitIntervalMs,
         pollRecords: 500,
         // A crashed member must leave the group quickly (the broker's minimum session timeout).
         librdkafka: { 'session.timeout.ms': 6000, 'heartbeat.interval.ms': 1000, ...librdkafka },
@@ -396,10 +396,25 @@ export async function produceKeyed(producer: ProducerType, topic: string, partit
   if (failure) throw failure;
 }
 
+/** Retries what fails while a broker restarts or a topic is new (not leader, unknown partition, transport...). */
+async function retryTransient<T>(what: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { kafkaCode?: number }).kafkaCode;
+      const transient = code !== undefined && [-195, -190, -187, -185, 3, 5, 6, 7, 14, 15, 16].includes(code);
+      if (!transient || Date.now() > deadline) throw new Error(`${what}: ${String((err as Error).message ?? err)}`, { cause: err });
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
 export async function highWatermarks(consumer: KafkaConsumerType, topic: string, partitions: number): Promise<number[]> {
   const out: number[] = [];
   for (let p = 0; p < partitions; p++) {
-    const w = await call<{ highOffset: number }>('reading watermarks', (cb) => consumer.queryWatermarkOffsets(topic, p, 10_000, cb));
+    const w = await retryTransient(`watermarks of ${topic}/${p}`, () => call<{ highOffset: number }>('reading watermarks', (cb) => consumer.queryWatermarkOffsets(topic, p, 10_000, cb)));
     out.push(w.highOffset);
   }
   return out;
@@ -408,7 +423,9 @@ export async function highWatermarks(consumer: KafkaConsumerType, topic: string,
 /** Committed offsets of `consumer`'s group (-1001 when none) per partition. */
 export async function committedOffsets(consumer: KafkaConsumerType, topic: string, partitions: number): Promise<number[]> {
   const toppars = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
-  const committed = await call<Array<{ partition: number; offset?: number }>>('reading committed offsets', (cb) => consumer.committed(toppars, 10_000, cb));
+  const committed = await retryTransient(`committed offsets of ${topic}`, () =>
+    call<Array<{ partition: number; offset?: number }>>('reading committed offsets', (cb) => consumer.committed(toppars, 10_000, cb)),
+  );
   const out = new Array<number>(partitions).fill(-1001);
   // A partition without a committed offset comes back without `offset`.
   for (const c of committed) out[c.partition] = typeof c.offset === 'number' && c.offset >= 0 ? c.offset : -1001;
@@ -666,6 +683,8 @@ export class KafkaWorker {
 
 export interface InProcessApp {
   app: KafkaApp;
+  /** Every log record of the application (warnings and errors are also written to stderr). */
+  logs: Array<{ level: number; msg: string; [field: string]: unknown }>;
   /** Rejects as soon as the run loop throws (race it against waits so a failure is not a timeout). */
   failed: Promise<never>;
   /** Stops the run loop, commits and closes (checkpoints, leaves the group). */
@@ -674,7 +693,17 @@ export interface InProcessApp {
 
 /** Starts the Kafka-mode application in this process (warnings and errors logged to stderr). */
 export async function startInProcess(config: ConfigInput, metrics = new EngineMetrics()): Promise<InProcessApp> {
-  const logger = createLogger({ level: process.env.SAMPLELOOP_TEST_KAFKA_LOG ?? 'warn', name: 'kafka-test' });
+  const logs: InProcessApp['logs'] = [];
+  const logger = pino(
+    { level: process.env.SAMPLELOOP_TEST_KAFKA_LOG ?? 'info', name: 'kafka-test' },
+    {
+      write(line: string) {
+        const record = JSON.parse(line) as InProcessApp['logs'][number];
+        logs.push(record);
+        if (record.level >= 40) process.stderr.write(line);
+      },
+    },
+  );
   const app = await startKafkaApp(parseConfig(config), { logger, metrics });
   const controller = new AbortController();
   const running = app.runtime.run(controller.signal);
@@ -686,6 +715,7 @@ export async function startInProcess(config: ConfigInput, metrics = new EngineMe
   let stopped = false;
   return {
     app,
+    logs,
     failed,
     async stop() {
       if (stopped) return;
