@@ -11,6 +11,7 @@ import type { Topology } from '../topology.js';
 import { CachedKeyValueStore } from '../../state/kv-store.js';
 import { RocksDatabase, type WriteOp } from '../../state/rocks.js';
 import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
+import { TaskInput } from './task-input.js';
 import {
   call,
   ERR,
@@ -74,6 +75,8 @@ const REOPEN_GIVE_UP_MS = 5 * 60_000;
 /** librdkafka's logical offset for "the start of the partition". */
 const OFFSET_BEGINNING = -2;
 const CHECKPOINT = '.checkpoint';
+/** Records buffered per input partition before its fetching is paused. */
+const MAX_BUFFERED = 20_000;
 
 /**
  * Marks a changelog record whose stored value is empty (e.g. the join's expiry markers). An empty
@@ -114,6 +117,9 @@ export class KafkaRuntime {
   private readonly bySource = new Map<string, Topology>();
   private readonly partitions = new Map<string, number>();
   private readonly jobs: Job[] = [];
+  /** Fetched records waiting to be processed in timestamp order, per task. */
+  private readonly inputs = new Map<string, TaskInput>();
+  private readonly paused = new Set<string>();
   private deliveryErrors: Error[] = [];
   /** Tasks dropped by a recovery, reopened (restored, rewound) at the top of the run loop. */
   private readonly pendingReopen = new Map<string, { topology: Topology; partition: number }>();
@@ -331,15 +337,57 @@ export class KafkaRuntime {
     if (messages.length === 0) return;
     const records = messages.map(toSourceRecord);
     if (this.options.beforeBatch) await this.options.beforeBatch(records);
-    const touched = new Set<RunningTask>();
     for (const record of records) {
       const topology = this.bySource.get(record.topic);
-      const rt = topology && this.tasks.get(this.taskKey(topology.name, record.partition));
-      if (!rt) continue; // revoked meanwhile: the new owner reprocesses it from the committed offset
-      rt.task.process(record);
-      touched.add(rt);
+      const key = topology && this.taskKey(topology.name, record.partition);
+      // A task revoked meanwhile: the new owner reprocesses the record from the committed offset.
+      if (key !== undefined && this.tasks.has(key)) this.inputOf(key).push(record);
     }
-    for (const rt of touched) await rt.task.flushBatches();
+    await this.drainInputs();
+  }
+
+  private inputOf(key: string): TaskInput {
+    let input = this.inputs.get(key);
+    if (!input) {
+      const rt = this.tasks.get(key) as RunningTask;
+      input = new TaskInput(rt.task.topology.sourceTopics().map((topic) => ({ topic, partition: rt.task.partition })));
+      this.inputs.set(key, input);
+    }
+    return input;
+  }
+
+  /** Processes each task's buffered input in timestamp order (see TaskInput), pausing partitions buffered far ahead. */
+  private async drainInputs(): Promise<void> {
+    const caughtUp = (topic: string, partition: number): boolean => {
+      const { highOffset } = this.consumer.getWatermarkOffsets(topic, partition);
+      const [pos] = this.consumer.position([{ topic, partition }]);
+      const position = typeof pos?.offset === 'number' ? pos.offset : -1;
+      return highOffset < 0 || position < 0 || position >= highOffset;
+    };
+    for (const [key, input] of this.inputs) {
+      const rt = this.tasks.get(key);
+      if (!rt) {
+        this.inputs.delete(key);
+        continue;
+      }
+      let processed = 0;
+      for (let record = input.next(caughtUp); record; record = input.next(caughtUp)) {
+        rt.task.process(record);
+        processed++;
+      }
+      if (processed > 0) await rt.task.flushBatches();
+      for (const b of input.buffered()) {
+        const tp = [{ topic: b.topic, partition: b.partition }];
+        const id = `${b.topic}/${b.partition}`;
+        if (b.size > MAX_BUFFERED && !this.paused.has(id)) {
+          this.consumer.pause(tp);
+          this.paused.add(id);
+        } else if (b.size < MAX_BUFFERED / 4 && this.paused.has(id)) {
+          this.consumer.resume(tp);
+          this.paused.delete(id);
+        }
+      }
+    }
   }
 
   private async runJobs(): Promise<void> {
@@ -528,6 +576,7 @@ export class KafkaRuntime {
     const rt = this.tasks.get(key);
     if (!rt) return;
     this.tasks.delete(key);
+    this.inputs.delete(key);
     try {
       rt.task.close();
     } finally {
@@ -539,6 +588,8 @@ export class KafkaRuntime {
     const rt = this.tasks.get(key);
     if (!rt) return;
     this.tasks.delete(key);
+    this.inputs.delete(key);
+    for (const topic of rt.task.topology.sourceTopics()) this.paused.delete(`${topic}/${rt.task.partition}`);
     rt.task.close();
     const checkpoint: Record<string, number> = {};
     for (const spec of rt.task.topology.stores.values()) {
