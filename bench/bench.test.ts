@@ -77,7 +77,7 @@ describe('join benchmark phases', () => {
     // 3000 predictions span ~6 s of event time and feedback comes <= 30 s later: with a 32 s window
     // the earliest windows close while input still flows, the rest at end of input.
     const traffic = generateBenchTraffic({ predictions: 3000, formats: ['json'], seed: 11 });
-    const r = await measureEmbeddedJoin(traffic, 'json', { chunk: 500, afterMs: 31_000, graceMs: 1000, patchBatchLeak: true, maxRssBytes: 8 * 2 ** 30 });
+    const r = await measureEmbeddedJoin(traffic, 'json', { chunk: 500, afterMs: 31_000, graceMs: 1000, maxRssBytes: 8 * 2 ** 30 });
     expect(() => checkOutputs(r.outputs, traffic.expected)).not.toThrow();
     expect(r.outputs.samples).toBe(traffic.expected.samples);
     expect(r.chunks).toBe(12);

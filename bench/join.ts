@@ -34,7 +34,6 @@ import {
   type MemoryPeak,
 } from './measure.js';
 import { topSelfTimeTable, withCpuProfile } from './profile-summary.js';
-import { patchBatchLeak } from './workarounds.js';
 import { generateBenchTraffic, type BenchTraffic, type InputFormat } from './traffic.js';
 
 export type JoinPhase = 'limit' | 'join';
@@ -49,9 +48,7 @@ export interface JoinBenchOptions {
   afterMs: number;
   graceMs: number;
   seed: number;
-  /** Apply bench/workarounds.ts (the state/rocks.ts batch leak) to the engine's database. */
-  patchBatchLeak: boolean;
-  /** Abort the embedded run when RSS exceeds this (the unpatched engine leaks ~9 KB per record). */
+  /** Abort the embedded run when RSS exceeds this (a leak in the engine must not take the machine down). */
   maxRssBytes: number;
   /** When set, each measured phase is CPU-profiled into this directory (`<phase>-<format>.cpuprofile`). */
   profileDir: string | null;
@@ -72,7 +69,6 @@ export const DEFAULT_JOIN_OPTIONS: JoinBenchOptions = {
   afterMs: 60_000,
   graceMs: 10_000,
   seed: 42,
-  patchBatchLeak: false,
   maxRssBytes: Math.floor(totalmem() * 0.5),
   profileDir: null,
   resultFile: resultPath('join'),
@@ -250,7 +246,7 @@ function directoryBytes(dir: string): number {
 export async function measureEmbeddedJoin(
   traffic: BenchTraffic,
   format: InputFormat,
-  options: Pick<JoinBenchOptions, 'chunk' | 'afterMs' | 'graceMs' | 'patchBatchLeak' | 'maxRssBytes'>,
+  options: Pick<JoinBenchOptions, 'chunk' | 'afterMs' | 'graceMs' | 'maxRssBytes'>,
   progress: (line: string) => void = () => {},
 ): Promise<EmbeddedJoinResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sampleloop-bench-join-'));
@@ -262,7 +258,6 @@ export async function measureEmbeddedJoin(
   });
   const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics() });
   try {
-    if (options.patchBatchLeak) patchBatchLeak(app.log.db);
     if (format === 'avro') await registerInputSchemas(app.registry, traffic);
     const latencies: number[] = [];
     const weights: number[] = [];
@@ -290,8 +285,8 @@ export async function measureEmbeddedJoin(
       const rss = memory.sample();
       if (rss > options.maxRssBytes) {
         throw new StateError(
-          `the embedded run reached ${mib(rss)} RSS after ${from + count} records, over the ${mib(options.maxRssBytes)} limit (--max-rss-mib); ` +
-            'see docs/benchmarks.md on the state/rocks.ts batch leak (--patch-batch-leak works around it)',
+          `the embedded run reached ${mib(rss)} RSS after ${from + count} records, over the ${mib(options.maxRssBytes)} limit (--max-rss-mib): ` +
+            'memory grows with the input, which a bounded join window should not do; profile it with --profile',
         );
       }
       if ((from + count) / traffic.events >= nextReport) {
@@ -442,8 +437,7 @@ export function joinTable(result: JoinBenchResult): string {
       `ratio (b)/(a) ${r.format}: ${r.joinOverLimit.toFixed(3)} wall clock, ${r.joinOverLimitCpu.toFixed(3)} per CPU-second ` +
       `(processing only, wall: ${r.processOnlyOverLimit.toFixed(3)}); target >= ${result.target}`,
   );
-  const notes = result.options.patchBatchLeak ? ['engine patched at runtime: state/rocks.ts batch leak worked around (bench/workarounds.ts, --patch-batch-leak)'] : [];
-  return [table, ...ratios, ...notes, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
+  return [table, ...ratios, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
 }
 
 function parseList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -476,7 +470,6 @@ export function joinOptionsFromArgs(args: readonly string[]): Partial<JoinBenchO
       seed: { type: 'string' },
       out: { type: 'string' },
       profile: { type: 'string' },
-      'patch-batch-leak': { type: 'boolean' },
       'max-rss-mib': { type: 'string' },
       'no-write': { type: 'boolean' },
     },
@@ -491,7 +484,6 @@ export function joinOptionsFromArgs(args: readonly string[]): Partial<JoinBenchO
     afterMs: positiveInt(str('after-ms'), '--after-ms', d.afterMs),
     graceMs: positiveInt(str('grace-ms'), '--grace-ms', d.graceMs),
     seed: positiveInt(str('seed'), '--seed', d.seed),
-    patchBatchLeak: values['patch-batch-leak'] === true,
     maxRssBytes: str('max-rss-mib') === undefined ? d.maxRssBytes : positiveInt(str('max-rss-mib'), '--max-rss-mib', 0) * 1024 * 1024,
     profileDir: str('profile') ?? null,
     resultFile: values['no-write'] === true ? null : (str('out') ?? d.resultFile),

@@ -5,6 +5,8 @@
  * `read_committed` must hold exactly what the embedded engine produces for the same input: no
  * record lost, none duplicated.
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../reference/traffic.js';
@@ -30,21 +32,29 @@ const KILLS = 5;
 /** Printed with a failure, so a run can be replayed: SAMPLELOOP_TEST_EOS_SEED=<n>. */
 const SEED = Number(process.env.SAMPLELOOP_TEST_EOS_SEED ?? Date.now() % 100_000);
 
+let runName = '';
+
 describe.skipIf(endpoints === null)('Kafka mode exactly-once with kill -9', () => {
   const apps: TestApp[] = [];
   const workers: KafkaWorker[] = [];
-  afterEach(async () => {
+  afterEach(async (context) => {
     await Promise.all(workers.map((w) => w.kill()));
+    if (context.task.result?.state === 'fail') {
+      const file = join(tmpdir(), `sampleloop-eos-crash-${SEED}-${Date.now()}.log`);
+      for (const w of workers) w.saveLog(file);
+      console.error(`worker logs of the failed run (${runName}): ${file}`);
+    }
   });
   afterAll(() => apps.forEach((a) => a.cleanup()));
 
-  it(`${KILLS} SIGKILLs at random points under load lose and duplicate nothing (seed ${SEED})`, async () => {
+  it(`${KILLS + 1} SIGKILLs at random points under load (one during a restore) lose and duplicate nothing (seed ${SEED})`, async () => {
     const kafka = endpoints!;
     const rng = mulberry32(SEED);
     const steps = canonicalSteps(testTraffic(303, 1_500), 100);
     const expected = await runEmbedded(steps, PARTITIONS);
     const test = createTestApp(kafka, 'eos', PARTITIONS);
     apps.push(test);
+    runName = test.run;
     const config = test.config({ instanceId: 'eos-1', guarantee: 'exactly_once' });
 
     // Kill points: one step in each of KILLS equal slices of the run (never the first step).
@@ -57,7 +67,12 @@ describe.skipIf(endpoints === null)('Kafka mode exactly-once with kill -9', () =
     workers.push(worker);
     await worker.running();
     const driver = await InputDriver.connect({ bootstrap: kafka.bootstrap, group: test.run, topics: test.topics, partitions: PARTITIONS, stepTimeoutMs: 120_000 });
-    const kills: Array<{ step: number; afterMs: number; tasks: number }> = [];
+    const kills: Array<{ step: number; afterMs: number; tasks: number; duringRestore?: boolean }> = [];
+    const restart = (): void => {
+      generation++;
+      worker = KafkaWorker.start(`eos-1#${generation}`, config);
+      workers.push(worker);
+    };
     try {
       for (let i = 0; i < steps.length; i++) {
         await driver.produce(steps[i]!);
@@ -67,9 +82,14 @@ describe.skipIf(endpoints === null)('Kafka mode exactly-once with kill -9', () =
           await sleep(afterMs);
           kills.push({ step: i, afterMs, tasks: worker.heldPartitions(test.topics.predictions).length });
           await worker.kill();
-          generation++;
-          worker = KafkaWorker.start(`eos-1#${generation}`, config);
-          workers.push(worker);
+          restart();
+          if (kills.length === Math.ceil(KILLS / 2)) {
+            // Once, also kill the replacement while it restores its state from the changelogs.
+            await worker.waitFor((l) => l.msg === 'state restored from changelog', 60_000, 'a restore');
+            kills.push({ step: i, afterMs: 0, tasks: 0, duringRestore: true });
+            await worker.kill();
+            restart();
+          }
         }
         await driver.waitCommitted();
       }
@@ -77,7 +97,7 @@ describe.skipIf(endpoints === null)('Kafka mode exactly-once with kill -9', () =
       await driver.close();
     }
     expect(await worker.stop()).toBe(0);
-    expect(kills).toHaveLength(KILLS);
+    expect(kills).toHaveLength(KILLS + 1);
     // Every restarted instance rebuilt its state from the changelogs (no clean-close checkpoint).
     expect(workers.slice(1).every((w) => w.lines.some((l) => l.msg === 'state restored from changelog'))).toBe(true);
 

@@ -6,11 +6,15 @@
  * tests therefore feed the traffic in *steps*: each step holds records of one input topic only, and
  * the next step is produced only once the application group has committed everything before it
  * (`InputDriver`). Every task then processes exactly the per-partition sequence of
- * `canonicalOrder(steps)`, which the embedded engine is fed one record at a time for the expected
- * result. `join.idleAdvance` is off in both modes, so wall-clock time cannot move stream time.
+ * `canonicalOrder(steps)`; the embedded engine, fed the same steps the same way (`runEmbedded`), gives
+ * the expected result. `join.idleAdvance` is off in both modes, so wall-clock time cannot move stream time.
+ *
+ * Test traffic is moved to the recent past (see `testTraffic`), topics/groups/subjects are unique per
+ * run (`createTestApp`), and instances run in process (`startInProcess`) or as separate processes of
+ * the compiled engine (`KafkaWorker`, test/fixtures/kafka-worker.mjs: `npm run build` first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -274,10 +278,6 @@ export function historyByKey(samples: readonly KeyedSample[]): Map<string, Compa
     out.set(s.sample.requestId, list);
   }
   return out;
-}
-
-export function sortedEntries<V>(map: ReadonlyMap<string, V>): Array<[string, V]> {
-  return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** Per-run topic names, application id, temp dirs and the privacy key file of one application. */
@@ -559,6 +559,23 @@ export interface WorkerLine {
 }
 
 const WORKER_SCRIPT = fileURLToPath(new URL('../fixtures/kafka-worker.mjs', import.meta.url));
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Workers run the compiled engine: a source file newer than its dist/ counterpart means the test
+ * would exercise old code. Returns the first stale source ('' when dist/ is current).
+ */
+export function staleDistSource(dirs: readonly string[] = ['engine', 'processors', 'topologies', 'schemas', 'state']): string {
+  for (const dir of dirs) {
+    for (const entry of readdirSync(join(REPO, dir), { recursive: true, encoding: 'utf8' })) {
+      if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue;
+      const source = join(REPO, dir, entry);
+      const compiled = join(REPO, 'dist', dir, entry.replace(/\.ts$/, '.js'));
+      if (!existsSync(compiled) || statSync(compiled).mtimeMs < statSync(source).mtimeMs) return join(dir, entry);
+    }
+  }
+  return '';
+}
 
 /** One application instance in its own process (test/fixtures/kafka-worker.mjs). */
 export class KafkaWorker {
@@ -594,6 +611,8 @@ export class KafkaWorker {
   }
 
   static start(name: string, config: ConfigInput): KafkaWorker {
+    const stale = staleDistSource();
+    if (stale !== '') throw new Error(`dist/ is older than ${stale}: run \`npm run build\` (the worker runs the compiled engine)`);
     const child = spawn(process.execPath, [WORKER_SCRIPT, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
     return new KafkaWorker(name, child);
   }
@@ -671,6 +690,11 @@ export class KafkaWorker {
   async kill(): Promise<void> {
     if (this.alive) this.child.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** Writes every stdout line to `file` (for a failed test's report). */
+  saveLog(file: string): void {
+    appendFileSync(file, `${this.lines.map((l) => JSON.stringify({ worker: this.name, ...l })).join('\n')}\n--- ${this.name} stderr ---\n${this.stderr}\n`);
   }
 
   describe(): string {
