@@ -3,65 +3,20 @@
  * help, produce → run → consume through the running engine's HTTP API, /healthz and /metrics,
  * dead letters, SIGTERM, inspect, configuration errors and the demo.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from './helpers/dist.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'sampleloop.js');
-const BUILD_DIRS = ['engine', 'state', 'processors', 'topologies', 'schemas', 'cli', 'models', 'bench'];
 
 // ---------------------------------------------------------------------------------------------
 // dist/ must be current: bin/sampleloop.js runs the compiled CLI.
-
-function listTs(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listTs(path));
-    else if (path.endsWith('.ts') && !path.endsWith('.d.ts') && !path.endsWith('.test.ts')) out.push(path);
-  }
-  return out;
-}
-
-function distIsStale(): boolean {
-  for (const dir of BUILD_DIRS) {
-    if (!existsSync(join(ROOT, dir))) continue;
-    for (const file of listTs(join(ROOT, dir))) {
-      const out = join(ROOT, 'dist', relative(ROOT, file)).replace(/\.ts$/, '.js');
-      const built = statSync(out, { throwIfNoEntry: false });
-      if (!built || built.mtimeMs < statSync(file).mtimeMs) return true;
-    }
-  }
-  return false;
-}
-
-/** Builds dist/ when stale; a lock directory keeps test files running in parallel from building at once. */
-async function ensureBuilt(): Promise<void> {
-  if (!distIsStale()) return;
-  const lock = join(tmpdir(), 'sampleloop-dist-build.lock');
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > 120_000) rmSync(lock, { recursive: true, force: true });
-      await sleep(200);
-    }
-  }
-  try {
-    // Type errors elsewhere in the tree (work in progress) do not stop tsc from emitting.
-    if (distIsStale()) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-  expect(existsSync(join(ROOT, 'dist', 'cli', 'main.js'))).toBe(true);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Running the CLI.

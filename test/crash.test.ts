@@ -4,14 +4,15 @@
  * restarted on the same data dir, and finally run to the end. Every output topic must then hold exactly
  * what a clean, uninterrupted run of the same input produces: nothing lost, nothing duplicated.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from './helpers/dist.js';
 import { parseConfig, type ConfigInput } from '../engine/config.js';
 import { directAccess, type DisplayRecord } from '../engine/embedded/access.js';
 import { logDirOf } from '../engine/embedded/app.js';
@@ -24,7 +25,6 @@ import { generateTraffic, mulberry32 } from './reference/traffic.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WORKER = join(ROOT, 'test', 'fixtures', 'crash-worker.mjs');
-const BUILD_DIRS = ['engine', 'state', 'processors', 'topologies', 'schemas', 'cli', 'models', 'bench'];
 
 const REQUESTS = 20_000;
 const KILLS = 16;
@@ -48,51 +48,6 @@ const ENGINE_CONFIG: ConfigInput = {
 
 // ---------------------------------------------------------------------------------------------
 // dist/ must be current: the worker runs the compiled engine.
-
-function distIsStale(): boolean {
-  for (const dir of BUILD_DIRS) {
-    if (!existsSync(join(ROOT, dir))) continue;
-    for (const file of listTs(join(ROOT, dir))) {
-      const out = join(ROOT, 'dist', relative(ROOT, file)).replace(/\.ts$/, '.js');
-      const built = statSync(out, { throwIfNoEntry: false });
-      if (!built || built.mtimeMs < statSync(file).mtimeMs) return true;
-    }
-  }
-  return false;
-}
-
-function listTs(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listTs(path));
-    else if (path.endsWith('.ts') && !path.endsWith('.d.ts') && !path.endsWith('.test.ts')) out.push(path);
-  }
-  return out;
-}
-
-/** Builds dist/ when stale; a lock directory keeps test files running in parallel from building at once. */
-async function ensureBuilt(): Promise<void> {
-  if (!distIsStale()) return;
-  const lock = join(tmpdir(), 'sampleloop-dist-build.lock');
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > 120_000) rmSync(lock, { recursive: true, force: true });
-      await sleep(200);
-    }
-  }
-  try {
-    // Type errors elsewhere in the tree (work in progress) do not stop tsc from emitting.
-    if (distIsStale()) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-  expect(existsSync(join(ROOT, 'dist', 'engine', 'embedded', 'app.js'))).toBe(true);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Input.

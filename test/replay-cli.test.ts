@@ -3,66 +3,23 @@
  * exit codes, summary on stdout, progress on stderr, and a replay of an archive several times larger
  * than the heap under `node --max-old-space-size=64`.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
+
 import { createReadStream } from 'node:fs';
 import { createGzip, constants as zlib } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from './helpers/dist.js';
 import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'sampleloop.js');
-const BUILD_DIRS = ['engine', 'state', 'processors', 'topologies', 'schemas', 'cli', 'models', 'bench'];
 const T0 = Date.UTC(2026, 0, 5, 0, 0, 0);
-
-function listTs(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listTs(path));
-    else if (path.endsWith('.ts') && !path.endsWith('.d.ts') && !path.endsWith('.test.ts')) out.push(path);
-  }
-  return out;
-}
-
-function distIsStale(): boolean {
-  for (const dir of BUILD_DIRS) {
-    if (!existsSync(join(ROOT, dir))) continue;
-    for (const file of listTs(join(ROOT, dir))) {
-      const built = statSync(join(ROOT, 'dist', relative(ROOT, file)).replace(/\.ts$/, '.js'), { throwIfNoEntry: false });
-      if (!built || built.mtimeMs < statSync(file).mtimeMs) return true;
-    }
-  }
-  return false;
-}
-
-/** Same lock as test/cli.test.ts, so parallel test files do not build at once. */
-async function ensureBuilt(): Promise<void> {
-  if (!distIsStale()) return;
-  const lock = join(tmpdir(), 'sampleloop-dist-build.lock');
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > 120_000) rmSync(lock, { recursive: true, force: true });
-      await sleep(200);
-    }
-  }
-  try {
-    if (distIsStale()) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-  expect(existsSync(join(ROOT, 'dist', 'topologies', 'replay.js'))).toBe(true);
-}
 
 interface CliResult {
   code: number | null;
