@@ -21,6 +21,7 @@ import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js
 import type { Prediction } from '../schemas/types.js';
 import {
   collectGarbage,
+  cpuDelta,
   formatTable,
   isMainModule,
   machineInfo,
@@ -28,6 +29,7 @@ import {
   mib,
   rate,
   resultPath,
+  threadCpuSeconds,
   weightedPercentile,
   writeResult,
   type MachineInfo,
@@ -83,6 +85,8 @@ export interface LimitResult {
   cpuSeconds: number;
   recordsPerSecond: number;
   recordsPerCpuSecond: number;
+  /** Per CPU-second of the main (JavaScript) thread alone, over the whole phase. */
+  recordsPerMainThreadCpuSecond: number;
   samplesEncoded: number;
   bytesIn: number;
   bytesOut: number;
@@ -110,6 +114,10 @@ export interface EmbeddedJoinResult {
   cpuSeconds: number;
   recordsPerSecond: number;
   recordsPerCpuSecond: number;
+  /** Per CPU-second of the main (JavaScript) thread alone, over the whole phase (incl. building chunks). */
+  recordsPerMainThreadCpuSecond: number;
+  /** CPU seconds per thread group over the whole phase: main (JavaScript), rocksdb (flush/compaction), other (V8 GC/JIT helpers, libuv). */
+  threadCpuSeconds: Record<string, number>;
   /** Throughput of processing alone (the log append is the producer's cost). */
   processRecordsPerSecond: number;
   latencyMs: { p50: number; p99: number; max: number; method: string };
@@ -128,7 +136,7 @@ export interface JoinBenchResult {
   traffic: { predictions: number; feedback: number; spanSeconds: number; generationSeconds: number; bytes: Partial<Record<InputFormat, number>>; expected: BenchTraffic['expected'] };
   limit: LimitResult[];
   join: EmbeddedJoinResult[];
-  ratios: Array<{ format: InputFormat; joinOverLimit: number; processOnlyOverLimit: number; joinOverLimitCpu: number }>;
+  ratios: Array<{ format: InputFormat; joinOverLimit: number; processOnlyOverLimit: number; joinOverLimitCpu: number; joinOverLimitMainThread: number }>;
   target: number;
 }
 
@@ -160,6 +168,7 @@ export async function measureLimit(traffic: BenchTraffic, format: InputFormat, b
   let bytesOut = 0;
   let samples = 0;
   collectGarbage();
+  const threadsBefore = threadCpuSeconds();
   for (let from = 0; from < traffic.events; from += batch) {
     const count = Math.min(batch, traffic.events - from);
     for (let k = 0; k < count; k++) {
@@ -186,6 +195,7 @@ export async function measureLimit(traffic: BenchTraffic, format: InputFormat, b
     cpuMicros += used.user + used.system;
   }
   const cpuSeconds = cpuMicros / 1e6;
+  const mainThread = cpuDelta(threadsBefore, threadCpuSeconds()).main ?? cpuSeconds;
   return {
     format,
     records: traffic.events,
@@ -193,6 +203,7 @@ export async function measureLimit(traffic: BenchTraffic, format: InputFormat, b
     cpuSeconds,
     recordsPerSecond: traffic.events / seconds,
     recordsPerCpuSecond: traffic.events / cpuSeconds,
+    recordsPerMainThreadCpuSecond: traffic.events / mainThread,
     samplesEncoded: samples,
     bytesIn,
     bytesOut,
@@ -266,6 +277,7 @@ export async function measureEmbeddedJoin(
     let cpuMicros = 0;
     collectGarbage();
     const memory = new MemoryTracker();
+    const threadsBefore = threadCpuSeconds();
     let nextReport = 0.1;
     for (let from = 0; from < traffic.events; from += options.chunk) {
       const count = Math.min(options.chunk, traffic.events - from);
@@ -303,6 +315,7 @@ export async function measureEmbeddedJoin(
     const endOfInputMs = performance.now() - endStarted;
     const endUsed = process.cpuUsage(endCpu);
     cpuMicros += endUsed.user + endUsed.system;
+    const threadCpu = cpuDelta(threadsBefore, threadCpuSeconds());
     const seconds = (appendMs + processMs + endOfInputMs) / 1000;
     const outputs = countOutputs(app);
     return {
@@ -316,6 +329,8 @@ export async function measureEmbeddedJoin(
       cpuSeconds: cpuMicros / 1e6,
       recordsPerSecond: traffic.events / seconds,
       recordsPerCpuSecond: traffic.events / (cpuMicros / 1e6),
+      recordsPerMainThreadCpuSecond: traffic.events / (threadCpu.main ?? cpuMicros / 1e6),
+      threadCpuSeconds: threadCpu,
       processRecordsPerSecond: traffic.events / ((processMs + endOfInputMs) / 1000),
       latencyMs: {
         p50: weightedPercentile(latencies, weights, 50),
@@ -374,7 +389,15 @@ export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Pro
     const a = limit.find((r) => r.format === format);
     const b = joins.find((r) => r.format === format);
     return a && b
-      ? [{ format, joinOverLimit: b.recordsPerSecond / a.recordsPerSecond, processOnlyOverLimit: b.processRecordsPerSecond / a.recordsPerSecond, joinOverLimitCpu: b.recordsPerCpuSecond / a.recordsPerCpuSecond }]
+      ? [
+          {
+            format,
+            joinOverLimit: b.recordsPerSecond / a.recordsPerSecond,
+            processOnlyOverLimit: b.processRecordsPerSecond / a.recordsPerSecond,
+            joinOverLimitCpu: b.recordsPerCpuSecond / a.recordsPerCpuSecond,
+            joinOverLimitMainThread: b.recordsPerMainThreadCpuSecond / a.recordsPerMainThreadCpuSecond,
+          },
+        ]
       : [];
   });
   const { out: _out, resultFile: _file, profileDir: _profiles, ...recorded } = options;
@@ -413,7 +436,19 @@ function indent(text: string): string {
 export function joinTable(result: JoinBenchResult): string {
   const rows: string[][] = [];
   for (const r of result.limit) {
-    rows.push(['(a) limit: decode+encode', r.format, r.records.toLocaleString('en-US'), r.seconds.toFixed(2), rate(r.recordsPerSecond), rate(r.recordsPerCpuSecond), '', '', '', '']);
+    rows.push([
+      '(a) limit: decode+encode',
+      r.format,
+      r.records.toLocaleString('en-US'),
+      r.seconds.toFixed(2),
+      rate(r.recordsPerSecond),
+      rate(r.recordsPerCpuSecond),
+      rate(r.recordsPerMainThreadCpuSecond),
+      '',
+      '',
+      '',
+      '',
+    ]);
   }
   for (const r of result.join) {
     const m = r.memory;
@@ -424,20 +459,25 @@ export function joinTable(result: JoinBenchResult): string {
       r.seconds.toFixed(2),
       rate(r.recordsPerSecond),
       rate(r.recordsPerCpuSecond),
+      rate(r.recordsPerMainThreadCpuSecond),
       r.latencyMs.p50.toFixed(1),
       r.latencyMs.p99.toFixed(1),
       `${mib(m.peakRssBytes)} (+${mib(m.peakRssBytes - m.baselineRssBytes)})`,
       mib(m.peakHeapUsedBytes),
     ]);
-    rows.push(['    of which processing', r.format, '', (r.processSeconds + r.endOfInputSeconds).toFixed(2), rate(r.processRecordsPerSecond), '', '', '', '', '']);
+    rows.push(['    of which processing', r.format, '', (r.processSeconds + r.endOfInputSeconds).toFixed(2), rate(r.processRecordsPerSecond), '', '', '', '', '', '']);
   }
-  const table = formatTable(['phase', 'format', 'input records', 'seconds', 'records/s', 'records/CPU-s', 'p50 ms', 'p99 ms', 'peak RSS (+over baseline)', 'peak heap'], rows);
+  const table = formatTable(['phase', 'format', 'input records', 'seconds', 'records/s', 'records/CPU-s', 'rec/main-thread CPU-s', 'p50 ms', 'p99 ms', 'peak RSS (+over baseline)', 'peak heap'], rows);
   const ratios = result.ratios.map(
     (r) =>
-      `ratio (b)/(a) ${r.format}: ${r.joinOverLimit.toFixed(3)} wall clock, ${r.joinOverLimitCpu.toFixed(3)} per CPU-second ` +
+      `ratio (b)/(a) ${r.format}: ${r.joinOverLimit.toFixed(3)} wall clock, ${r.joinOverLimitCpu.toFixed(3)} per CPU-second, ` +
+      `${r.joinOverLimitMainThread.toFixed(3)} per main-thread CPU-second ` +
       `(processing only, wall: ${r.processOnlyOverLimit.toFixed(3)}); target >= ${result.target}`,
   );
-  return [table, ...ratios, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
+  const threads = result.join.map(
+    (r) => `CPU seconds by thread, (b) ${r.format}: ${Object.entries(r.threadCpuSeconds).map(([group, sec]) => `${group} ${sec.toFixed(1)}`).join(', ')}`,
+  );
+  return [table, ...ratios, ...threads, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
 }
 
 function parseList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {

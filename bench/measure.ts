@@ -1,5 +1,5 @@
 /** Small measurement helpers shared by the benchmarks: memory peaks, percentiles, machine facts, tables, result files. */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,47 @@ export function weightedPercentile(values: readonly number[], weights: readonly 
     if (seen >= rank) return values[i] as number;
   }
   return values[order[order.length - 1] as number] as number;
+}
+
+/** Linux clock ticks per second (USER_HZ), fixed at 100 on every mainstream architecture. */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU seconds (user + system) used so far by this process's threads, grouped: `main` (all JavaScript),
+ * `rocksdb` (RocksDB's flush and compaction threads) and `other` (Node's helper threads, all named
+ * "node": V8's concurrent GC and JIT compilers, the libuv pool). Empty where /proc is not available.
+ */
+export function threadCpuSeconds(): Record<string, number> {
+  const out: Record<string, number> = {};
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    const group = Number(tid) === process.pid ? 'main' : comm.startsWith('rocksdb') ? 'rocksdb' : 'other';
+    out[group] = (out[group] ?? 0) + seconds;
+  }
+  return out;
+}
+
+/** `after - before`, per group. */
+export function cpuDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [group, seconds] of Object.entries(after)) out[group] = seconds - (before[group] ?? 0);
+  return out;
 }
 
 export interface MachineInfo {
