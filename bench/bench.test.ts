@@ -4,7 +4,7 @@ import { schemaJson } from '../schemas/index.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import type { Feedback, Prediction } from '../schemas/types.js';
 import { checkOutputs, measureEmbeddedJoin, measureLimit } from './join.js';
-import { weightedPercentile } from './measure.js';
+import { cpuDelta, threadCpuSeconds, weightedPercentile } from './measure.js';
 import { selfTimes, type CpuProfile } from './profile-summary.js';
 import { buildWorkload, CONTENDERS, measureContender } from './rocksdb-choice.js';
 import { FEEDBACK_DELAY_MS, generateBenchTraffic } from './traffic.js';
@@ -93,6 +93,17 @@ describe('measurement helpers', () => {
     expect(weightedPercentile([10, 20, 30], [98, 1, 1], 50)).toBe(10);
     expect(weightedPercentile([10, 20, 30], [98, 1, 1], 99)).toBe(20);
     expect(weightedPercentile([30, 10, 20], [1, 98, 1], 100)).toBe(30);
+  });
+
+  it.runIf(process.platform === 'linux')('threadCpuSeconds charges JavaScript work to the main thread', () => {
+    const before = threadCpuSeconds();
+    const cpu = process.cpuUsage();
+    let x = 0;
+    while (process.cpuUsage(cpu).user < 150_000) x += Math.sqrt(x + 1);
+    const delta = cpuDelta(before, threadCpuSeconds());
+    expect(x).toBeGreaterThan(0);
+    expect(delta.main).toBeGreaterThanOrEqual(0.1);
+    expect(Object.keys(delta)).toContain('main');
   });
 
   it('selfTimes attributes sample time to the sampled function and names native code by its caller', () => {

@@ -19,10 +19,10 @@ export function summaryLines(summary: BenchSummary): string[] {
   if (summary.join) {
     const j = summary.join;
     for (const r of j.ratios) {
-      const verdict = r.joinOverLimitCpu >= j.target ? 'meets' : `below by ${((1 - r.joinOverLimitCpu / j.target) * 100).toFixed(0)}% of`;
+      const verdict = r.joinOverLimitCpu >= j.target ? `meets the target ${j.target}` : `${(j.target / r.joinOverLimitCpu).toFixed(1)}x short of the target ${j.target}`;
       lines.push(
         `join (${r.format}, ${j.traffic.predictions.toLocaleString('en-US')} + ${j.traffic.feedback.toLocaleString('en-US')}): embedded/limit = ${r.joinOverLimit.toFixed(3)} wall clock, ` +
-          `${r.joinOverLimitCpu.toFixed(3)} per CPU-second; ${verdict} the target ${j.target}`,
+          `${r.joinOverLimitCpu.toFixed(3)} per CPU-second, ${r.joinOverLimitMainThread.toFixed(3)} per main-thread CPU-second; ${verdict} (per CPU-second)`,
       );
     }
     for (const r of j.join) {
