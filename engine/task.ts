@@ -1,4 +1,5 @@
 import type { CommittableStore, StoreChange } from '../state/kv-store.js';
+import type { DeadLetter } from '../schemas/types.js';
 import type { WriteOp } from '../state/rocks.js';
 import { errorMessage, TopologyError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -7,20 +8,8 @@ import { isBatchProcessor, type AnyProcessor, type BatchProcessor, type DeadLett
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
 
-/** Everything a dead-letter record carries; the runtime encodes it (schemas/dead-letter.avsc). */
-export interface DeadLetterEnvelope {
-  reasonCode: string;
-  reason: string;
-  sourceTopic: string;
-  sourcePartition: number;
-  sourceOffset: number;
-  sourceTimestamp: number;
-  key: Buffer | null;
-  payload: Buffer;
-  payloadRedacted: boolean;
-  stage: string;
-  failedAt: number;
-}
+/** Everything a dead-letter record carries: the DeadLetter schema (schemas/DeadLetter.avsc); the runtime encodes it. */
+export type DeadLetterEnvelope = DeadLetter;
 
 export interface TaskServices {
   applicationId: string;
