@@ -52,6 +52,12 @@ export interface Processor<In, Out> {
   process(record: StreamRecord<In>, from: string): void;
   /** Called when a bounded input is exhausted: close everything still open. */
   endOfInput?(): void;
+  /**
+   * A hint before a batch of source records is processed: the keys (request IDs) about to arrive,
+   * so keyed state can be read in one bulk lookup instead of one per record. Never required for
+   * correctness.
+   */
+  prefetch?(keys: readonly string[]): void;
   close?(): void;
 }
 

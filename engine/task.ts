@@ -47,6 +47,7 @@ export class StreamTask {
   readonly id: string;
   private readonly stores = new Map<string, CommittableStore<unknown>>();
   private readonly instances = new Map<string, AnyProcessor<unknown, unknown>>();
+  private prefetchers: Array<{ prefetch?(keys: readonly string[]): void }> = [];
   /** Records waiting at batch processors, with the source record each came from. */
   private readonly pendingBatches = new Map<string, Array<{ record: StreamRecord<unknown>; context: RecordContext | undefined }>>();
   private readonly dispatchers = new Map<string, Map<string, Dispatch[]>>();
@@ -85,6 +86,7 @@ export class StreamTask {
     for (const node of this.topology.nodes.values()) {
       if (node.kind === 'processor') this.instances.get(node.name)?.init?.(this.contextFor(node.name, node.stores));
     }
+    this.prefetchers = [...this.instances.values()].filter((p) => !isBatchProcessor(p) && typeof p.prefetch === 'function') as typeof this.prefetchers;
   }
 
   /** Processes one source record; a processor failure sends the record to the dead-letter topic. */
@@ -113,6 +115,14 @@ export class StreamTask {
     } finally {
       this.current = undefined;
     }
+  }
+
+  /** Lets processors read the state for a batch of upcoming source records in bulk (see `Processor.prefetch`). */
+  prefetch(records: readonly SourceRecord[]): void {
+    if (this.prefetchers.length === 0 || records.length < 2) return;
+    const keys: string[] = [];
+    for (const r of records) if (r.key !== null) keys.push(r.key.toString('utf8'));
+    for (const p of this.prefetchers) p.prefetch?.(keys);
   }
 
   /** Runs the wall-clock punctuations that are due. */

@@ -14,6 +14,7 @@ import type {
 } from '../schemas/types.js';
 import { bufferedFeedbackCodec, heldPredictionCodec, matchedFlagCodec, numberCodec, type BufferedFeedback, type HeldPrediction } from './join-state.js';
 import { buildSample, labelFeedback } from './labeling.js';
+import { ExpiryIndex } from './join-expiry.js';
 
 export interface JoinOptions {
   beforeMs: number;
@@ -73,7 +74,6 @@ export function predictionFeedbackJoin(name: string, options: JoinOptions): Join
 const PREDICTION_KIND = '0';
 const FEEDBACK_KIND = '1';
 const STREAM_TIME_KEY = 'streamTime';
-const CLOSE_BATCH = 1000;
 
 function expiryKey(closeTime: number, kind: string, requestId: string): string {
   return `${String(closeTime).padStart(16, '0')}|${kind}|${requestId}`;
@@ -88,11 +88,9 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   private ctx!: ProcessorContext<JoinResult>;
   private predictions!: KeyValueStore<HeldPrediction>;
   private feedback!: KeyValueStore<BufferedFeedback>;
-  private expiry!: KeyValueStore<number>;
+  private expiry!: ExpiryIndex;
   private meta!: KeyValueStore<number>;
   private streamTime = Number.NEGATIVE_INFINITY;
-  /** Every index entry with a close time at or before this has been closed. */
-  private closedThrough: number | undefined;
   private nextClose = Number.POSITIVE_INFINITY;
   private sawRecord = false;
   private lastWall: number | undefined;
@@ -107,10 +105,9 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     this.ctx = ctx;
     this.predictions = ctx.store(this.storeNames.predictions);
     this.feedback = ctx.store(this.storeNames.feedback);
-    this.expiry = ctx.store(this.storeNames.expiry);
     this.meta = ctx.store(this.storeNames.meta);
     this.streamTime = this.meta.get(STREAM_TIME_KEY) ?? Number.NEGATIVE_INFINITY;
-    if (Number.isFinite(this.streamTime)) this.closedThrough = this.streamTime;
+    this.expiry = new ExpiryIndex(ctx.store(this.storeNames.expiry), () => this.scanStart());
     this.refreshNextClose();
     ctx.schedule(this.options.punctuateIntervalMs, (now) => this.onWallClock(now));
   }
@@ -124,6 +121,11 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     if (from === this.predictionSource) this.onPrediction(record.value as Prediction);
     else this.onFeedback(record.value as Feedback);
     this.advance(record.timestamp);
+  }
+
+  prefetch(keys: readonly string[]): void {
+    this.predictions.prefetch?.(keys);
+    this.feedback.prefetch?.(keys);
   }
 
   endOfInput(): void {
@@ -143,7 +145,6 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     this.streamTime = time;
     this.meta.put(STREAM_TIME_KEY, time);
     if (time >= this.nextClose) this.closeUpTo(time);
-    else this.closedThrough = time;
   }
 
   private fits(tp: number, tf: number): boolean {
@@ -243,7 +244,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   }
 
   private refreshNextClose(): void {
-    const first = this.expiry.range(this.scanStart(), '~', 1)[0];
+    const first = this.expiry.first();
     this.nextClose = first ? Number(first[0].slice(0, 16)) : Number.POSITIVE_INFINITY;
   }
 
@@ -252,33 +253,23 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
    * before `time`.
    */
   private closeUpTo(time: number): void {
-    let from = this.closedThrough === undefined ? '' : expiryBound(this.closedThrough + 1);
-    this.nextClose = Number.POSITIVE_INFINITY;
-    // Usually only a few entries are due: start small and grow, since every entry fetched is decoded.
-    let limit = 8;
-    for (;;) {
-      const batch = this.expiry.range(from, '~', limit);
-      for (const [key, matched] of batch) {
-        const closeTime = Number(key.slice(0, 16));
-        if (closeTime > time) {
-          this.nextClose = closeTime;
-          this.closedThrough = time;
-          return;
-        }
-        this.expiry.delete(key);
-        if (key.charAt(17) === PREDICTION_KIND) {
-          // A matched prediction just leaves the window: no need to read (and decode) it.
-          if (matched === 1) this.predictions.delete(key.slice(19));
-          else this.closePrediction(key.slice(19), closeTime);
-        } else {
-          this.closeFeedback(key.slice(19), closeTime);
-        }
+    for (let entry = this.expiry.first(); entry !== undefined; entry = this.expiry.first()) {
+      const [key, matched] = entry;
+      const closeTime = Number(key.slice(0, 16));
+      if (closeTime > time) {
+        this.nextClose = closeTime;
+        return;
       }
-      if (batch.length < limit) break;
-      from = `${(batch[batch.length - 1] as [string, number])[0]}\u0000`;
-      limit = Math.min(limit * 4, CLOSE_BATCH);
+      this.expiry.removeFirst();
+      if (key.charAt(17) === PREDICTION_KIND) {
+        // A matched prediction just leaves the window: no need to read (and decode) it.
+        if (matched === 1) this.predictions.delete(key.slice(19));
+        else this.closePrediction(key.slice(19), closeTime);
+      } else {
+        this.closeFeedback(key.slice(19), closeTime);
+      }
     }
-    this.closedThrough = time;
+    this.nextClose = Number.POSITIVE_INFINITY;
   }
 
   private closePrediction(requestId: string, closeTime: number): void {

@@ -15,6 +15,8 @@ export interface KeyValueStore<V> {
   range(from: string, to: string, limit?: number): Array<[string, V]>;
   /** Entries written since the last commit (a rough size signal for commit scheduling). */
   pendingWrites(): number;
+  /** Reads these keys in one bulk lookup, so the next `get` of each is answered from memory. */
+  prefetch?(keys: readonly string[]): void;
 }
 
 /** One logical change of a store, as written to a changelog topic (value null = deleted). */
@@ -51,6 +53,8 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   /** Dirty keys in sorted order, kept only for stores scanned by range (see `orderedKeys`). */
   private readonly dirtySorted: string[] | undefined;
   readonly prefix: Buffer;
+  /** Results of the last `prefetch`: stored bytes, or null for a key known to be absent. */
+  private fetched = new Map<string, Buffer | null>();
 
   constructor(
     readonly name: string,
@@ -81,8 +85,11 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     if (pending !== undefined) return pending ?? undefined;
     const cached = this.clean.get(key);
     if (cached !== undefined) return cached;
-    const bytes = this.db.get(this.physical(key));
+    const prefetched = this.fetched.get(key);
+    if (prefetched === null) return undefined;
+    const bytes = prefetched ?? this.db.get(this.physical(key));
     if (bytes === undefined) return undefined;
+    if (prefetched !== undefined) this.fetched.delete(key);
     const value = this.codec.decode(bytes);
     this.remember(key, value);
     return value;
@@ -96,6 +103,22 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   delete(key: string): void {
     this.markDirty(key, null);
     this.clean.delete(key);
+  }
+
+  prefetch(keys: readonly string[]): void {
+    this.fetched = new Map();
+    const wanted: string[] = [];
+    for (const key of keys) {
+      if (this.dirty.has(key) || this.clean.has(key) || this.fetched.has(key)) continue;
+      this.fetched.set(key, null);
+      wanted.push(key);
+    }
+    if (wanted.length === 0) return;
+    const found = this.db.getMany(wanted.map((k) => this.physical(k)));
+    for (let i = 0; i < wanted.length; i++) {
+      const bytes = found[i];
+      if (bytes !== undefined) this.fetched.set(wanted[i] as string, bytes);
+    }
   }
 
   range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
@@ -160,6 +183,8 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     }
     this.dirty.clear();
     if (this.dirtySorted) this.dirtySorted.length = 0;
+    // Prefetched bytes predate the writes just drained; they are valid only within one commit interval.
+    this.fetched.clear();
     return { ops, changes };
   }
 
@@ -169,6 +194,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     );
     this.db.write(ops);
     for (const c of changes) this.clean.delete(c.key);
+    this.fetched.clear();
   }
 
   private remember(key: string, value: V): void {

@@ -6,7 +6,7 @@ import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
 import { CachedKeyValueStore } from '../../state/kv-store.js';
 import type { EmbeddedLog, GroupOffset, TopicConfig } from './log.js';
-import type { OutputRecord } from '../record.js';
+import type { OutputRecord, SourceRecord } from '../record.js';
 import type { WriteOp } from '../../state/rocks.js';
 
 export interface EmbeddedRuntimeOptions {
@@ -121,13 +121,15 @@ export class EmbeddedRuntime {
 
   private pull(rt: RunningTask, budget: number): number {
     rt.group.refresh();
-    let n = 0;
-    for (; n < budget; n++) {
+    const batch: SourceRecord[] = [];
+    for (let n = 0; n < budget; n++) {
       const record = rt.group.next();
       if (!record) break;
-      rt.task.process(record);
+      batch.push(record);
     }
-    return n;
+    rt.task.prefetch(batch);
+    for (const record of batch) rt.task.process(record);
+    return batch.length;
   }
 
   private afterStep(): void {
