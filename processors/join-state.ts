@@ -12,6 +12,8 @@ export interface HeldPrediction {
   /** Timestamp of the feedback behind the last emitted sample; -1 before the first. */
   appliedFeedbackTimestamp: number;
   closeTime: number;
+  /** The prediction's encoding, kept by the codec: the status changes, the prediction never does. */
+  encodedPrediction?: Buffer;
 }
 
 /** Feedback waiting for its prediction, in arrival order. */
@@ -32,17 +34,6 @@ const HELD_FORMAT_JSON_BODY = 1;
 const HELD_FORMAT = 2;
 const HELD_HEADER_BYTES = 22;
 const JSON_OBJECT_START = 0x7b;
-/** Encoded prediction bodies: a held prediction is rewritten when feedback flips `matched`, its body never changes. */
-const heldBodies = new WeakMap<Prediction, Buffer>();
-
-function heldBody(prediction: Prediction): Buffer {
-  let body = heldBodies.get(prediction);
-  if (body === undefined) {
-    body = encodeBody(prediction);
-    heldBodies.set(prediction, body);
-  }
-  return body;
-}
 
 /**
  * Held predictions: a fixed header (format, matched, revision, applied feedback time, close time)
@@ -57,7 +48,7 @@ export const heldPredictionCodec = (): Codec<HeldPrediction> => HELD_CODEC;
 
 const HELD_CODEC: Codec<HeldPrediction> = {
   encode(value) {
-    const body = heldBody(value.prediction);
+    const body = (value.encodedPrediction ??= encodeBody(value.prediction));
     const out = Buffer.allocUnsafe(HELD_HEADER_BYTES + body.length);
     out[0] = HELD_FORMAT;
     out[1] = value.matched ? 1 : 0;
@@ -75,14 +66,15 @@ const HELD_CODEC: Codec<HeldPrediction> = {
     }
     const body = bytes.subarray(HELD_HEADER_BYTES);
     const prediction = format === HELD_FORMAT ? decodeBody(body) : (JSON.parse(body.toString('utf8')) as Prediction);
-    if (format === HELD_FORMAT) heldBodies.set(prediction, body);
-    return {
+    const held: HeldPrediction = {
       prediction,
       matched: bytes[1] === 1,
       revision: bytes.readInt32BE(2),
       appliedFeedbackTimestamp: bytes.readDoubleBE(6),
       closeTime: bytes.readDoubleBE(14),
     };
+    if (format === HELD_FORMAT) held.encodedPrediction = body;
+    return held;
   },
 };
 

@@ -17,6 +17,12 @@ function prediction(id: string, features: Record<string, number>): Prediction {
   };
 }
 
+/** Without the codec's cached encoding, which is not part of the state. */
+function strip(held: HeldPrediction): HeldPrediction {
+  const { encodedPrediction: _cached, ...rest } = held;
+  return rest;
+}
+
 describe('held prediction state codec', () => {
   const codec = heldPredictionCodec();
 
@@ -25,7 +31,7 @@ describe('held prediction state codec', () => {
     const held: HeldPrediction = { prediction: prediction('r1', features), matched: false, revision: -1, appliedFeedbackTimestamp: -1, closeTime: 1_700_090_000_123 };
     const first = codec.encode(held);
     const back = codec.decode(first);
-    expect(back).toEqual(held);
+    expect(strip(back)).toEqual(strip(held));
     expect(Object.keys(back.prediction.features)).toEqual(Object.keys(features));
     expect(Object.is(back.prediction.features.negZero, -0)).toBe(true);
 
@@ -33,7 +39,7 @@ describe('held prediction state codec', () => {
     back.revision = 2;
     back.appliedFeedbackTimestamp = 1_700_000_050_000;
     const second = codec.decode(codec.encode(back));
-    expect(second).toEqual(back);
+    expect(strip(second)).toEqual(strip(back));
   });
 
   it('keeps records with different feature sets apart, including a feature named __proto__', () => {
@@ -58,7 +64,7 @@ describe('held prediction state codec', () => {
     header.writeInt32BE(1, 2);
     header.writeDoubleBE(7, 6);
     header.writeDoubleBE(11, 14);
-    expect(codec.decode(Buffer.concat([header, body]))).toEqual(held);
+    expect(strip(codec.decode(Buffer.concat([header, body])))).toEqual(held);
     expect(() => codec.decode(Buffer.from([9, 0, 0]))).toThrow(/unknown state format 9/);
   });
 });
