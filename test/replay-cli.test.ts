@@ -131,7 +131,7 @@ describe('sampleloop replay (CLI)', () => {
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString('utf8');
       // Once: a second SIGINT is not caught (it force-stops, as a second Ctrl-C should).
-      if (!interrupted && stderr.includes('replay 1/3 reading')) {
+      if (!interrupted && stderr.includes('replay 1/2 reading')) {
         interrupted = true;
         child.kill('SIGINT');
       }

@@ -204,6 +204,19 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
   }
 }
 
+let lastTurn = 0;
+
+/**
+ * Lets the event loop run (signals, progress output) every few milliseconds: batches from the worker
+ * can be ready all the time, and awaiting them alone never leaves the microtask queue.
+ */
+async function turnEventLoop(): Promise<void> {
+  const now = performance.now();
+  if (now - lastTurn < 20) return;
+  lastTurn = now;
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 interface AttemptContext {
   request: ReplayRequest;
   replayConfig: SampleloopConfig;
@@ -263,6 +276,7 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
       }
       if (batch.lines > 0) lines = batch.lines;
       progress.update(Math.max(batch.bytes, 0), lines);
+      await turnEventLoop();
     }
     const stats = source.stats;
     progress.update(c.totalBytes, stats.records.gateway + stats.records.business);
@@ -276,7 +290,7 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
         checkAborted();
         for (const record of page) if (driver.process(record)) await driver.commit();
         progress.update(driver.processed, driver.processed);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await turnEventLoop();
       }
       phases.join += (performance.now() - joinStart) / 1000;
     }
