@@ -100,13 +100,13 @@ class FileSink implements ReplaySink {
   }
 
   async write(output: ReplayOutput, record: OutputRecord): Promise<void> {
-    if (output === 'samples' && this.samples instanceof AvroContainerFile) {
+    if (output === 'samples') {
       if (record.value === null) return;
+      // LabeledSample has no bytes fields: the decoded record is already plain JSON (what toDisplay would make of it).
       await this.samples.write(decodeFramed(record.value, (id) => this.registry.cached(id)).value as object);
       return;
     }
-    const file = output === 'samples' ? (this.samples as JsonLinesFile) : this.sides[output];
-    await file.write(toDisplay({ ...record, partition: 0, offset: 0 }, this.registry).value);
+    await this.sides[output].write(toDisplay({ ...record, partition: 0, offset: 0 }, this.registry).value);
   }
 
   async commit(): Promise<void> {
