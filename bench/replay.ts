@@ -4,7 +4,7 @@
  * overhead of everything replay adds (validation, the on-disk event-time sort, the join with its
  * RocksDB state, writing the outputs); the target is >= 0.7.
  *
- * Run: `npm run build && node dist/bench/replay.js [--predictions N] [--no-write]`
+ * Run: `npm run build && node dist/bench/replay.js [--predictions N] [--transfer packed|clone] [--no-worker] [--sort] [--no-write]`
  * (results in bench/results/replay.json and, unless --no-write, appended to docs/benchmarks.md).
  */
 import { appendFileSync, createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,8 +15,13 @@ import { parseArgs } from 'node:util';
 import { createGunzip, createGzip } from 'node:zlib';
 import { parseConfig } from '../engine/config.js';
 import { packageRoot } from '../engine/paths.js';
-import { runReplay, type ReplaySummary } from '../topologies/replay.js';
-import { formatTable, isMainModule, machineInfo, rate, resultPath, writeResult, type MachineInfo } from './measure.js';
+import type { TransferMode } from '../processors/replay-batch.js';
+import { describeFile } from '../processors/replay-files.js';
+import { emptyMapping } from '../processors/replay-mapping.js';
+import type { ReadSpec } from '../processors/replay-records.js';
+import { openArchiveSource } from '../processors/replay-source.js';
+import { REORDER_WINDOW, runReplay, type ReplaySummary } from '../topologies/replay.js';
+import { cpuDelta, formatTable, isMainModule, machineInfo, rate, resultPath, threadCpuSeconds, writeResult, type MachineInfo } from './measure.js';
 import { generateBenchTraffic } from './traffic.js';
 
 export const TARGET_RATIO = 0.7;
@@ -29,7 +34,23 @@ export interface ReplayBenchResult {
   records: number;
   archiveBytes: { gzip: number; uncompressed: number };
   raw: { seconds: number; cpuSeconds: number; recordsPerSecond: number; recordsPerCpuSecond: number };
-  replay: { seconds: number; cpuSeconds: number; recordsPerSecond: number; recordsPerCpuSecond: number; phases: ReplaySummary['phases']; samples: number; unmatched: number };
+  replay: {
+    seconds: number;
+    cpuSeconds: number;
+    /** CPU of the main thread alone (the one running the topology). */
+    mainCpuSeconds: number;
+    recordsPerSecond: number;
+    recordsPerCpuSecond: number;
+    phases: ReplaySummary['phases'];
+    order: ReplaySummary['order'];
+    readerThread: boolean;
+    transfer: TransferMode;
+    samples: number;
+    unmatched: number;
+  };
+  /** Main-thread cost of receiving the records from the reader thread, per transfer mode (no topology). */
+  transfer: Array<{ mode: TransferMode; seconds: number; mainCpuSeconds: number; cpuSeconds: number; mainMicrosPerRecord: number }>;
+  loadAverageEnd: number;
   /** replay / raw, wall clock. */
   ratio: number;
   /** replay / raw per CPU-second (every thread of the process): the figure to read on a shared machine. */
@@ -91,7 +112,36 @@ function cpuSecondsSince(start: NodeJS.CpuUsage): number {
   return (used.user + used.system) / 1e6;
 }
 
-export async function runReplayBench(options: { predictions: number; write: boolean }): Promise<ReplayBenchResult> {
+/** Reads the archive through the reader thread and only receives the records: the main thread's share of moving them. */
+export async function measureTransfer(paths: { gateway: string; business: string }, mode: TransferMode): Promise<ReplayBenchResult['transfer'][number]> {
+  const spec: ReadSpec = {
+    files: [{ ...describeFile(paths.gateway), side: 'gateway' }, { ...describeFile(paths.business), side: 'business' }],
+    mapping: emptyMapping(),
+    delimiter: ',',
+    maxRecordBytes: 1 << 20,
+    ranges: { predictions: { from: 0, to: Number.MAX_SAFE_INTEGER }, feedback: { from: 0, to: Number.MAX_SAFE_INTEGER } },
+    strict: false,
+  };
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const threads = threadCpuSeconds();
+  const source = openArchiveSource(spec, { kind: 'merge', window: REORDER_WINDOW }, { worker: true, transfer: mode, batchSize: 1000 });
+  let records = 0;
+  let bytes = 0;
+  try {
+    for await (const batch of source.batches()) {
+      for (const r of batch.records) bytes += r.key.length + r.value.length;
+      records += batch.records.length;
+    }
+  } finally {
+    await source.close();
+  }
+  const main = cpuDelta(threads, threadCpuSeconds()).main ?? 0;
+  if (bytes === 0) throw new Error('no records received');
+  return { mode, seconds: (performance.now() - started) / 1000, mainCpuSeconds: main, cpuSeconds: cpuSecondsSince(cpu), mainMicrosPerRecord: (main * 1e6) / records };
+}
+
+export async function runReplayBench(options: { predictions: number; write: boolean; transfer: TransferMode; worker: boolean; sort: boolean }): Promise<ReplayBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sampleloop-bench-replay-'));
   try {
     const archive = await writeArchive(dir, options.predictions);
@@ -100,9 +150,21 @@ export async function runReplayBench(options: { predictions: number; write: bool
     const raw = await rawRead(files);
     writeFileSync(join(dir, 'bench.key'), 'ab'.repeat(32));
     const config = parseConfig({ dataDir: join(dir, 'data'), log: { level: 'silent' }, privacy: { keyFile: join(dir, 'bench.key'), keyEnv: 'SAMPLELOOP_BENCH_UNUSED_KEY' } });
+    const transfer = [];
+    for (const mode of ['packed', 'clone', 'packed', 'clone'] as const) transfer.push(await measureTransfer(archive, mode));
     const cpu = process.cpuUsage();
-    const summary = await runReplay({ config, gateway: [archive.gateway], business: [archive.business], out: `file:${join(dir, 'samples.jsonl')}` });
+    const threads = threadCpuSeconds();
+    const summary = await runReplay({
+      config,
+      gateway: [archive.gateway],
+      business: [archive.business],
+      out: `file:${join(dir, 'samples.jsonl')}`,
+      transfer: options.transfer,
+      worker: options.worker,
+      order: options.sort ? 'sort' : 'auto',
+    });
     const replayCpu = cpuSecondsSince(cpu);
+    const mainCpu = cpuDelta(threads, threadCpuSeconds()).main ?? 0;
     const records = summary.records.gateway + summary.records.business;
     if (records !== raw.records) throw new Error(`replay read ${records} records, the raw reader ${raw.records}`);
     const result: ReplayBenchResult = {
@@ -116,15 +178,22 @@ export async function runReplayBench(options: { predictions: number; write: bool
       replay: {
         seconds: summary.seconds,
         cpuSeconds: replayCpu,
+        mainCpuSeconds: mainCpu,
         recordsPerSecond: summary.recordsPerSecond,
         recordsPerCpuSecond: records / replayCpu,
         phases: summary.phases,
+        order: summary.order,
+        readerThread: summary.readerThread,
+        transfer: options.transfer,
         samples: summary.written.samples,
         unmatched: summary.written.unmatched,
       },
       ratio: summary.recordsPerSecond / (raw.records / raw.seconds),
       ratioCpu: records / replayCpu / (raw.records / raw.cpuSeconds),
       target: TARGET_RATIO,
+      // Only the second round of each mode (the first warms up the worker's JIT).
+      transfer: transfer.slice(2),
+      loadAverageEnd: loadavg()[0] ?? 0,
     };
     writeResult(resultPath('replay'), result);
     if (options.write) appendToDocs(result);
@@ -141,9 +210,11 @@ export function replayTable(r: ReplayBenchResult): string {
     [
       ['raw: read + gunzip + JSON.parse', r.raw.seconds.toFixed(2), rate(r.raw.recordsPerSecond), r.raw.cpuSeconds.toFixed(2), rate(r.raw.recordsPerCpuSecond)],
       ['replay, end to end', r.replay.seconds.toFixed(2), rate(r.replay.recordsPerSecond), r.replay.cpuSeconds.toFixed(2), rate(r.replay.recordsPerCpuSecond)],
-      ['  1. read, validate, sort on disk', r.replay.phases.read.toFixed(2), perPhase(r.replay.phases.read), '', ''],
-      ['  2. join (samples topology)', r.replay.phases.join.toFixed(2), perPhase(r.replay.phases.join), '', ''],
-      ['  3. write outputs', r.replay.phases.write.toFixed(2), perPhase(r.replay.phases.write), '', ''],
+      ['  main thread only', '', '', r.replay.mainCpuSeconds.toFixed(2), rate(r.records / r.replay.mainCpuSeconds)],
+      [`  main waits for records${r.replay.order.mode === 'sort' ? ' + sorts' : ''}`, r.replay.phases.read.toFixed(2), perPhase(r.replay.phases.read), '', ''],
+      ['  join (samples topology)', r.replay.phases.join.toFixed(2), perPhase(r.replay.phases.join), '', ''],
+      ['  write samples at the end', r.replay.phases.write.toFixed(2), perPhase(r.replay.phases.write), '', ''],
+      ...r.transfer.map((t) => [`transfer only (${t.mode}), main thread`, t.seconds.toFixed(2), rate(r.records / t.seconds), t.mainCpuSeconds.toFixed(2), `${t.mainMicrosPerRecord.toFixed(2)} µs/rec`]),
     ],
   );
 }
@@ -173,13 +244,22 @@ function appendToDocs(r: ReplayBenchResult): void {
 }
 
 if (isMainModule(import.meta.url)) {
-  const { values } = parseArgs({ options: { predictions: { type: 'string', default: '50000' }, 'no-write': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      predictions: { type: 'string', default: '50000' },
+      transfer: { type: 'string', default: 'packed' },
+      'no-worker': { type: 'boolean', default: false },
+      sort: { type: 'boolean', default: false },
+      'no-write': { type: 'boolean', default: false },
+    },
+  });
+  if (values.transfer !== 'packed' && values.transfer !== 'clone') throw new Error(`--transfer must be packed or clone, got ${values.transfer}`);
   const predictions = Number(values.predictions);
   if (!Number.isSafeInteger(predictions) || predictions < 1) throw new Error(`--predictions must be a positive integer, got ${values.predictions}`);
-  runReplayBench({ predictions, write: !values['no-write'] }).then(
+  runReplayBench({ predictions, write: !values['no-write'], transfer: values.transfer, worker: !values['no-worker'], sort: values.sort }).then(
     (r) => {
       console.log(replayTable(r));
-      console.log(`ratio replay / raw = ${r.ratio.toFixed(3)} wall clock, ${r.ratioCpu.toFixed(3)} per CPU-second (target >= ${r.target})`);
+      console.log(`ratio replay / raw = ${r.ratio.toFixed(3)} wall clock, ${r.ratioCpu.toFixed(3)} per CPU-second (target >= ${r.target}); order ${r.replay.order.mode}; load average ${r.loadAverage.toFixed(1)} → ${r.loadAverageEnd.toFixed(1)}`);
     },
     (err: unknown) => {
       console.error(err);

@@ -18,6 +18,9 @@ interface ReplayCliOptions extends CommonOptions {
   delimiter: string;
   tempDir?: string;
   progress?: boolean;
+  sort?: boolean;
+  reorderBuffer?: string;
+  worker: boolean;
 }
 
 function eventTime(value: string | undefined, flag: string): number | undefined {
@@ -35,14 +38,17 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
     .option('-d, --data-dir <dir>', 'the engine\'s data dir: its privacy.key makes replayed tokens equal online ones; default target of --out embedded')
     .option('--gateway <paths...>', 'gateway logs (predictions): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
     .option('--business <paths...>', 'business-system logs (feedback): JSON lines or CSV, plain or gzip; paths or quoted globs', [])
-    .requiredOption('--out <target>', 'embedded[:<data-dir>] | file:<path>.jsonl | file:<path>.avro (kafka: not available yet)')
+    .requiredOption('--out <target>', 'embedded[:<data-dir>] | file:<path>.jsonl | file:<path>.avro | kafka (the cluster of the configuration\'s kafka section)')
     .option('--map <spec...>', 'rename columns: gateway.requestId=req_id,business.actualLabel=verified_value,... or a JSON mapping file')
     .option('--rejects <path>', 'where bad lines are listed (file, line, reason); default next to the output')
     .option('--strict', 'stop with exit code 1 at the first bad line')
     .option('--since <time>', 'replay predictions from this event time on (ISO-8601 or epoch ms)')
     .option('--until <time>', 'replay predictions before this event time (ISO-8601 or epoch ms)')
     .option('--delimiter <char>', 'CSV field delimiter', ',')
-    .option('--temp-dir <dir>', 'where to stage the archive (default replay.tempDir, else the OS temp dir)')
+    .option('--temp-dir <dir>', 'where the scratch database goes: join state, samples, the on-disk sort (default replay.tempDir, else the OS temp dir)')
+    .option('--sort', 'sort the archive on disk instead of merging the files by event time (for archives known not to be in time order)')
+    .option('--reorder-buffer <records>', 'records per file the merge may put back in order before falling back to the on-disk sort (default 2000)')
+    .option('--no-worker', 'read and validate the archive on the main thread instead of a worker thread')
     .option('--progress', 'print progress on stderr even when it is not a terminal')
     .option('--no-progress', 'never print progress')
     .action(async (opts: ReplayCliOptions) => {
@@ -54,6 +60,8 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
       const stop = (): void => interrupted.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      const reorderWindow = opts.reorderBuffer === undefined ? undefined : Number(opts.reorderBuffer);
+      if (reorderWindow !== undefined && (!Number.isSafeInteger(reorderWindow) || reorderWindow < 1)) throw new UsageError(`--reorder-buffer must be a positive integer, got "${opts.reorderBuffer}"`);
       const summary = await runReplay({
         config,
         gateway: opts.gateway,
@@ -66,6 +74,9 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
         ...(until !== undefined ? { until } : {}),
         delimiter: opts.delimiter,
         ...(opts.tempDir !== undefined ? { tempDir: opts.tempDir } : {}),
+        order: opts.sort ? 'sort' : 'auto',
+        ...(reorderWindow !== undefined ? { reorderWindow } : {}),
+        worker: opts.worker,
         progress: { enabled: opts.progress ?? process.stderr.isTTY === true, stream: process.stderr },
         logger: createLogger({ level: config.log.level, name: 'sampleloop-replay' }),
         signal: interrupted.signal,

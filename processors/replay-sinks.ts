@@ -6,25 +6,22 @@ import { logDirOf } from '../engine/embedded/app.js';
 import { EmbeddedLog } from '../engine/embedded/log.js';
 import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { StateError, UsageError } from '../engine/errors.js';
-import type { OutputRecord, SourceRecord } from '../engine/record.js';
+import type { OutputRecord } from '../engine/record.js';
 import { decodeFramed } from '../schemas/codec.js';
 import { LocalSchemaRegistry, type SchemaRegistry } from '../schemas/registry.js';
-import { samplesOutputs } from '../topologies/samples.js';
-import { registerOutputSchemas } from '../topologies/serde.js';
 import { AvroContainerFile, JsonLinesFile } from './replay-files-out.js';
+import { KafkaSink } from './replay-kafka-sink.js';
 
-export type OutputTarget = { kind: 'embedded'; dataDir: string } | { kind: 'file'; path: string; format: 'jsonl' | 'avro' };
+export type OutputTarget = { kind: 'embedded'; dataDir: string } | { kind: 'file'; path: string; format: 'jsonl' | 'avro' } | { kind: 'kafka' };
 
 /** The samples topology's outputs other than samples; each goes to its own file or embedded topic. */
 export const SIDE_OUTPUTS = ['unmatched', 'orphans', 'late', 'review', 'deadLetters'] as const;
 export type SideOutput = (typeof SIDE_OUTPUTS)[number];
 export type ReplayOutput = 'samples' | SideOutput;
 
-/** `embedded`, `embedded:<data-dir>`, `file:<path>.jsonl` or `file:<path>.avro`; `kafka` is refused: not available yet. */
+/** `embedded`, `embedded:<data-dir>`, `file:<path>.jsonl`, `file:<path>.avro` or `kafka` (the configured cluster). */
 export function parseOutputTarget(spec: string, defaultDataDir: string): OutputTarget {
-  if (spec === 'kafka' || spec.startsWith('kafka:')) {
-    throw new UsageError('--out kafka is not available yet: replay does not write to Kafka topics in this release. Replay to file:<path>.jsonl, file:<path>.avro or embedded[:<data-dir>] instead');
-  }
+  if (spec === 'kafka') return { kind: 'kafka' };
   if (spec === 'embedded') return { kind: 'embedded', dataDir: resolve(defaultDataDir) };
   if (spec.startsWith('embedded:') && spec.length > 'embedded:'.length) return { kind: 'embedded', dataDir: resolve(spec.slice('embedded:'.length)) };
   if (spec.startsWith('file:')) {
@@ -34,20 +31,28 @@ export function parseOutputTarget(spec: string, defaultDataDir: string): OutputT
     if (!statSync(dirname(path), { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${spec}: directory ${dirname(path)} does not exist`);
     return { kind: 'file', path, format };
   }
-  throw new UsageError(`--out "${spec}" is not a target; use embedded, embedded:<data-dir>, file:<path>.jsonl or file:<path>.avro`);
+  throw new UsageError(`--out "${spec}" is not a target; use embedded, embedded:<data-dir>, file:<path>.jsonl, file:<path>.avro or kafka`);
 }
 
 /** Where the samples and every side output of a replay go. */
 export interface ReplaySink {
-  /** Human-readable location per output (file path or `embedded:<dir> topic <name>`). */
+  /** Human-readable location per output (file path, `embedded:<dir> topic <name>`, `kafka topic <name>`). */
   readonly locations: Record<ReplayOutput, string>;
   /** The default place of the rejects file. */
   readonly defaultRejectsPath: string;
-  /** `record` comes from the replay's temporary log; `registry` (that log's) resolves its schema ids. */
-  write(output: ReplayOutput, record: SourceRecord, registry: SchemaRegistry): Promise<void>;
-  /** Makes everything written visible (files renamed into place, embedded appends flushed) and closes. */
+  /** The registry the topology registers its output schemas in: the values it writes carry this registry's ids. */
+  readonly registry: SchemaRegistry;
+  /**
+   * Whether side outputs may be written as the join produces them. False for targets where a write
+   * cannot be taken back (a replay that falls back to the on-disk sort starts over): replay holds
+   * them in its scratch space until the end.
+   */
+  readonly revocable: boolean;
+  /** `record` is an output of the topology, value framed with `registry`'s schema ids. */
+  write(output: ReplayOutput, record: OutputRecord): Promise<void>;
+  /** Makes everything written visible (files renamed into place, appends flushed, Kafka producer flushed) and closes. */
   commit(): Promise<void>;
-  /** Drops what was written (temporary files) and closes. */
+  /** Drops what was written where possible (temporary files) and closes. */
   abort(): Promise<void>;
 }
 
@@ -61,13 +66,22 @@ export function sideFileName(base: string, output: SideOutput | 'rejects'): stri
 }
 
 export async function openSink(target: OutputTarget, config: SampleloopConfig): Promise<ReplaySink> {
-  return target.kind === 'file' ? FileSink.create(target.path, target.format) : EmbeddedSink.open(target.dataDir, config);
+  if (target.kind === 'file') return FileSink.create(target.path, target.format);
+  if (target.kind === 'kafka') return KafkaSink.open(config);
+  return EmbeddedSink.open(target.dataDir, config);
+}
+
+/** Topic of each output in `config`. */
+export function outputTopics(topics: SampleloopConfig['topics']): Record<ReplayOutput, string> {
+  return { samples: topics.samples, unmatched: topics.unmatched, orphans: topics.orphans, late: topics.late, review: topics.review, deadLetters: topics.deadLetters };
 }
 
 /** Samples as JSON lines or an Avro container file; side outputs as JSON lines next to it. */
 class FileSink implements ReplaySink {
   readonly locations: Record<ReplayOutput, string>;
   readonly defaultRejectsPath: string;
+  readonly registry = new LocalSchemaRegistry();
+  readonly revocable = true;
 
   private constructor(
     private readonly samples: JsonLinesFile | AvroContainerFile,
@@ -85,14 +99,14 @@ class FileSink implements ReplaySink {
     return new FileSink(samples, sides, base);
   }
 
-  async write(output: ReplayOutput, record: SourceRecord, registry: SchemaRegistry): Promise<void> {
-    if (output === 'samples' && this.samples instanceof AvroContainerFile) {
+  async write(output: ReplayOutput, record: OutputRecord): Promise<void> {
+    if (output === 'samples') {
       if (record.value === null) return;
-      await this.samples.write(decodeFramed(record.value, (id) => registry.cached(id)).value as object);
+      // LabeledSample has no bytes fields: the decoded record is already plain JSON (what toDisplay would make of it).
+      await this.samples.write(decodeFramed(record.value, (id) => this.registry.cached(id)).value as object);
       return;
     }
-    const file = output === 'samples' ? (this.samples as JsonLinesFile) : this.sides[output];
-    await file.write(toDisplay(record, registry).value);
+    await this.sides[output].write(toDisplay({ ...record, partition: 0, offset: 0 }, this.registry).value);
   }
 
   async commit(): Promise<void> {
@@ -110,19 +124,19 @@ class FileSink implements ReplaySink {
 const APPEND_BATCH = 1_000;
 
 /**
- * Appends to the topics of an embedded data dir, keys and timestamps unchanged. Values are Avro in
- * the Confluent frame; only the 4-byte schema id changes, to the id the target's own registry gives
- * the (identical) schema of that topic.
+ * Appends to the topics of an embedded data dir. The topology registers its output schemas in the
+ * target's own registry, so values are appended as they are.
  */
 class EmbeddedSink implements ReplaySink {
   readonly locations: Record<ReplayOutput, string>;
   readonly defaultRejectsPath: string;
+  readonly revocable = false;
   private pending: OutputRecord[] = [];
 
   private constructor(
     private readonly log: EmbeddedLog,
     private readonly topics: Record<ReplayOutput, string>,
-    private readonly schemaIds: Record<ReplayOutput, number>,
+    readonly registry: LocalSchemaRegistry,
     dataDir: string,
   ) {
     this.defaultRejectsPath = resolve(dataDir, 'replay-rejects.jsonl');
@@ -142,35 +156,19 @@ class EmbeddedSink implements ReplaySink {
     }
     try {
       const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
-      const outputs = samplesOutputs(config.topics);
-      const serdes = await registerOutputSchemas(registry, outputs);
-      const topics: Record<ReplayOutput, string> = {
-        samples: config.topics.samples,
-        unmatched: config.topics.unmatched,
-        orphans: config.topics.orphans,
-        late: config.topics.late,
-        review: config.topics.review,
-        deadLetters: config.topics.deadLetters,
-      };
-      const schemaIds = {} as Record<ReplayOutput, number>;
+      const topics = outputTopics(config.topics);
       for (const [output, topic] of Object.entries(topics) as Array<[ReplayOutput, string]>) {
         log.ensureTopic(topic, { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs, compact: output === 'samples' });
-        schemaIds[output] = serdes.schemaId(topic) as number;
       }
-      return new EmbeddedSink(log, topics, schemaIds, dataDir);
+      return new EmbeddedSink(log, topics, registry, dataDir);
     } catch (err) {
       await log.close();
       throw err;
     }
   }
 
-  write(output: ReplayOutput, record: SourceRecord): Promise<void> {
-    let value = record.value;
-    if (value !== null && value.length >= 5 && value[0] === 0) {
-      value = Buffer.from(value);
-      value.writeUInt32BE(this.schemaIds[output], 1);
-    }
-    this.pending.push({ topic: this.topics[output], key: record.key, value, timestamp: record.timestamp, headers: record.headers });
+  write(output: ReplayOutput, record: OutputRecord): Promise<void> {
+    this.pending.push({ topic: this.topics[output], key: record.key, value: record.value, timestamp: record.timestamp, headers: record.headers });
     if (this.pending.length >= APPEND_BATCH) this.flush();
     return Promise.resolve();
   }

@@ -25,6 +25,11 @@ export class ReplayStaging {
 
   private constructor(private readonly db: RocksDatabase) {}
 
+  /** The database itself: the join keeps its state in it too (under its own key prefix). */
+  get database(): RocksDatabase {
+    return this.db;
+  }
+
   static async open(dir: string): Promise<ReplayStaging> {
     mkdirSync(dir, { recursive: true });
     return new ReplayStaging(await RocksDatabase.open(dir));

@@ -105,8 +105,8 @@ describe('sampleloop replay (CLI)', () => {
   it('prints the summary on stdout and exits 0 when bad lines were only reported', async () => {
     const out = join(work, 'cli-ok.jsonl');
     const result = await cli([...args(out), '--progress']);
-    expect(result.stderr).toMatch(/replay 1\/3 reading · 100\.0% .* done in/);
-    expect(result.stderr).toMatch(/replay 2\/3 joining · 100\.0% · 40\/40 · 40 records/);
+    expect(result.stderr).toMatch(/replay 1\/2 reading \+ joining · 100\.0% .* done in/);
+    expect(result.stderr).toMatch(/replay 2\/2 writing · 100\.0% · 20\/20 · 20 records/);
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { rejected: number; written: { samples: number }; rejectedByReason: Record<string, number> };
     expect(summary.rejected).toBe(1);
@@ -131,7 +131,7 @@ describe('sampleloop replay (CLI)', () => {
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString('utf8');
       // Once: a second SIGINT is not caught (it force-stops, as a second Ctrl-C should).
-      if (!interrupted && stderr.includes('replay 1/3 reading')) {
+      if (!interrupted && stderr.includes('replay 1/2 reading')) {
         interrupted = true;
         child.kill('SIGINT');
       }
@@ -150,10 +150,10 @@ describe('sampleloop replay (CLI)', () => {
     expect(existsSync(join(work, 'cli-strict.jsonl'))).toBe(false);
   });
 
-  it('--out kafka exits 2 saying it is not available yet', async () => {
+  it('--out kafka without a configured cluster exits 2 naming the missing setting', async () => {
     const result = await cli([...args('x').slice(0, -1), 'kafka']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('--out kafka is not available yet');
+    expect(result.stderr).toContain('--out kafka needs kafka.bootstrapServers');
   });
 
   it('a bad --since is a usage error', async () => {

@@ -354,8 +354,8 @@ describe('replay to files', () => {
     expect(readdirSync(d)).toEqual(['s.rejects.jsonl']);
   });
 
-  it('refuses kafka for now, unknown targets and empty inputs with clear messages', async () => {
-    await expect(replay(request('x', { out: 'kafka' }))).rejects.toThrow(/--out kafka is not available yet/);
+  it('refuses kafka without a configured cluster, unknown targets and empty inputs with clear messages', async () => {
+    await expect(replay(request('x', { out: 'kafka' }))).rejects.toThrow(/--out kafka needs kafka.bootstrapServers/);
     await expect(replay(request('x', { out: 'file:/tmp/x.csv' }))).rejects.toThrow(/must end in \.jsonl .* or \.avro/);
     await expect(replay(request('x', { out: 's3://bucket' }))).rejects.toThrow(UsageError);
     await expect(replay({ gateway: [], business: [], out: `file:${join(root, 'x.jsonl')}` })).rejects.toThrow(/nothing to replay/);

@@ -1,36 +1,41 @@
 /**
  * Replay: rebuilds samples from archived gateway (prediction) and business (feedback) logs with the
- * SAME samples topology the online engine runs (decode → privacy → join → labeling), driven by a
- * bounded source:
+ * SAME samples topology the online engine runs (decode → privacy → join → labeling), fed directly:
  *
- * 1. every archive line is validated and staged on disk, sorted by event time;
- * 2. the sorted records become the `predictions` / `feedback` topics of a temporary embedded log;
- * 3. `startEmbeddedApp(origin = 'replay')` processes them (idle advance off), then `endOfInput()`
- *    closes every window still open;
- * 4. the outputs are copied to the target: samples compacted to the latest per request ID.
+ * 1. a worker thread reads, validates and orders the archive: a k-way merge of the files by event time
+ *    through a bounded reorder buffer per file (`merge`), or, for archives that are not (nearly) in
+ *    event-time order, file by file into an on-disk sort (`sort`);
+ * 2. the main thread hands the records in event-time order to the topology's tasks
+ *    (processors/replay-driver.ts); the join keeps its state in RocksDB on disk, as online;
+ * 3. side outputs go straight to the target (file targets) or are held on disk until the end; samples
+ *    are kept as the latest per request ID on disk and written at the end.
  *
- * Neither the archive nor the join state is held in the heap: both live in RocksDB on disk.
+ * A merge that meets a record older than the reorder buffer allows starts over with the on-disk
+ * sort, so the outputs are always those of processing in exact event-time order.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../engine/config.js';
-import { openEmbeddedLog, startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
-import { decodeEntry, encodeEntry } from '../engine/embedded/log-codec.js';
-import type { EmbeddedLog } from '../engine/embedded/log.js';
-import { ClosedError, UsageError } from '../engine/errors.js';
+import { ClosedError, UsageError, ValidationError } from '../engine/errors.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
-import type { SourceRecord } from '../engine/record.js';
+import type { TransferMode } from '../processors/replay-batch.js';
+import { ReplayTopologyDriver } from '../processors/replay-driver.js';
 import { describeFile, expandInputs } from '../processors/replay-files.js';
 import { JsonLinesFile } from '../processors/replay-files-out.js';
-import { FEEDBACK_STREAM, PREDICTIONS_STREAM, stageArchive, type RejectedLine } from '../processors/replay-input.js';
 import { emptyMapping, type ColumnMapping } from '../processors/replay-mapping.js';
+import { DisorderError } from '../processors/replay-merge.js';
+import { ReplayOutputs } from '../processors/replay-outputs.js';
 import { replayPrivacyPolicy, replayPrivacySettings } from '../processors/replay-privacy.js';
 import { ReplayProgress, type ProgressStream } from '../processors/replay-progress.js';
-import { openSink, parseOutputTarget, SIDE_OUTPUTS, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
-import { ReplayStaging, STAGING_PAGE } from '../processors/replay-staging.js';
+import type { ReadSpec, ReadStats } from '../processors/replay-records.js';
+import { openSink, outputTopics, parseOutputTarget, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
+import { openArchiveSource, StrictStopError } from '../processors/replay-source.js';
+import { ReplayStaging } from '../processors/replay-staging.js';
+import { sortedRecords, stageRecord } from '../processors/replay-sorted.js';
+import { samplesOutputs } from './samples.js';
+import { registerOutputSchemas } from './serde.js';
 
 export interface ReplayRequest {
   config: SampleloopConfig;
@@ -50,10 +55,18 @@ export interface ReplayRequest {
   delimiter?: string;
   progress?: { enabled: boolean; stream: ProgressStream };
   logger?: Logger;
-  /** Where the temporary log and staging go (default `replay.tempDir`, else the OS temp dir). */
+  /** Where the scratch database goes (default `replay.tempDir`, else the OS temp dir). */
   tempDir?: string;
   /** Aborting stops the replay at the next record batch: nothing is written to the target, the temporary directory is removed. */
   signal?: AbortSignal;
+  /** `auto` (default): merge the files by event time, falling back to the on-disk sort when they are out of order; `sort`: sort on disk from the start. */
+  order?: 'auto' | 'sort';
+  /** Records per file the merge may reorder (default REORDER_WINDOW). */
+  reorderWindow?: number;
+  /** Read and validate in a worker thread (default true). */
+  worker?: boolean;
+  /** How records cross from the worker thread (default `packed`). */
+  transfer?: TransferMode;
 }
 
 export interface ReplaySummary {
@@ -71,8 +84,15 @@ export interface ReplaySummary {
   written: Record<ReplayOutput, number>;
   /** Samples emitted by the join, every revision included. */
   samplesEmitted: number;
+  /** How the records were put in event-time order: merged on the fly, or sorted on disk (and why). */
+  order: { mode: 'merge' | 'sort'; reason: string };
+  /** Whether the archive was read in a worker thread. */
+  readerThread: boolean;
   seconds: number;
-  /** Wall-clock seconds of each phase: reading + staging the archive, the join, writing the outputs. */
+  /**
+   * Wall-clock seconds of the main thread: `read` waiting for records (plus staging them in sort
+   * mode), `join` running the topology, `write` writing samples (and held-back outputs) at the end.
+   */
   phases: { read: number; join: number; write: number };
   /** Archive records (lines) read per second, over the whole run. */
   recordsPerSecond: number;
@@ -80,6 +100,25 @@ export interface ReplaySummary {
 
 const TIME_MIN = 0;
 const TIME_MAX = Number.MAX_SAFE_INTEGER;
+/** Default reorder buffer: records per file the merge holds to put a nearly ordered file in order. */
+export const REORDER_WINDOW = 2_000;
+/** More files than this are sorted on disk: the merge holds a reorder buffer and a read chunk per file. */
+export const MERGE_MAX_FILES = 64;
+const BATCH = 1_000;
+
+interface Attempt {
+  mode: 'merge' | 'sort';
+  reason: string;
+}
+
+interface AttemptResult {
+  stats: ReadStats;
+  written: Record<ReplayOutput, number>;
+  samplesEmitted: number;
+  phases: ReplaySummary['phases'];
+  sink: ReplaySink;
+  rejects: JsonLinesFile;
+}
 
 export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> {
   const startedAt = performance.now();
@@ -94,202 +133,192 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
 
   // The target's own key first (its online samples use it), then the engine's data dir given with --data-dir.
   const keyDirs = target.kind === 'embedded' ? [target.dataDir, config.dataDir] : [config.dataDir];
-  const privacy = replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined);
-  const tempRoot = mkdtempSync(join(request.tempDir ?? config.replay.tempDir ?? tmpdir(), 'sampleloop-replay-'));
-  const replayConfig: SampleloopConfig = {
-    ...config,
-    dataDir: join(tempRoot, 'data'),
-    privacy,
-    embedded: { ...config.embedded, syncWrites: false, retentionMs: null },
-    // Only the samples topology: no inference, retrain triggers or training on replayed traffic.
-    predictor: { ...config.predictor, enabled: false },
-    trigger: { ...config.trigger, enabled: false },
-    trainer: { ...config.trainer, enabled: false },
+  const privacySettings = replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined);
+  const replayConfig: SampleloopConfig = { ...config, privacy: privacySettings };
+  const privacy = replayPrivacyPolicy(replayConfig, keyDirs);
+  const spec: ReadSpec = {
+    files: [...gateway.map((f) => ({ ...f, side: 'gateway' as const })), ...business.map((f) => ({ ...f, side: 'business' as const }))],
+    mapping: request.mapping ?? emptyMapping(),
+    delimiter: request.delimiter ?? ',',
+    maxRecordBytes: config.input.maxRecordBytes,
+    ranges: {
+      predictions: { from: since, to: until },
+      feedback: { from: Math.max(TIME_MIN, since - config.join.beforeMs), to: Math.min(TIME_MAX, until + config.join.afterMs) },
+    },
+    strict: request.strict ?? false,
   };
+  const totalBytes = spec.files.reduce((s, f) => s + f.bytes, 0);
+  const tempRoot = mkdtempSync(join(request.tempDir ?? config.replay.tempDir ?? tmpdir(), 'sampleloop-replay-'));
+  const logger = request.logger ?? silentLogger();
+  const progress = new ReplayProgress({ enabled: request.progress?.enabled ?? false, stream: request.progress?.stream ?? process.stderr, intervalMs: config.replay.progressIntervalMs });
   const checkAborted = (): void => {
     if (request.signal?.aborted) throw new ClosedError('replay interrupted: nothing was written to the target');
   };
-  const progress = new ReplayProgress({ enabled: request.progress?.enabled ?? false, stream: request.progress?.stream ?? process.stderr, intervalMs: config.replay.progressIntervalMs });
-  let sink: ReplaySink | undefined;
-  let rejects: JsonLinesFile | undefined;
-  let staging: ReplayStaging | undefined;
-  let app: EmbeddedApp | undefined;
+  const worker = request.worker ?? true;
+
+  let attempt: Attempt =
+    request.order === 'sort'
+      ? { mode: 'sort', reason: 'requested (--sort)' }
+      : spec.files.length > MERGE_MAX_FILES
+        ? { mode: 'sort', reason: `${spec.files.length} files (the merge takes at most ${MERGE_MAX_FILES})` }
+        : { mode: 'merge', reason: 'files in event-time order' };
   try {
-    replayPrivacyPolicy(replayConfig, keyDirs);
-    sink = await openSink(target, config);
-    rejects = new JsonLinesFile(request.rejects ?? sink.defaultRejectsPath);
-    staging = await ReplayStaging.open(join(tempRoot, 'staging'));
-
-    const phaseStart = performance.now();
-    progress.start('1/3 reading', 'bytes', [...gateway, ...business].reduce((s, f) => s + f.bytes, 0));
-    const rejectsFile = rejects;
-    const stats = await stageArchive({
-      gateway,
-      business,
-      mapping: request.mapping ?? emptyMapping(),
-      delimiter: request.delimiter ?? ',',
-      maxRecordBytes: config.input.maxRecordBytes,
-      ranges: {
-        predictions: { from: since, to: until },
-        feedback: { from: Math.max(TIME_MIN, since - config.join.beforeMs), to: Math.min(TIME_MAX, until + config.join.afterMs) },
-      },
-      strict: request.strict ?? false,
-      staging,
-      reject: (line: RejectedLine) => rejectsFile.write(line),
-      progress: (bytes, records) => {
-        checkAborted();
-        progress.update(bytes, records);
-      },
-    });
-    progress.end();
-    await copySorted(staging, replayConfig);
-    const readDone = performance.now();
-
-    app = await startEmbeddedApp(replayConfig, { logger: request.logger ?? silentLogger(), metrics: new EngineMetrics(), origin: 'replay' });
-    const staged = stats.staged.predictions + stats.staged.feedback;
-    progress.start('2/3 joining', 'records', staged);
-    let processed = 0;
-    for (;;) {
-      const n = await app.runtime.stepAsync();
-      if (n === 0) break;
-      processed += n;
-      progress.update(processed, processed);
-      await yieldToEventLoop();
-      checkAborted();
+    for (let n = 1; ; n++) {
+      const context = { request, replayConfig, privacy, spec, totalBytes, progress, checkAborted, logger, worker, dir: join(tempRoot, `attempt-${n}`) };
+      let result: AttemptResult;
+      try {
+        result = await runAttempt(attempt, target, context);
+      } catch (err) {
+        if (!(err instanceof DisorderError)) throw err;
+        const file = spec.files[err.file];
+        const reason = `${file?.path ?? `file #${err.file}`}:${err.line} is older than records after it by more than the reorder buffer (${request.reorderWindow ?? REORDER_WINDOW} records)`;
+        logger.info({ reason }, 'replay: the archive is not in event-time order; starting over with the on-disk sort');
+        attempt = { mode: 'sort', reason };
+        continue;
+      }
+      const seconds = (performance.now() - startedAt) / 1000;
+      const { stats } = result;
+      return {
+        target: request.out,
+        outputs: result.sink.locations,
+        rejectsFile: result.rejects.path,
+        files: { gateway: gateway.length, business: business.length },
+        bytes: totalBytes,
+        records: stats.records,
+        staged: stats.staged,
+        rejected: stats.rejected,
+        rejectedByReason: stats.rejectedByReason,
+        outOfRange: stats.outOfRange,
+        written: result.written,
+        samplesEmitted: result.samplesEmitted,
+        order: attempt,
+        readerThread: worker,
+        seconds,
+        phases: result.phases,
+        recordsPerSecond: (stats.records.gateway + stats.records.business) / Math.max(seconds, 1e-6),
+      };
     }
-    app.runtime.endOfInput();
-    progress.end();
-    const joinDone = performance.now();
-
-    const exported = await exportOutputs(app, staging, sink, replayConfig, progress, checkAborted);
-    await app.close();
-    app = undefined;
-    await sink.commit();
-    await rejects.commit();
-    const seconds = (performance.now() - startedAt) / 1000;
-    return {
-      target: request.out,
-      outputs: sink.locations,
-      rejectsFile: rejects.path,
-      files: { gateway: gateway.length, business: business.length },
-      bytes: [...gateway, ...business].reduce((s, f) => s + f.bytes, 0),
-      records: stats.records,
-      staged: stats.staged,
-      rejected: stats.rejected,
-      rejectedByReason: stats.rejectedByReason,
-      outOfRange: stats.outOfRange,
-      written: exported.written,
-      samplesEmitted: exported.samplesEmitted,
-      seconds,
-      phases: { read: (readDone - phaseStart) / 1000, join: (joinDone - readDone) / 1000, write: (performance.now() - joinDone) / 1000 },
-      recordsPerSecond: (stats.records.gateway + stats.records.business) / Math.max(seconds, 1e-6),
-    };
-  } catch (err) {
-    await sink?.abort();
-    // The rejects of a failed run (e.g. --strict) are the explanation: keep them.
-    await rejects?.commit().catch(() => undefined);
-    throw err;
   } finally {
     progress.stop();
-    if (app) await app.close().catch(() => undefined);
-    await staging?.close();
     rmSync(tempRoot, { recursive: true, force: true });
   }
 }
 
-/** Staged records → the input topics, in event-time order per partition (the partition follows the key, as online). */
-async function copySorted(staging: ReplayStaging, config: SampleloopConfig): Promise<void> {
-  const streams: Array<[number, string]> = [
-    [PREDICTIONS_STREAM, config.topics.predictions],
-    [FEEDBACK_STREAM, config.topics.feedback],
-  ];
-  const log = await openEmbeddedLog(config);
+let lastTurn = 0;
+
+/**
+ * Lets the event loop run (signals, progress output) every few milliseconds: batches from the worker
+ * can be ready all the time, and awaiting them alone never leaves the microtask queue.
+ */
+async function turnEventLoop(): Promise<void> {
+  const now = performance.now();
+  if (now - lastTurn < 20) return;
+  lastTurn = now;
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+interface AttemptContext {
+  request: ReplayRequest;
+  replayConfig: SampleloopConfig;
+  privacy: ReturnType<typeof replayPrivacyPolicy>;
+  spec: ReadSpec;
+  totalBytes: number;
+  progress: ReplayProgress;
+  checkAborted: () => void;
+  logger: Logger;
+  worker: boolean;
+  dir: string;
+}
+
+/** One pass over the archive in `attempt.mode`; a merge that meets disorder throws DisorderError with nothing committed. */
+async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutputTarget>, c: AttemptContext): Promise<AttemptResult> {
+  const { replayConfig: config, progress, checkAborted } = c;
+  const sort = attempt.mode === 'sort';
+  let sink: ReplaySink | undefined;
+  let rejects: JsonLinesFile | undefined;
+  let staging: ReplayStaging | undefined;
+  let driver: ReplayTopologyDriver | undefined;
+  const source = openArchiveSource(c.spec, sort ? { kind: 'files' } : { kind: 'merge', window: c.request.reorderWindow ?? REORDER_WINDOW }, {
+    worker: c.worker,
+    transfer: c.request.transfer ?? 'packed',
+    batchSize: BATCH,
+  });
+  let committed = false;
   try {
-    for (const [stream, topic] of streams) {
-      log.ensureTopic(topic, { partitions: config.embedded.partitions });
-      for (const page of staging.sorted(stream)) {
-        log.append(
-          page.map(({ value }) => {
-            const entry = decodeEntry(value);
-            return { topic, key: entry.key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers };
-          }),
-        );
-      }
-    }
-  } finally {
-    await log.close();
-  }
-}
-
-/** Samples: latest per request ID (what compaction keeps), in request-ID order. Side outputs: every record, in log order. */
-async function exportOutputs(
-  app: EmbeddedApp,
-  staging: ReplayStaging,
-  sink: ReplaySink,
-  config: SampleloopConfig,
-  progress: ReplayProgress,
-  checkAborted: () => void,
-): Promise<{ written: Record<ReplayOutput, number>; samplesEmitted: number }> {
-  const { log, registry } = app;
-  const topics: Record<ReplayOutput, string> = {
-    samples: config.topics.samples,
-    unmatched: config.topics.unmatched,
-    orphans: config.topics.orphans,
-    late: config.topics.late,
-    review: config.topics.review,
-    deadLetters: config.topics.deadLetters,
-  };
-  const written = { samples: 0, unmatched: 0, orphans: 0, late: 0, review: 0, deadLetters: 0 } as Record<ReplayOutput, number>;
-  let total = 0;
-  for (const topic of Object.values(topics)) total += endOffsets(log, topic);
-  progress.start('3/3 writing', 'records', total);
-  let done = 0;
-
-  let samplesEmitted = 0;
-  for (const record of records(log, topics.samples)) {
-    if (record.key === null) continue;
-    samplesEmitted++;
-    staging.putLatest(record.key, encodeEntry(record));
-    progress.update(++done, done);
-  }
-  for (const page of staging.latest()) {
+    sink = await openSink(target, config);
+    rejects = new JsonLinesFile(c.request.rejects ?? sink.defaultRejectsPath);
+    staging = await ReplayStaging.open(c.dir);
+    const topics = outputTopics(config.topics);
+    const serdes = await registerOutputSchemas(sink.registry, samplesOutputs(config.topics));
+    const outputs = new ReplayOutputs(sink, staging, topics);
+    driver = new ReplayTopologyDriver({ config, privacy: c.privacy, serdes, db: staging.database, logger: c.logger, metrics: new EngineMetrics(), onOutputs: (o) => outputs.add(o) });
+    const phases = { read: 0, join: 0, write: 0 };
     checkAborted();
-    for (const [key, value] of page) {
-      const entry = decodeEntry(value);
-      await sink.write('samples', { topic: topics.samples, partition: 0, offset: written.samples, key, value: entry.value, timestamp: entry.timestamp, headers: entry.headers }, registry);
-      written.samples++;
-    }
-  }
-  for (const output of SIDE_OUTPUTS) {
-    checkAborted();
-    for (const record of records(log, topics[output])) {
-      await sink.write(output, record, registry);
-      written[output]++;
-      progress.update(++done, done);
-    }
-  }
-  progress.end();
-  return { written, samplesEmitted };
-}
 
-function endOffsets(log: EmbeddedLog, topic: string): number {
-  const config = log.topic(topic);
-  let n = 0;
-  for (let p = 0; p < (config?.partitions ?? 0); p++) n += log.endOffset(topic, p);
-  return n;
-}
-
-/** Every record of a topic, partition by partition in offset order, read in pages. */
-function* records(log: EmbeddedLog, topic: string): Generator<SourceRecord> {
-  const config = log.topic(topic);
-  if (!config) return;
-  for (let p = 0; p < config.partitions; p++) {
-    let from = 0;
+    progress.start(sort ? '1/3 reading + sorting' : '1/2 reading + joining', 'bytes', c.totalBytes);
+    const batches = source.batches();
+    let lines = 0;
     for (;;) {
-      const page = log.read(topic, p, from, STAGING_PAGE);
-      for (const r of page) yield r;
-      if (page.length < STAGING_PAGE) break;
-      from = (page[page.length - 1] as SourceRecord).offset + 1;
+      const waitStart = performance.now();
+      const next = await batches.next();
+      phases.read += (performance.now() - waitStart) / 1000;
+      if (next.done) break;
+      const batch = next.value;
+      checkAborted();
+      for (const r of batch.rejects) await rejects.write(r);
+      const joinStart = performance.now();
+      if (sort) {
+        for (const record of batch.records) stageRecord(staging, record);
+        phases.read += (performance.now() - joinStart) / 1000;
+      } else {
+        for (const record of batch.records) if (driver.process(record)) await driver.commit();
+        phases.join += (performance.now() - joinStart) / 1000;
+      }
+      if (batch.lines > 0) lines = batch.lines;
+      progress.update(Math.max(batch.bytes, 0), lines);
+      await turnEventLoop();
     }
+    const stats = source.stats;
+    progress.update(c.totalBytes, stats.records.gateway + stats.records.business);
+    progress.end();
+
+    if (sort) {
+      const total = stats.staged.predictions + stats.staged.feedback;
+      progress.start('2/3 joining', 'records', total);
+      const joinStart = performance.now();
+      for (const page of sortedRecords(staging)) {
+        checkAborted();
+        for (const record of page) if (driver.process(record)) await driver.commit();
+        progress.update(driver.processed, driver.processed);
+        await turnEventLoop();
+      }
+      phases.join += (performance.now() - joinStart) / 1000;
+    }
+    const finishStart = performance.now();
+    await driver.finish();
+    phases.join += (performance.now() - finishStart) / 1000;
+    progress.end();
+
+    const writeStart = performance.now();
+    progress.start(sort ? '3/3 writing' : '2/2 writing', 'records', outputs.pending);
+    await outputs.finish((done) => progress.update(done, done), checkAborted);
+    progress.end();
+    await sink.commit();
+    await rejects.commit();
+    committed = true;
+    phases.write = (performance.now() - writeStart) / 1000;
+    return { stats, written: outputs.written, samplesEmitted: outputs.samplesEmitted, phases, sink, rejects };
+  } catch (err) {
+    if (!committed) await sink?.abort();
+    if (err instanceof DisorderError) rejects?.abort();
+    // The rejects of a failed run (e.g. --strict) are the explanation: keep them.
+    else await rejects?.commit().catch(() => undefined);
+    if (err instanceof StrictStopError) throw new ValidationError(err.reasonCode, err.message);
+    throw err;
+  } finally {
+    await source.close();
+    driver?.close();
+    await staging?.close();
+    rmSync(c.dir, { recursive: true, force: true });
   }
 }
