@@ -78,14 +78,43 @@ export class ReplayTopologyDriver {
 
   /** Processes one record; true when a commit is due (call `commit` before the next record). */
   process(record: ReplayRecord): boolean {
-    const partition = partitionForKey(record.key, this.tasks.length);
-    const offsets = this.offsets[record.stream === PREDICTIONS_STREAM ? 0 : 1] as number[];
-    const offset = offsets[partition] as number;
-    offsets[partition] = offset + 1;
-    const source: SourceRecord = { topic: this.topics[record.stream === PREDICTIONS_STREAM ? 0 : 1], partition, offset, key: record.key, value: record.value, timestamp: record.timestamp, headers: {} };
-    (this.tasks[partition] as StreamTask).process(source);
+    const source = this.sourceOf(record);
+    (this.tasks[source.partition] as StreamTask).process(source);
     this.processed++;
     return ++this.sinceCommit >= COMMIT_RECORDS;
+  }
+
+  /**
+   * Processes records in order, committing at the same record counts as `process` would (so outputs
+   * do not depend on batching), with each task's keyed state read in bulk per stretch between commits.
+   */
+  async processAll(records: readonly ReplayRecord[]): Promise<void> {
+    let at = 0;
+    while (at < records.length) {
+      const stretch = records.slice(at, at + COMMIT_RECORDS - this.sinceCommit);
+      at += stretch.length;
+      const sources = stretch.map((r) => this.sourceOf(r));
+      const perTask = new Map<number, SourceRecord[]>();
+      for (const s of sources) {
+        const list = perTask.get(s.partition);
+        if (list) list.push(s);
+        else perTask.set(s.partition, [s]);
+      }
+      for (const [partition, list] of perTask) (this.tasks[partition] as StreamTask).prefetch(list);
+      for (const s of sources) (this.tasks[s.partition] as StreamTask).process(s);
+      this.processed += sources.length;
+      this.sinceCommit += sources.length;
+      if (this.sinceCommit >= COMMIT_RECORDS) await this.commit();
+    }
+  }
+
+  private sourceOf(record: ReplayRecord): SourceRecord {
+    const partition = partitionForKey(record.key, this.tasks.length);
+    const stream = record.stream === PREDICTIONS_STREAM ? 0 : 1;
+    const offsets = this.offsets[stream] as number[];
+    const offset = offsets[partition] as number;
+    offsets[partition] = offset + 1;
+    return { topic: this.topics[stream], partition, offset, key: record.key, value: record.value, timestamp: record.timestamp, headers: {} };
   }
 
   /** Writes the state changes to the scratch database and passes the outputs on. */

@@ -271,7 +271,7 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
         for (const record of batch.records) stageRecord(staging, record);
         phases.read += (performance.now() - joinStart) / 1000;
       } else {
-        for (const record of batch.records) if (driver.process(record)) await driver.commit();
+        await driver.processAll(batch.records);
         phases.join += (performance.now() - joinStart) / 1000;
       }
       if (batch.lines > 0) lines = batch.lines;
@@ -288,7 +288,7 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
       const joinStart = performance.now();
       for (const page of sortedRecords(staging)) {
         checkAborted();
-        for (const record of page) if (driver.process(record)) await driver.commit();
+        await driver.processAll(page);
         progress.update(driver.processed, driver.processed);
         await turnEventLoop();
       }
