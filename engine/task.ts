@@ -195,11 +195,11 @@ export class StreamTask {
   }
 
   /** Hands over everything produced since the last commit. */
-  drain(): CommitUnit {
+  drain(withChanges = true): CommitUnit {
     const ops: WriteOp[] = [];
     const changes: StoreChange[] = [];
     for (const store of this.stores.values()) {
-      const d = store.drain();
+      const d = store.drain(withChanges);
       for (const op of d.ops) ops.push(op);
       for (const c of d.changes) changes.push(c);
     }

@@ -122,7 +122,7 @@ export class ReplayTopologyDriver {
     this.sinceCommit = 0;
     const outputs: OutputRecord[] = [];
     for (const task of this.tasks) {
-      const unit = task.drain();
+      const unit = task.drain(false);
       this.options.db.write(unit.ops);
       for (const o of unit.outputs) outputs.push(o);
     }

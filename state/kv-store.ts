@@ -28,7 +28,7 @@ export interface StoreChange {
 
 export interface CommittableStore<V> extends KeyValueStore<V> {
   /** Hands over the uncommitted writes, as physical write ops and as changelog entries. */
-  drain(): { ops: WriteOp[]; changes: StoreChange[] };
+  drain(withChanges?: boolean): { ops: WriteOp[]; changes: StoreChange[] };
   /** Physical key prefix of this store instance. */
   readonly prefix: Buffer;
   /** Applies changelog entries (restoration) straight to the database. */
@@ -122,6 +122,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
+    if (this.dirtySorted) return this.mergedRange(this.dirtySorted, from, to, limit);
     const merged = new Map<string, V | null>();
     const offset = this.prefix.length;
     const end = this.physical(to);
@@ -141,16 +142,8 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
       cursor = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], ZERO]);
       page = Math.min(page * 4, 10_000);
     }
-    if (this.dirtySorted) {
-      for (let i = lowerBound(this.dirtySorted, from); i < this.dirtySorted.length; i++) {
-        const key = this.dirtySorted[i] as string;
-        if (key >= to) break;
-        merged.set(key, this.dirty.get(key) as V | null);
-      }
-    } else {
-      for (const [key, value] of this.dirty) {
-        if (key >= from && key < to) merged.set(key, value);
-      }
+    for (const [key, value] of this.dirty) {
+      if (key >= from && key < to) merged.set(key, value);
     }
     const out: Array<[string, V]> = [];
     for (const key of [...merged.keys()].sort()) {
@@ -162,22 +155,70 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     return out;
   }
 
+  /**
+   * `range` for stores that keep their dirty keys sorted: a merge of the stored rows (paged) and the
+   * sorted dirty keys that stops at `limit`, so the cost follows the entries returned, not the
+   * number of uncommitted writes.
+   */
+  private mergedRange(dirtySorted: readonly string[], from: string, to: string, limit: number): Array<[string, V]> {
+    const out: Array<[string, V]> = [];
+    const offset = this.prefix.length;
+    const end = this.physical(to);
+    let cursor = this.physical(from);
+    let page = Math.max(1, Math.min(limit, 256));
+    let rows = this.db.range(cursor, end, page);
+    let i = 0;
+    let j = lowerBound(dirtySorted, from);
+    let storedKey = rows.length > 0 ? (rows[0] as [Buffer, Buffer])[0].toString('utf8', offset) : undefined;
+    while (out.length < limit) {
+      if (storedKey === undefined && i >= rows.length && rows.length === page) {
+        // This page is used up and RocksDB may hold more: fetch the next one.
+        cursor = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], ZERO]);
+        page = Math.min(page * 4, 10_000);
+        rows = this.db.range(cursor, end, page);
+        i = 0;
+        storedKey = rows.length > 0 ? (rows[0] as [Buffer, Buffer])[0].toString('utf8', offset) : undefined;
+        continue;
+      }
+      const dirtyKey = j < dirtySorted.length && (dirtySorted[j] as string) < to ? (dirtySorted[j] as string) : undefined;
+      if (storedKey === undefined && dirtyKey === undefined) break;
+      if (dirtyKey !== undefined && (storedKey === undefined || dirtyKey <= storedKey)) {
+        if (dirtyKey === storedKey) storedKey = this.nextStored(rows, ++i, offset);
+        j++;
+        const value = this.dirty.get(dirtyKey);
+        if (value !== null && value !== undefined) out.push([dirtyKey, value]);
+        continue;
+      }
+      const key = storedKey as string;
+      const bytes = (rows[i] as [Buffer, Buffer])[1];
+      storedKey = this.nextStored(rows, ++i, offset);
+      if (this.dirty.has(key)) continue;
+      out.push([key, this.clean.get(key) ?? this.codec.decode(bytes)]);
+    }
+    return out;
+  }
+
+  private nextStored(rows: Array<[Buffer, Buffer]>, i: number, offset: number): string | undefined {
+    return i < rows.length ? (rows[i] as [Buffer, Buffer])[0].toString('utf8', offset) : undefined;
+  }
+
   pendingWrites(): number {
     return this.dirty.size;
   }
 
-  drain(): { ops: WriteOp[]; changes: StoreChange[] } {
+  /** `withChanges` false: no changelog entries (the embedded runtime keeps state in the log's own database). */
+  drain(withChanges = true): { ops: WriteOp[]; changes: StoreChange[] } {
     const ops: WriteOp[] = [];
     const changes: StoreChange[] = [];
     for (const [key, value] of this.dirty) {
       const physical = this.physical(key);
       if (value === null) {
         ops.push({ type: 'del', key: physical });
-        changes.push({ store: this.name, key, value: null });
+        if (withChanges) changes.push({ store: this.name, key, value: null });
       } else {
         const bytes = this.codec.encode(value);
         ops.push({ type: 'put', key: physical, value: bytes });
-        changes.push({ store: this.name, key, value: bytes });
+        if (withChanges) changes.push({ store: this.name, key, value: bytes });
         this.remember(key, value);
       }
     }

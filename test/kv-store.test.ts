@@ -51,3 +51,47 @@ describe('CachedKeyValueStore.prefetch', () => {
     expect(store.get('a')).toBeUndefined();
   });
 });
+
+describe('CachedKeyValueStore.range', () => {
+  for (const ordered of [false, true]) {
+    it(`equals a sorted map over committed and uncommitted writes (dirty keys ${ordered ? 'kept sorted' : 'unsorted'})`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sampleloop-kv-range-'));
+      const db = await RocksDatabase.open(dir);
+      try {
+        const store = new CachedKeyValueStore<{ n: number }>('r', 't0', db, jsonCodec<{ n: number }>(), 0, ordered);
+        const model = new Map<string, number>();
+        let seed = 12345;
+        const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+        const key = (): string => `k${String(Math.floor(rand() * 3000)).padStart(5, '0')}`;
+        for (let step = 0; step < 6000; step++) {
+          const r = rand();
+          if (r < 0.55) {
+            const k = key();
+            store.put(k, { n: step });
+            model.set(k, step);
+          } else if (r < 0.8) {
+            const k = key();
+            store.delete(k);
+            model.delete(k);
+          } else if (r < 0.83) {
+            db.write(store.drain().ops);
+          } else {
+            const a = key();
+            const b = key();
+            const [from, to] = a < b ? [a, b] : [b, a];
+            const limit = rand() < 0.3 ? Number.MAX_SAFE_INTEGER : 1 + Math.floor(rand() * 700);
+            const expected = [...model.entries()]
+              .filter(([k]) => k >= from && k < to)
+              .sort(([x], [y]) => (x < y ? -1 : 1))
+              .slice(0, limit)
+              .map(([k, n]) => [k, { n }]);
+            expect(store.range(from, to, limit)).toEqual(expected);
+          }
+        }
+      } finally {
+        await db.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -151,7 +151,7 @@ export class EmbeddedRuntime {
     const ops: WriteOp[] = [];
     const offsets: GroupOffset[] = [];
     for (const rt of this.tasks) {
-      const unit = rt.task.drain();
+      const unit = rt.task.drain(false);
       for (const o of unit.outputs) outputs.push(o);
       for (const op of unit.ops) ops.push(op);
       for (const o of unit.offsets) offsets.push({ group: rt.consumerGroup, ...o });
