@@ -34,9 +34,22 @@ const { RocksLevel } = require('@nxtedition/rocksdb') as { RocksLevel: RocksLeve
 const BUFFER_ENCODING = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
 const NO_OPTIONS = {};
 
+/**
+ * Column-family options for the binding (see docs/benchmarks.md, "RocksDB options"). Durability is not
+ * affected: the WAL stays on, batches stay atomic and `syncWrites` still decides fsync per commit.
+ */
+export const ROCKS_TUNING: Readonly<Record<string, unknown>> = {
+  // ZSTD+dictionary on every level (the binding's default) cost 2-5x the background CPU: keep L0 and the base level uncompressed, ZSTD below.
+  compaction: 'level', // leveled preset: per-level compression as above, 2 x 32 MiB memtables merged per flush, L0 compacted at 2 files
+  compression: false, // no ZSTD dictionary training; the preset's lower levels stay ZSTD
+  memtableMemoryBudget: 128 << 20, // at most 6 x 32 MiB of memtables (the preset's default, 256 MiB, allows 6 x 64 MiB)
+};
+
 export interface RocksOptions {
   /** fsync the write-ahead log on every commit (survives power loss, not only process crashes). */
   syncWrites?: boolean;
+  /** Binding open options replacing ROCKS_TUNING, for bench/rocksdb-options.ts; the engine never sets it. */
+  tuning?: Readonly<Record<string, unknown>>;
 }
 
 export class RocksDatabase {
@@ -50,7 +63,7 @@ export class RocksDatabase {
 
   static async open(location: string, options: RocksOptions = {}): Promise<RocksDatabase> {
     // The WAL is written on every commit: compressing it (the binding's default) costs more CPU than it saves I/O here.
-    const db = new RocksLevel(location, { ...BUFFER_ENCODING, createIfMissing: true, walCompression: false, cacheSize: 64 << 20 });
+    const db = new RocksLevel(location, { ...BUFFER_ENCODING, createIfMissing: true, walCompression: false, cacheSize: 64 << 20, ...(options.tuning ?? ROCKS_TUNING) });
     try {
       await db.open();
     } catch (err) {
