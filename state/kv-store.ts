@@ -50,8 +50,9 @@ export function storePrefix(store: string, taskId: string): Buffer {
 export class CachedKeyValueStore<V> implements CommittableStore<V> {
   private readonly dirty = new Map<string, V | null>();
   private readonly clean = new Map<string, V>();
-  /** Dirty keys in sorted order, kept only for stores scanned by range (see `orderedKeys`). */
-  private readonly dirtySorted: string[] | undefined;
+  /** Dirty keys, kept only for stores scanned by range (see `orderedKeys`); sorted lazily, when a range needs them. */
+  private readonly dirtyKeys: string[] | undefined;
+  private dirtyKeysSorted = true;
   readonly prefix: Buffer;
   /** Results of the last `prefetch`: stored bytes, or null for a key known to be absent. */
   private fetched = new Map<string, Buffer | null>();
@@ -65,11 +66,15 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     orderedKeys = false,
   ) {
     this.prefix = storePrefix(name, taskId);
-    this.dirtySorted = orderedKeys ? [] : undefined;
+    this.dirtyKeys = orderedKeys ? [] : undefined;
   }
 
   private markDirty(key: string, value: V | null): void {
-    if (this.dirtySorted && !this.dirty.has(key)) insertSorted(this.dirtySorted, key);
+    if (this.dirtyKeys && !this.dirty.has(key)) {
+      const last = this.dirtyKeys[this.dirtyKeys.length - 1];
+      if (last !== undefined && key < last) this.dirtyKeysSorted = false;
+      this.dirtyKeys.push(key);
+    }
     this.dirty.set(key, value);
   }
 
@@ -122,7 +127,12 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
-    if (this.dirtySorted) return this.mergedRange(this.dirtySorted, from, to, limit);
+    if (this.dirtyKeys) {
+      // Sorting here, not on every write: deletes of the oldest keys would otherwise shift the whole array each.
+      if (!this.dirtyKeysSorted) this.dirtyKeys.sort();
+      this.dirtyKeysSorted = true;
+      return this.mergedRange(this.dirtyKeys, from, to, limit);
+    }
     const merged = new Map<string, V | null>();
     const offset = this.prefix.length;
     const end = this.physical(to);
@@ -165,7 +175,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     const offset = this.prefix.length;
     const end = this.physical(to);
     let cursor = this.physical(from);
-    let page = Math.max(1, Math.min(limit, 256));
+    let page = Math.max(1, Math.min(limit, 10_000));
     let rows = this.db.range(cursor, end, page);
     let i = 0;
     let j = lowerBound(dirtySorted, from);
@@ -223,7 +233,10 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
       }
     }
     this.dirty.clear();
-    if (this.dirtySorted) this.dirtySorted.length = 0;
+    if (this.dirtyKeys) {
+      this.dirtyKeys.length = 0;
+      this.dirtyKeysSorted = true;
+    }
     // Prefetched bytes predate the writes just drained; they are valid only within one commit interval.
     this.fetched.clear();
     return { ops, changes };
@@ -265,14 +278,4 @@ function lowerBound(sorted: readonly string[], key: string): number {
     else hi = mid;
   }
   return lo;
-}
-
-/** Keys mostly arrive in increasing order (time-ordered indexes), so this is usually an append. */
-function insertSorted(sorted: string[], key: string): void {
-  const last = sorted[sorted.length - 1];
-  if (last === undefined || last < key) {
-    sorted.push(key);
-    return;
-  }
-  sorted.splice(lowerBound(sorted, key), 0, key);
 }
