@@ -29,6 +29,11 @@ export interface IncrementalAssignment {
   /** In a revoke callback: the partitions were taken away (session lost), not handed over. */
   assignmentLost(): boolean;
 }
+/** consume(n) tuning the package implements but its typings omit. */
+export interface ConsumeTuning {
+  /** true: consume(n) waits its timeout for the first record only, then takes what is already fetched. */
+  setDefaultIsTimeoutOnlyForFirstMessage(onlyFirst: boolean): void;
+}
 export type { IAdminClient, KafkaConsumerType, Message, Metadata, ProducerType, TopicPartitionOffset };
 
 /** librdkafka error codes used here. */

@@ -20,6 +20,7 @@ import {
   Producer,
   toHeaders,
   toSourceRecord,
+  type ConsumeTuning,
   type IncrementalAssignment,
   type KafkaConsumerType,
   type LibrdkafkaSettings,
@@ -195,6 +196,9 @@ export class KafkaRuntime {
     );
     await call('connecting the consumer', (cb) => this.consumer.connect({}, cb as never));
     this.consumer.setDefaultConsumeTimeout(100);
+    // Otherwise consume(n) waits up to the timeout for each of the n records, holding back what
+    // arrived already until n records are there: at a low rate that is most of a second.
+    (this.consumer as unknown as ConsumeTuning).setDefaultIsTimeoutOnlyForFirstMessage(true);
     this.consumer.subscribe([...this.byLead.keys()]);
     this.lastCommit = this.now();
     this.lastPunctuate = this.now();
