@@ -9,7 +9,7 @@ import type { OutputRecord, SourceRecord } from '../record.js';
 import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
 import { CachedKeyValueStore } from '../../state/kv-store.js';
-import { RocksDatabase, type WriteOp } from '../../state/rocks.js';
+import { RocksDatabase } from '../../state/rocks.js';
 import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
 import { TaskInput } from './task-input.js';
 import {
