@@ -147,6 +147,8 @@ export class KafkaRuntime {
   /** Tasks dropped by a recovery, reopened (restored, rewound) at the top of the run loop. */
   private readonly pendingReopen = new Map<string, { topology: Topology; partition: number }>();
   private producerNeedsReset = false;
+  /** Input offsets of drained work per task, committed by the next commit (see sendEarly). */
+  private readonly drainedOffsets = new Map<string, Map<string, TopicPartitionOffset>>();
   /** The second half of the last commit, running while processing goes on (see startCommit). */
   private inflight: Promise<void> | undefined;
   private failedCommits = 0;
@@ -280,6 +282,13 @@ export class KafkaRuntime {
       }
       await this.runJobs();
       await this.process(messages);
+      if (this.options.guarantee === 'at_least_once') {
+        try {
+          this.sendEarly();
+        } catch (err) {
+          await this.recover(err);
+        }
+      }
       const now = this.now();
       if (now - this.lastPunctuate >= this.options.punctuateIntervalMs) {
         this.lastPunctuate = now;
@@ -302,15 +311,20 @@ export class KafkaRuntime {
       if (how === 'start') await this.startCommit();
       else if (how === 'complete') await this.commit();
       else await this.settle();
-      return;
     } catch (err) {
-      this.failedCommits++;
-      if (this.failedCommits > MAX_FAILED_COMMITS) throw err;
-      this.options.logger.warn(
-        { err: errorMessage(err), attempt: this.failedCommits, tasks: [...this.tasks.keys()] },
-        'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
-      );
+      await this.recover(err, revoking);
     }
+  }
+
+  /** Drops every task's uncommitted work (see commitOrRecover); throws `err` after too many failures in a row. */
+  private async recover(err: unknown, revoking: ReadonlySet<string> = new Set()): Promise<void> {
+    this.failedCommits++;
+    if (this.failedCommits > MAX_FAILED_COMMITS) throw err;
+    this.options.logger.warn(
+      { err: errorMessage(err), attempt: this.failedCommits, tasks: [...this.tasks.keys()] },
+      'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
+    );
+    await this.settle().catch(() => undefined); // its work is dropped too
     this.deliveryErrors = [];
     if (this.options.guarantee === 'exactly_once') this.producerNeedsReset = true;
     for (const [key, rt] of [...this.tasks]) {
@@ -634,6 +648,7 @@ export class KafkaRuntime {
     if (!rt) return;
     this.tasks.delete(key);
     this.inputs.delete(key);
+    this.drainedOffsets.delete(key);
     try {
       rt.task.close();
     } finally {
@@ -646,6 +661,7 @@ export class KafkaRuntime {
     if (!rt) return;
     this.tasks.delete(key);
     this.inputs.delete(key);
+    this.drainedOffsets.delete(key);
     for (const topic of rt.task.topology.sourceTopics()) this.paused.delete(`${topic}/${rt.task.partition}`);
     rt.task.close();
     const checkpoint: Record<string, number> = {};
@@ -676,24 +692,10 @@ export class KafkaRuntime {
   private async startCommit(): Promise<void> {
     await this.settle();
     this.lastCommit = this.now();
-    const outputs: OutputRecord[] = [];
+    const outputs = this.drainTasks();
     const offsets: TopicPartitionOffset[] = [];
-    for (const rt of this.tasks.values()) {
-      const unit = rt.task.drain();
-      for (const out of unit.outputs) outputs.push(out);
-      for (const change of unit.changes) {
-        if (rt.task.topology.stores.get(change.store)?.changelog === false) continue;
-        outputs.push({
-          topic: changelogTopic(this.options.applicationId, rt.task.topology.name, change.store),
-          partition: rt.task.partition,
-          key: Buffer.from(change.key, 'utf8'),
-          ...changelogValue(change.value),
-          timestamp: this.lastCommit,
-        });
-      }
-      if (unit.ops.length > 0) rt.db.write(unit.ops);
-      for (const o of unit.offsets) offsets.push({ topic: o.topic, partition: o.partition, offset: o.offset });
-    }
+    for (const byPartition of this.drainedOffsets.values()) for (const o of byPartition.values()) offsets.push(o);
+    this.drainedOffsets.clear();
     if (outputs.length === 0 && offsets.length === 0) return;
     const started = process.hrtime.bigint();
     let finishing: Promise<void>;
@@ -712,6 +714,54 @@ export class KafkaRuntime {
     }
     finishing.catch(() => undefined); // observed by settle()
     this.inflight = finishing;
+  }
+
+  /**
+   * Takes what the tasks processed: local store writes are applied, input offsets kept in
+   * drainedOffsets for the commit, outputs and changelog records returned for producing.
+   */
+  private drainTasks(): OutputRecord[] {
+    const outputs: OutputRecord[] = [];
+    const now = this.now();
+    for (const [key, rt] of this.tasks) {
+      const unit = rt.task.drain();
+      for (const out of unit.outputs) outputs.push(out);
+      for (const change of unit.changes) {
+        if (rt.task.topology.stores.get(change.store)?.changelog === false) continue;
+        outputs.push({
+          topic: changelogTopic(this.options.applicationId, rt.task.topology.name, change.store),
+          partition: rt.task.partition,
+          key: Buffer.from(change.key, 'utf8'),
+          ...changelogValue(change.value),
+          timestamp: now,
+        });
+      }
+      if (unit.ops.length > 0) rt.db.write(unit.ops);
+      if (unit.offsets.length === 0) continue;
+      let byPartition = this.drainedOffsets.get(key);
+      if (!byPartition) {
+        byPartition = new Map();
+        this.drainedOffsets.set(key, byPartition);
+      }
+      for (const o of unit.offsets) byPartition.set(`${o.topic}/${o.partition}`, { topic: o.topic, partition: o.partition, offset: o.offset });
+    }
+    return outputs;
+  }
+
+  /**
+   * At-least-once, between commits: produces the outputs processed so far (with the changelog records
+   * of that work) right away, like Kafka Streams, instead of holding them until the commit; their
+   * offsets wait for the commit, which flushes the producer first.
+   */
+  private sendEarly(): void {
+    let pending = false;
+    for (const rt of this.tasks.values()) {
+      if (rt.task.pendingOutputs() > 0) {
+        pending = true;
+        break;
+      }
+    }
+    if (pending) this.produceAll(this.drainTasks());
   }
 
   /** Waits for the commit in flight, if any; throws its error. */
