@@ -29,6 +29,15 @@ export interface IncrementalAssignment {
   /** In a revoke callback: the partitions were taken away (session lost), not handed over. */
   assignmentLost(): boolean;
 }
+/** consume(n) tuning the package implements but its typings omit. */
+export interface ConsumeTuning {
+  /** true: consume(n) waits its timeout for the first record only, then takes what is already fetched. */
+  setDefaultIsTimeoutOnlyForFirstMessage(onlyFirst: boolean): void;
+}
+/** A commit on the client's worker thread, not blocking the event loop like commitSync (untyped in the package). */
+export interface AsyncCommit {
+  commitCb(offsets: TopicPartitionOffset[], cb: (err: LibrdKafkaError | null) => void): void;
+}
 export type { IAdminClient, KafkaConsumerType, Message, Metadata, ProducerType, TopicPartitionOffset };
 
 /** librdkafka error codes used here. */
@@ -79,6 +88,9 @@ export function toSourceRecord(m: Message): SourceRecord {
   };
 }
 
-export function toHeaders(headers: Headers): MessageHeader[] {
-  return Object.entries(headers).map(([k, v]) => ({ [k]: Buffer.from(v, 'utf8') }));
+/** Undefined without headers: producing with an empty header list costs about as much again as producing without. */
+export function toHeaders(headers: Headers): MessageHeader[] | undefined {
+  let out: MessageHeader[] | undefined;
+  for (const [k, v] of Object.entries(headers)) (out ??= []).push({ [k]: Buffer.from(v, 'utf8') });
+  return out;
 }

@@ -9,7 +9,7 @@ import type { OutputRecord, SourceRecord } from '../record.js';
 import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
 import { CachedKeyValueStore } from '../../state/kv-store.js';
-import { RocksDatabase, type WriteOp } from '../../state/rocks.js';
+import { RocksDatabase } from '../../state/rocks.js';
 import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
 import { TaskInput } from './task-input.js';
 import {
@@ -20,6 +20,8 @@ import {
   Producer,
   toHeaders,
   toSourceRecord,
+  type AsyncCommit,
+  type ConsumeTuning,
   type IncrementalAssignment,
   type KafkaConsumerType,
   type LibrdkafkaSettings,
@@ -75,6 +77,21 @@ const REOPEN_GIVE_UP_MS = 5 * 60_000;
 /** librdkafka's logical offset for "the start of the partition". */
 const OFFSET_BEGINNING = -2;
 const CHECKPOINT = '.checkpoint';
+/** Performance settings; kafka.librdkafka overrides them. */
+const CONSUMER_DEFAULTS: LibrdkafkaSettings = {
+  // librdkafka leaves Nagle on (the Java clients turn it off): small requests may wait for delayed ACKs.
+  'socket.nagle.disable': true,
+};
+const PRODUCER_DEFAULTS: LibrdkafkaSettings = {
+  'socket.nagle.disable': true,
+  // Records are produced in one burst per commit and flushed (or committed) right after.
+  'linger.ms': 5,
+};
+
+/** How long consume waits for a first record. */
+const CONSUME_TIMEOUT_MS = 100;
+const WAITING_CONSUME_TIMEOUT_MS = 10;
+
 /** Records buffered per input partition before its fetching is paused. */
 const MAX_BUFFERED = 20_000;
 
@@ -85,9 +102,15 @@ const MAX_BUFFERED = 20_000;
  */
 const EMPTY_VALUE_HEADER = 'sampleloop.changelog.empty';
 
+const EMPTY_VALUE_HEADERS: Readonly<Record<string, string>> = Object.freeze({ [EMPTY_VALUE_HEADER]: '1' });
+/** EMPTY_VALUE_HEADERS as produced, built once (produceAll recognizes the object). */
+const EMPTY_VALUE_MESSAGE_HEADERS = toHeaders(EMPTY_VALUE_HEADERS);
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+const EMPTY_VALUE_BYTES = Buffer.from([0]);
+
 function changelogValue(value: Buffer | null): { value: Buffer | null; headers: Record<string, string> } {
-  if (value !== null && value.length === 0) return { value: Buffer.from([0]), headers: { [EMPTY_VALUE_HEADER]: '1' } };
-  return { value, headers: {} };
+  if (value !== null && value.length === 0) return { value: EMPTY_VALUE_BYTES, headers: EMPTY_VALUE_HEADERS };
+  return { value, headers: NO_HEADERS };
 }
 
 function restoredValue(m: Message): Buffer | null {
@@ -124,7 +147,13 @@ export class KafkaRuntime {
   /** Tasks dropped by a recovery, reopened (restored, rewound) at the top of the run loop. */
   private readonly pendingReopen = new Map<string, { topology: Topology; partition: number }>();
   private producerNeedsReset = false;
+  /** Input offsets of drained work per task, committed by the next commit (see sendEarly). */
+  private readonly drainedOffsets = new Map<string, Map<string, TopicPartitionOffset>>();
+  /** The second half of the last commit, running while processing goes on (see startCommit). */
+  private inflight: Promise<void> | undefined;
   private failedCommits = 0;
+  /** Some task holds records it may not process yet (see TaskInput). */
+  private waiting = false;
   private reopenFailingSince: number | undefined;
   private lastCommit = 0;
   private lastPunctuate = 0;
@@ -169,6 +198,7 @@ export class KafkaRuntime {
 
     this.consumer = new KafkaConsumer(
       {
+        ...CONSUMER_DEFAULTS,
         ...o.librdkafka,
         'group.id': o.applicationId,
         'client.id': `${o.applicationId}-${o.instanceId}-consumer`,
@@ -177,6 +207,8 @@ export class KafkaRuntime {
         'partition.assignment.strategy': 'cooperative-sticky',
         'isolation.level': 'read_committed',
         'auto.offset.reset': 'earliest',
+        // TaskInput learns from these events that a partition is caught up.
+        'enable.partition.eof': true,
         rebalance_cb: (err: { code: number }, assignment: Array<{ topic: string; partition: number }>) => {
           if (this.stopped) {
             // Closing: tasks are already committed and closed; let librdkafka finish leaving the group.
@@ -194,7 +226,11 @@ export class KafkaRuntime {
       { 'auto.offset.reset': 'earliest' },
     );
     await call('connecting the consumer', (cb) => this.consumer.connect({}, cb as never));
-    this.consumer.setDefaultConsumeTimeout(100);
+    this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
+    // Otherwise consume(n) waits up to the timeout for each of the n records, holding back what
+    // arrived already until n records are there: at a low rate that is most of a second.
+    (this.consumer as unknown as ConsumeTuning).setDefaultIsTimeoutOnlyForFirstMessage(true);
+    this.consumer.on('partition.eof', (eof) => this.onPartitionEnd(eof.topic, eof.partition, eof.offset));
     this.consumer.subscribe([...this.byLead.keys()]);
     this.lastCommit = this.now();
     this.lastPunctuate = this.now();
@@ -204,12 +240,14 @@ export class KafkaRuntime {
   private async createProducer(): Promise<ProducerType> {
     const o = this.options;
     const producer = new Producer({
+      ...PRODUCER_DEFAULTS,
       ...o.librdkafka,
       'client.id': `${o.applicationId}-${o.instanceId}-producer`,
       'enable.idempotence': true,
       acks: 'all',
-      'linger.ms': 5,
       dr_cb: true,
+      // Only failures are needed (they fail the commit): a report per delivered record doubles the cost of producing.
+      'delivery.report.only.error': true,
       ...(o.guarantee === 'exactly_once' ? { 'transactional.id': `${o.applicationId}-${o.instanceId}`, 'transaction.timeout.ms': 60_000 } : {}),
     } as ConstructorParameters<typeof Producer>[0]);
     producer.on('delivery-report', (err) => {
@@ -234,6 +272,8 @@ export class KafkaRuntime {
       await this.reopenPending();
       let messages: Message[] = [];
       try {
+        // consume(n) returns early on records only, not on end-of-partition events: do not sit on waiting records.
+        this.consumer.setDefaultConsumeTimeout(this.waiting ? WAITING_CONSUME_TIMEOUT_MS : CONSUME_TIMEOUT_MS);
         messages = await call<Message[]>('consuming', (cb) => this.consumer.consume(this.options.pollRecords, cb));
       } catch (err) {
         if (err instanceof KafkaError && err.kafkaCode === ERR.FATAL) throw err;
@@ -242,6 +282,13 @@ export class KafkaRuntime {
       }
       await this.runJobs();
       await this.process(messages);
+      if (this.options.guarantee === 'at_least_once') {
+        try {
+          this.sendEarly();
+        } catch (err) {
+          await this.recover(err);
+        }
+      }
       const now = this.now();
       if (now - this.lastPunctuate >= this.options.punctuateIntervalMs) {
         this.lastPunctuate = now;
@@ -253,24 +300,31 @@ export class KafkaRuntime {
   }
 
   /**
-   * Commits; when that fails (broker gone, group session lost, transaction aborted...) the
-   * uncommitted work is dropped with its tasks, which are then reopened from the changelogs and
-   * rewound to the committed offsets (`reopenPending`), so processing resumes by itself.
+   * Commits (`start`: starts a commit, see startCommit; `complete`: commits and waits; `settle`: only
+   * waits for the commit in flight); when that fails (broker gone, group session lost, transaction
+   * aborted...) the uncommitted work is dropped with its tasks, which are then reopened from the
+   * changelogs and rewound to the committed offsets (`reopenPending`), so processing resumes by itself.
    * Tasks in `revoking` (being handed over) are dropped without being reopened.
    */
-  private async commitOrRecover(revoking: ReadonlySet<string> = new Set()): Promise<void> {
+  private async commitOrRecover(revoking: ReadonlySet<string> = new Set(), how: 'start' | 'complete' | 'settle' = 'start'): Promise<void> {
     try {
-      await this.commit();
-      this.failedCommits = 0;
-      return;
+      if (how === 'start') await this.startCommit();
+      else if (how === 'complete') await this.commit();
+      else await this.settle();
     } catch (err) {
-      this.failedCommits++;
-      if (this.failedCommits > MAX_FAILED_COMMITS) throw err;
-      this.options.logger.warn(
-        { err: errorMessage(err), attempt: this.failedCommits, tasks: [...this.tasks.keys()] },
-        'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
-      );
+      await this.recover(err, revoking);
     }
+  }
+
+  /** Drops every task's uncommitted work (see commitOrRecover); throws `err` after too many failures in a row. */
+  private async recover(err: unknown, revoking: ReadonlySet<string> = new Set()): Promise<void> {
+    this.failedCommits++;
+    if (this.failedCommits > MAX_FAILED_COMMITS) throw err;
+    this.options.logger.warn(
+      { err: errorMessage(err), attempt: this.failedCommits, tasks: [...this.tasks.keys()] },
+      'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
+    );
+    await this.settle().catch(() => undefined); // its work is dropped too
     this.deliveryErrors = [];
     if (this.options.guarantee === 'exactly_once') this.producerNeedsReset = true;
     for (const [key, rt] of [...this.tasks]) {
@@ -334,48 +388,65 @@ export class KafkaRuntime {
   }
 
   private async process(messages: Message[]): Promise<void> {
-    if (messages.length === 0) return;
-    const records = messages.map(toSourceRecord);
-    if (this.options.beforeBatch) await this.options.beforeBatch(records);
-    for (const record of records) {
-      const topology = this.bySource.get(record.topic);
-      const key = topology && this.taskKey(topology.name, record.partition);
-      // A task revoked meanwhile: the new owner reprocesses the record from the committed offset.
-      if (key !== undefined && this.tasks.has(key)) this.inputOf(key).push(record);
+    if (messages.length > 0) {
+      const records = messages.map(toSourceRecord);
+      if (this.options.beforeBatch) await this.options.beforeBatch(records);
+      for (const record of records) {
+        // A task revoked meanwhile: the new owner reprocesses the record from the committed offset.
+        this.inputFor(record.topic, record.partition)?.push(record);
+      }
     }
+    // Also without new records: an end-of-partition event may release records waiting for that partition.
     await this.drainInputs();
   }
 
-  private inputOf(key: string): TaskInput {
+  /** The input buffer of the task that reads `topic` partition `partition`; undefined when this instance has no such task. */
+  private inputFor(topic: string, partition: number): TaskInput | undefined {
+    const topology = this.bySource.get(topic);
+    if (!topology) return undefined;
+    const key = this.taskKey(topology.name, partition);
     let input = this.inputs.get(key);
     if (!input) {
-      const rt = this.tasks.get(key) as RunningTask;
-      input = new TaskInput(rt.task.topology.sourceTopics().map((topic) => ({ topic, partition: rt.task.partition })));
+      if (!this.tasks.has(key)) return undefined;
+      input = new TaskInput(topology.sourceTopics().map((t) => ({ topic: t, partition })));
       this.inputs.set(key, input);
     }
     return input;
   }
 
+  private onPartitionEnd(topic: string, partition: number, offset: number): void {
+    this.inputFor(topic, partition)?.markEnd(topic, partition, offset);
+  }
+
+  /**
+   * Fallback for an empty partition without an end-of-partition event since its last record: caught up
+   * when the consumer's position has reached the high watermark of the last fetch. An unknown position
+   * or watermark means the partition was not fetched yet: wait for it.
+   */
+  private readonly caughtUp = (topic: string, partition: number): boolean => {
+    const { highOffset } = this.consumer.getWatermarkOffsets(topic, partition);
+    if (highOffset < 0) return false;
+    const [pos] = this.consumer.position([{ topic, partition }]);
+    return typeof pos?.offset === 'number' && pos.offset >= 0 && pos.offset >= highOffset;
+  };
+
   /** Processes each task's buffered input in timestamp order (see TaskInput), pausing partitions buffered far ahead. */
   private async drainInputs(): Promise<void> {
-    const caughtUp = (topic: string, partition: number): boolean => {
-      const { highOffset } = this.consumer.getWatermarkOffsets(topic, partition);
-      const [pos] = this.consumer.position([{ topic, partition }]);
-      const position = typeof pos?.offset === 'number' ? pos.offset : -1;
-      return highOffset < 0 || position < 0 || position >= highOffset;
-    };
+    this.waiting = false;
     for (const [key, input] of this.inputs) {
       const rt = this.tasks.get(key);
       if (!rt) {
         this.inputs.delete(key);
         continue;
       }
+      if (input.size() === 0) continue;
       let processed = 0;
-      for (let record = input.next(caughtUp); record; record = input.next(caughtUp)) {
+      for (let record = input.next(this.caughtUp); record; record = input.next(this.caughtUp)) {
         rt.task.process(record);
         processed++;
       }
       if (processed > 0) await rt.task.flushBatches();
+      if (input.size() > 0) this.waiting = true;
       for (const b of input.buffered()) {
         const tp = [{ topic: b.topic, partition: b.partition }];
         const id = `${b.topic}/${b.partition}`;
@@ -437,7 +508,7 @@ export class KafkaRuntime {
       if (topology) keys.add(this.taskKey(topology.name, partition));
     }
     // Lost partitions may already be processed by their new owner: their uncommitted work is dropped, not committed.
-    if (!lost) await this.commitOrRecover(keys);
+    await this.commitOrRecover(keys, lost ? 'settle' : 'complete');
     const all: Array<{ topic: string; partition: number }> = [];
     for (const { topic, partition } of partitions) {
       const topology = this.byLead.get(topic);
@@ -577,6 +648,7 @@ export class KafkaRuntime {
     if (!rt) return;
     this.tasks.delete(key);
     this.inputs.delete(key);
+    this.drainedOffsets.delete(key);
     try {
       rt.task.close();
     } finally {
@@ -589,6 +661,7 @@ export class KafkaRuntime {
     if (!rt) return;
     this.tasks.delete(key);
     this.inputs.delete(key);
+    this.drainedOffsets.delete(key);
     for (const topic of rt.task.topology.sourceTopics()) this.paused.delete(`${topic}/${rt.task.partition}`);
     rt.task.close();
     const checkpoint: Record<string, number> = {};
@@ -604,11 +677,53 @@ export class KafkaRuntime {
 
   /** Makes outputs, changelog records and input offsets durable: in that order, or atomically under exactly-once. */
   async commit(): Promise<void> {
+    await this.startCommit();
+    await this.settle();
+  }
+
+  /**
+   * Hands everything processed since the last commit to the producer and returns; the rest (flush and
+   * offset commit, or the transaction's offsets and commit) runs while the next records are processed,
+   * and the next commit (or `settle`) waits for it and throws its error. Processing meanwhile is safe:
+   * the tasks keep the new outputs and offsets until then, and a failure drops all uncommitted work.
+   * Local store writes are applied right away (the stores read through to the database); local state
+   * is only trusted after a successful commit (the checkpoint written on closing a task).
+   */
+  private async startCommit(): Promise<void> {
+    await this.settle();
     this.lastCommit = this.now();
-    const outputs: OutputRecord[] = [];
-    const localWrites: Array<{ db: RocksDatabase; ops: WriteOp[] }> = [];
+    const outputs = this.drainTasks();
     const offsets: TopicPartitionOffset[] = [];
-    for (const rt of this.tasks.values()) {
+    for (const byPartition of this.drainedOffsets.values()) for (const o of byPartition.values()) offsets.push(o);
+    this.drainedOffsets.clear();
+    if (outputs.length === 0 && offsets.length === 0) return;
+    const started = process.hrtime.bigint();
+    let finishing: Promise<void>;
+    if (this.options.guarantee === 'exactly_once') {
+      await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
+      try {
+        this.produceAll(outputs);
+      } catch (err) {
+        await this.abortTransaction(err);
+        throw err;
+      }
+      finishing = this.finishTransaction(offsets, started);
+    } else {
+      this.produceAll(outputs);
+      finishing = this.finishAtLeastOnce(offsets, started);
+    }
+    finishing.catch(() => undefined); // observed by settle()
+    this.inflight = finishing;
+  }
+
+  /**
+   * Takes what the tasks processed: local store writes are applied, input offsets kept in
+   * drainedOffsets for the commit, outputs and changelog records returned for producing.
+   */
+  private drainTasks(): OutputRecord[] {
+    const outputs: OutputRecord[] = [];
+    const now = this.now();
+    for (const [key, rt] of this.tasks) {
       const unit = rt.task.drain();
       for (const out of unit.outputs) outputs.push(out);
       for (const change of unit.changes) {
@@ -618,36 +733,74 @@ export class KafkaRuntime {
           partition: rt.task.partition,
           key: Buffer.from(change.key, 'utf8'),
           ...changelogValue(change.value),
-          timestamp: this.lastCommit,
+          timestamp: now,
         });
       }
-      if (unit.ops.length > 0) localWrites.push({ db: rt.db, ops: unit.ops });
-      for (const o of unit.offsets) offsets.push({ topic: o.topic, partition: o.partition, offset: o.offset });
-    }
-    if (outputs.length === 0 && offsets.length === 0 && localWrites.length === 0) return;
-    const started = process.hrtime.bigint();
-    if (this.options.guarantee === 'exactly_once') {
-      await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
-      try {
-        this.produceAll(outputs);
-        if (offsets.length > 0) await call('sending offsets to the transaction', (cb) => this.producer.sendOffsetsToTransaction(offsets, this.consumer, 30_000, cb));
-        await call('committing the transaction', (cb) => this.producer.commitTransaction(60_000, cb));
-      } catch (err) {
-        this.options.logger.error({ err: errorMessage(err) }, 'transaction failed; aborting');
-        await call('aborting the transaction', (cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
-        throw err;
+      if (unit.ops.length > 0) rt.db.write(unit.ops);
+      if (unit.offsets.length === 0) continue;
+      let byPartition = this.drainedOffsets.get(key);
+      if (!byPartition) {
+        byPartition = new Map();
+        this.drainedOffsets.set(key, byPartition);
       }
-    } else {
-      this.produceAll(outputs);
-      await call('flushing the producer', (cb) => this.producer.flush(60_000, cb));
-      if (this.deliveryErrors.length > 0) {
-        const first = this.deliveryErrors[0] as Error;
-        this.deliveryErrors = [];
-        throw first;
-      }
-      if (offsets.length > 0) this.consumer.commitSync(offsets);
+      for (const o of unit.offsets) byPartition.set(`${o.topic}/${o.partition}`, { topic: o.topic, partition: o.partition, offset: o.offset });
     }
-    for (const w of localWrites) w.db.write(w.ops);
+    return outputs;
+  }
+
+  /**
+   * At-least-once, between commits: produces the outputs processed so far (with the changelog records
+   * of that work) right away, like Kafka Streams, instead of holding them until the commit; their
+   * offsets wait for the commit, which flushes the producer first.
+   */
+  private sendEarly(): void {
+    let pending = false;
+    for (const rt of this.tasks.values()) {
+      if (rt.task.pendingOutputs() > 0) {
+        pending = true;
+        break;
+      }
+    }
+    if (pending) this.produceAll(this.drainTasks());
+  }
+
+  /** Waits for the commit in flight, if any; throws its error. */
+  private async settle(): Promise<void> {
+    const inflight = this.inflight;
+    if (!inflight) return;
+    this.inflight = undefined;
+    await inflight;
+  }
+
+  private async finishTransaction(offsets: TopicPartitionOffset[], started: bigint): Promise<void> {
+    try {
+      if (offsets.length > 0) await call('sending offsets to the transaction', (cb) => this.producer.sendOffsetsToTransaction(offsets, this.consumer, 30_000, cb));
+      await call('committing the transaction', (cb) => this.producer.commitTransaction(60_000, cb));
+    } catch (err) {
+      await this.abortTransaction(err);
+      throw err;
+    }
+    this.committed(started);
+  }
+
+  private async abortTransaction(err: unknown): Promise<void> {
+    this.options.logger.error({ err: errorMessage(err) }, 'transaction failed; aborting');
+    await call('aborting the transaction', (cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
+  }
+
+  private async finishAtLeastOnce(offsets: TopicPartitionOffset[], started: bigint): Promise<void> {
+    await call('flushing the producer', (cb) => this.producer.flush(60_000, cb));
+    if (this.deliveryErrors.length > 0) {
+      const first = this.deliveryErrors[0] as Error;
+      this.deliveryErrors = [];
+      throw first;
+    }
+    if (offsets.length > 0) await call('committing offsets', (cb) => (this.consumer as unknown as AsyncCommit).commitCb(offsets, cb));
+    this.committed(started);
+  }
+
+  private committed(started: bigint): void {
+    this.failedCommits = 0;
     this.options.metrics.commits.inc();
     this.options.metrics.commitSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
@@ -657,7 +810,8 @@ export class KafkaRuntime {
       const partition = r.partition ?? (r.key ? partitionForKey(r.key, this.partitions.get(r.topic) ?? 1) : null);
       for (;;) {
         try {
-          this.producer.produce(r.topic, partition, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
+          const headers = r.headers === EMPTY_VALUE_HEADERS ? EMPTY_VALUE_MESSAGE_HEADERS : toHeaders(r.headers);
+          this.producer.produce(r.topic, partition, r.value, r.key, r.timestamp, undefined, headers);
           break;
         } catch (err) {
           // Local queue full: let librdkafka deliver some records, then retry.
