@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
 import { parseConfig, type SampleloopConfig } from '../engine/config.js';
 import { UsageError, errorMessage } from '../engine/errors.js';
+import { startKafkaApp } from '../engine/kafka/app.js';
 import { createLogger } from '../engine/logger.js';
 import { packageRoot } from '../engine/paths.js';
 import { decodeFramed } from '../schemas/codec.js';
@@ -120,16 +121,8 @@ export interface EngineRunSpec {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// HOOK — sampleloop's Kafka mode (engine/kafka/).
-// The benchmark runs sampleloop in a child process through `startSampleloopKafka(options)` exported by
-// ../engine/kafka/index.js; it must resolve once the engine consumes (its partitions are assigned) and
-// return something with close(). While that module or export does not exist, the child falls back to
-// `startKafkaApp` of ../engine/kafka/app.js (see `startViaKafkaApp`); without either, the sampleloop rows
-// read "not available yet". Adapt `sampleloopOptions` here if the real signature differs.
+// sampleloop's Kafka mode (engine/kafka/app.ts), run in a child process until close().
 // ---------------------------------------------------------------------------------------------------
-export const SAMPLELOOP_KAFKA_MODULE = '../engine/kafka/index.js';
-const SAMPLELOOP_KAFKA_APP_MODULE = '../engine/kafka/app.js';
-
 export interface SampleloopKafkaBenchOptions {
   bootstrap: string;
   processingGuarantee: 'at_least_once' | 'exactly_once_v2';
@@ -170,9 +163,8 @@ function sampleloopOptions(spec: EngineRunSpec, dataDir: string): SampleloopKafk
   };
 }
 
-/** Fallback while engine/kafka/index has no startSampleloopKafka: the committed Kafka app, run until close(). */
+/** Starts sampleloop's Kafka app and resolves once it owns every partition. */
 async function startViaKafkaApp(options: SampleloopKafkaBenchOptions): Promise<RunningSampleloopKafka> {
-  const { startKafkaApp } = (await import(SAMPLELOOP_KAFKA_APP_MODULE)) as typeof import('../engine/kafka/app.js');
   const app = await startKafkaApp(options.config, { logger: createLogger({ level: options.config.log.level, name: 'sampleloop-bench' }) });
   const controller = new AbortController();
   const running = app.runtime.run(controller.signal);
@@ -196,17 +188,9 @@ async function startViaKafkaApp(options: SampleloopKafkaBenchOptions): Promise<R
   };
 }
 
-/** The hook, the fallback, or why neither can be used. */
-export async function loadSampleloopKafka(): Promise<{ start: StartSampleloopKafka; via: string } | { unavailable: string }> {
-  const exists = (specifier: string): boolean => existsSync(fileURLToPath(new URL(specifier, import.meta.url)));
-  if (exists(SAMPLELOOP_KAFKA_MODULE)) {
-    // A variable specifier keeps tsc from requiring the module while it does not exist.
-    const specifier: string = SAMPLELOOP_KAFKA_MODULE;
-    const mod = (await import(specifier)) as { startSampleloopKafka?: unknown };
-    if (typeof mod.startSampleloopKafka === 'function') return { start: mod.startSampleloopKafka as StartSampleloopKafka, via: 'engine/kafka/index startSampleloopKafka' };
-  }
-  if (exists(SAMPLELOOP_KAFKA_APP_MODULE)) return { start: startViaKafkaApp, via: 'engine/kafka/app startKafkaApp (fallback)' };
-  return { unavailable: 'not available yet (no engine/kafka/index startSampleloopKafka)' };
+/** How the benchmark starts sampleloop (a union so a run can still report an engine as unavailable). */
+export function loadSampleloopKafka(): Promise<{ start: StartSampleloopKafka; via: string } | { unavailable: string }> {
+  return Promise.resolve({ start: startViaKafkaApp, via: 'engine/kafka/app startKafkaApp' });
 }
 
 // ---------------------------------------------------------------------------------------------------

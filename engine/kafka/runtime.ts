@@ -440,12 +440,11 @@ export class KafkaRuntime {
         continue;
       }
       if (input.size() === 0) continue;
-      let processed = 0;
-      for (let record = input.next(this.caughtUp); record; record = input.next(this.caughtUp)) {
-        rt.task.process(record);
-        processed++;
-      }
-      if (processed > 0) await rt.task.flushBatches();
+      const batch: SourceRecord[] = [];
+      for (let record = input.next(this.caughtUp); record; record = input.next(this.caughtUp)) batch.push(record);
+      rt.task.prefetch(batch);
+      for (const record of batch) rt.task.process(record);
+      if (batch.length > 0) await rt.task.flushBatches();
       if (input.size() > 0) this.waiting = true;
       for (const b of input.buffered()) {
         const tp = [{ topic: b.topic, partition: b.partition }];
