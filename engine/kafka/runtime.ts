@@ -147,6 +147,10 @@ export class KafkaRuntime {
   /** Tasks dropped by a recovery, reopened (restored, rewound) at the top of the run loop. */
   private readonly pendingReopen = new Map<string, { topology: Topology; partition: number }>();
   private producerNeedsReset = false;
+  /** Exactly-once: a transaction was begun and outputs produced into it ahead of its commit (see sendEarlyInTransaction). */
+  private transactionOpen = false;
+  /** False from the start of a commit until it succeeded: no new transaction may begin meanwhile. */
+  private commitSucceeded = true;
   /** Input offsets of drained work per task, committed by the next commit (see sendEarly). */
   private readonly drainedOffsets = new Map<string, Map<string, TopicPartitionOffset>>();
   /** The second half of the last commit, running while processing goes on (see startCommit). */
@@ -282,12 +286,11 @@ export class KafkaRuntime {
       }
       await this.runJobs();
       await this.process(messages);
-      if (this.options.guarantee === 'at_least_once') {
-        try {
-          this.sendEarly();
-        } catch (err) {
-          await this.recover(err);
-        }
+      try {
+        if (this.options.guarantee === 'at_least_once') this.sendEarly();
+        else await this.sendEarlyInTransaction();
+      } catch (err) {
+        await this.recover(err);
       }
       const now = this.now();
       if (now - this.lastPunctuate >= this.options.punctuateIntervalMs) {
@@ -325,6 +328,11 @@ export class KafkaRuntime {
       'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
     );
     await this.settle().catch(() => undefined); // its work is dropped too
+    if (this.transactionOpen) {
+      this.transactionOpen = false;
+      await this.abortTransaction(err);
+    }
+    this.commitSucceeded = true;
     this.deliveryErrors = [];
     if (this.options.guarantee === 'exactly_once') this.producerNeedsReset = true;
     for (const [key, rt] of [...this.tasks]) {
@@ -695,11 +703,13 @@ export class KafkaRuntime {
     const offsets: TopicPartitionOffset[] = [];
     for (const byPartition of this.drainedOffsets.values()) for (const o of byPartition.values()) offsets.push(o);
     this.drainedOffsets.clear();
-    if (outputs.length === 0 && offsets.length === 0) return;
+    if (outputs.length === 0 && offsets.length === 0 && !this.transactionOpen) return;
     const started = process.hrtime.bigint();
     let finishing: Promise<void>;
     if (this.options.guarantee === 'exactly_once') {
-      await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
+      if (!this.transactionOpen) await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
+      this.transactionOpen = false;
+      this.commitSucceeded = false;
       try {
         this.produceAll(outputs);
       } catch (err) {
@@ -763,6 +773,29 @@ export class KafkaRuntime {
     if (pending) this.produceAll(this.drainTasks());
   }
 
+  /**
+   * Exactly-once, between commits: begins the transaction (unless the previous one is still
+   * committing) and produces the outputs processed so far into it, as Kafka Streams does, so the
+   * commit only has to send the offsets and commit. Nothing is visible to read_committed consumers
+   * before the commit, and an aborted transaction takes these records with it.
+   */
+  private async sendEarlyInTransaction(): Promise<void> {
+    if (!this.commitSucceeded || this.producerNeedsReset) return;
+    let pending = false;
+    for (const rt of this.tasks.values()) {
+      if (rt.task.pendingOutputs() > 0) {
+        pending = true;
+        break;
+      }
+    }
+    if (!pending) return;
+    if (!this.transactionOpen) {
+      await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
+      this.transactionOpen = true;
+    }
+    this.produceAll(this.drainTasks());
+  }
+
   /** Waits for the commit in flight, if any; throws its error. */
   private async settle(): Promise<void> {
     const inflight = this.inflight;
@@ -779,6 +812,7 @@ export class KafkaRuntime {
       await this.abortTransaction(err);
       throw err;
     }
+    this.commitSucceeded = true;
     this.committed(started);
   }
 
