@@ -44,6 +44,12 @@ export interface ProcessorContext<Out> {
   recordContext(): RecordContext | undefined;
   /** Calls `punctuator` about every `intervalMs` of wall-clock time with the current wall-clock time. */
   schedule(intervalMs: number, punctuator: (wallClockMs: number) => void): void;
+  /**
+   * True when changelog records were applied to the task's stores before `init` (Kafka mode): a
+   * store declared without a changelog (`changelog: false`) is then out of date and must be
+   * rederived from the others.
+   */
+  stateRestored(): boolean;
 }
 
 export interface Processor<In, Out> {

@@ -48,6 +48,7 @@ export class StreamTask {
   private readonly stores = new Map<string, CommittableStore<unknown>>();
   private readonly instances = new Map<string, AnyProcessor<unknown, unknown>>();
   private prefetchers: Array<{ prefetch?(keys: readonly string[]): void }> = [];
+  private restored = false;
   /** Records waiting at batch processors, with the source record each came from. */
   private readonly pendingBatches = new Map<string, Array<{ record: StreamRecord<unknown>; context: RecordContext | undefined }>>();
   private readonly dispatchers = new Map<string, Map<string, Dispatch[]>>();
@@ -71,6 +72,11 @@ export class StreamTask {
   openStores(): void {
     if (this.stores.size > 0) return;
     for (const spec of this.topology.stores.values()) this.stores.set(spec.name, this.services.createStore(spec, this.id));
+  }
+
+  /** Records that changelog records were applied to the stores (before `init`; see ProcessorContext.stateRestored). */
+  markRestored(): void {
+    this.restored = true;
   }
 
   storeNames(): string[] {
@@ -291,6 +297,7 @@ export class StreamTask {
         return store as unknown as CommittableStore<V>;
       },
       recordContext: () => this.current,
+      stateRestored: () => this.restored,
       schedule: (intervalMs, fn) => {
         this.punctuations.push({ intervalMs, next: this.services.now() + intervalMs, fn, node: nodeName });
       },

@@ -64,7 +64,8 @@ export function predictionFeedbackJoin(name: string, options: JoinOptions): Join
     stores: [
       { name: stores.predictions, codec: heldPredictionCodec() },
       { name: stores.feedback, codec: bufferedFeedbackCodec() },
-      { name: stores.expiry, codec: matchedFlagCodec, readCacheEntries: 0, rangeScans: true },
+      // Derived from the other two (close times and matched flags): rebuilt after a changelog restore, never changelogged.
+      { name: stores.expiry, codec: matchedFlagCodec, readCacheEntries: 0, rangeScans: true, changelog: false },
       { name: stores.meta, codec: numberCodec },
     ],
     supplier: (sides) => new PredictionFeedbackJoin(sides.left, stores, options) as Processor<unknown, JoinResult>,
@@ -107,9 +108,22 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     this.feedback = ctx.store(this.storeNames.feedback);
     this.meta = ctx.store(this.storeNames.meta);
     this.streamTime = this.meta.get(STREAM_TIME_KEY) ?? Number.NEGATIVE_INFINITY;
-    this.expiry = new ExpiryIndex(ctx.store(this.storeNames.expiry), () => this.scanStart());
+    const expiryStore = ctx.store<number>(this.storeNames.expiry);
+    if (ctx.stateRestored()) this.rebuildExpiry(expiryStore);
+    this.expiry = new ExpiryIndex(expiryStore, () => this.scanStart());
     this.refreshNextClose();
     ctx.schedule(this.options.punctuateIntervalMs, (now) => this.onWallClock(now));
+  }
+
+  /** The expiry index from the held predictions and buffered feedback, replacing whatever the local store had. */
+  private rebuildExpiry(store: KeyValueStore<number>): void {
+    for (const [key] of store.committedEntries()) store.delete(key);
+    for (const [requestId, held] of this.predictions.committedEntries()) {
+      store.put(expiryKey(held.closeTime, PREDICTION_KIND, requestId), held.matched ? 1 : 0);
+    }
+    for (const [requestId, waiting] of this.feedback.committedEntries()) {
+      for (const item of waiting.items) store.put(expiryKey(item.closeTime, FEEDBACK_KIND, requestId), 0);
+    }
   }
 
   currentStreamTime(): number {

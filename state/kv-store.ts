@@ -1,4 +1,4 @@
-import type { RocksDatabase, WriteOp } from './rocks.js';
+import { prefixEnd, type RocksDatabase, type WriteOp } from './rocks.js';
 
 export interface Codec<V> {
   encode(value: V): Buffer;
@@ -17,6 +17,8 @@ export interface KeyValueStore<V> {
   pendingWrites(): number;
   /** Reads these keys in one bulk lookup, so the next `get` of each is answered from memory. */
   prefetch?(keys: readonly string[]): void;
+  /** Every committed entry, in pages (uncommitted writes are not seen): for rebuilding derived state at start. */
+  committedEntries(pageSize?: number): Iterable<[string, V]>;
 }
 
 /** One logical change of a store, as written to a changelog topic (value null = deleted). */
@@ -214,6 +216,18 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
 
   pendingWrites(): number {
     return this.dirty.size;
+  }
+
+  *committedEntries(pageSize = 5_000): Iterable<[string, V]> {
+    const offset = this.prefix.length;
+    const end = prefixEnd(this.prefix);
+    let cursor = this.prefix;
+    for (;;) {
+      const rows = this.db.range(cursor, end, pageSize);
+      for (const [k, v] of rows) yield [k.toString('utf8', offset), this.codec.decode(v)];
+      if (rows.length < pageSize) return;
+      cursor = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], ZERO]);
+    }
   }
 
   /** `withChanges` false: no changelog entries (the embedded runtime keeps state in the log's own database). */

@@ -609,6 +609,7 @@ export class KafkaRuntime {
       if (target && from < highOffset) pending.set(topic, { store: spec.name, target, from, end: highOffset, position: from, restored: 0 });
     }
     if (pending.size === 0) return;
+    task.markRestored();
     const restorer = new KafkaConsumer(
       { ...o.librdkafka, 'group.id': `${o.applicationId}-restore`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
       {},
