@@ -33,7 +33,11 @@ export class KafkaAdmin {
     return counts;
   }
 
-  /** Creates each missing topic; an existing compacted-required topic that is not compacted is an error. */
+  /**
+   * Creates each missing topic, compacted where required. Existing topics are used as they are: this
+   * client has no DescribeConfigs, so a pre-created `samples` topic or changelog that is not compacted
+   * is not detected (docs/kafka.md says to create them with cleanup.policy=compact).
+   */
   async ensureTopics(specs: TopicSpec[], replicationFactor: number): Promise<Map<string, number>> {
     const counts = await this.partitionCounts(specs.map((s) => s.name));
     const created: TopicSpec[] = [];
