@@ -79,25 +79,17 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
       writeManifest(options.outDir, manifest);
     });
     try {
-      for (let p = 0; p < partitions; p++) {
-        let from = positions[String(p)] ?? 0;
-        for (;;) {
-          const page = await source.read(topic, p, from, PAGE);
-          for (const record of page) {
-            const line = archiveLine(record.value, options.privacy);
-            if (line === null) summary.tombstones++;
-            else if (typeof line === 'object') {
-              summary.skipped++;
-              skippedLines.push(JSON.stringify({ topic, partition: p, offset: record.offset, reason: line.reason }));
-            } else {
-              await writer.write(line);
-              summary.records[kind]++;
-            }
-            positions[String(p)] = record.offset + 1;
-          }
-          if (page.length < PAGE) break;
-          from = (page[page.length - 1] as DisplayRecord).offset + 1;
+      for await (const { partition, record } of mergedByEventTime(source, topic, partitions, positions)) {
+        const line = archiveLine(record.value, options.privacy);
+        if (line === null) summary.tombstones++;
+        else if (typeof line === 'object') {
+          summary.skipped++;
+          skippedLines.push(JSON.stringify({ topic, partition, offset: record.offset, reason: line.reason }));
+        } else {
+          await writer.write(line);
+          summary.records[kind]++;
         }
+        positions[String(partition)] = record.offset + 1;
       }
       await writer.close();
     } catch (err) {
@@ -109,6 +101,53 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
   }
   if (skippedLines.length > 0) writeFileSync(join(options.outDir, SKIPPED_FILE), `${skippedLines.join('\n')}\n`, { flag: 'a' });
   return summary;
+}
+
+/** Event time of an archived record: the value's `timestamp` field, else the Kafka record's. */
+function eventTime(record: DisplayRecord): number {
+  const value = record.value as { timestamp?: unknown } | null;
+  return value !== null && typeof value === 'object' && typeof value.timestamp === 'number' ? value.timestamp : record.timestamp;
+}
+
+/**
+ * A topic's records from `positions` on, every partition in offset order, interleaved by event time
+ * (the earliest head first; ties by partition): archives of several partitions stay in time order,
+ * so replay can merge them instead of sorting. One page per partition is held in memory.
+ */
+async function* mergedByEventTime(
+  source: ArchiveSource,
+  topic: string,
+  partitions: number,
+  positions: Readonly<Record<string, number>>,
+): AsyncGenerator<{ partition: number; record: DisplayRecord }> {
+  const cursors: Array<{ partition: number; from: number; page: DisplayRecord[]; at: number; last: boolean }> = [];
+  for (let p = 0; p < partitions; p++) {
+    const cursor = { partition: p, from: positions[String(p)] ?? 0, page: [] as DisplayRecord[], at: 0, last: false };
+    if (await refill(source, topic, cursor)) cursors.push(cursor);
+  }
+  while (cursors.length > 0) {
+    let best = 0;
+    for (let i = 1; i < cursors.length; i++) {
+      const a = cursors[i] as (typeof cursors)[number];
+      const b = cursors[best] as (typeof cursors)[number];
+      if (eventTime(a.page[a.at] as DisplayRecord) < eventTime(b.page[b.at] as DisplayRecord)) best = i;
+    }
+    const cursor = cursors[best] as (typeof cursors)[number];
+    yield { partition: cursor.partition, record: cursor.page[cursor.at] as DisplayRecord };
+    cursor.at++;
+    if (cursor.at >= cursor.page.length && !(await refill(source, topic, cursor))) cursors.splice(best, 1);
+  }
+}
+
+/** Reads the partition's next page; false when nothing is left. */
+async function refill(source: ArchiveSource, topic: string, cursor: { partition: number; from: number; page: DisplayRecord[]; at: number; last: boolean }): Promise<boolean> {
+  if (cursor.last) return false;
+  cursor.page = await source.read(topic, cursor.partition, cursor.from, PAGE);
+  cursor.at = 0;
+  cursor.last = cursor.page.length < PAGE;
+  if (cursor.page.length === 0) return false;
+  cursor.from = (cursor.page[cursor.page.length - 1] as DisplayRecord).offset + 1;
+  return true;
 }
 
 /**
