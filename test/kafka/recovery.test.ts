@@ -133,12 +133,15 @@ describe.skipIf(endpoints === null || !kafkaAvailable())('Kafka mode: broker res
       }
     }
 
-    for (const { guarantee, test, app } of runs) {
-      // The outage really hit the application: a commit failed, or the group session was lost and the
-      // partitions taken away; either way the tasks were restored from the changelogs afterwards.
-      const hit = app.logs.findIndex((l) => l.msg.startsWith('commit failed') || (l.msg === 'partitions revoked' && l.lost === true));
-      expect(hit, `${guarantee}: the outage did not disturb the application`).toBeGreaterThanOrEqual(0);
-      expect(app.logs.slice(hit).some((l) => l.msg === 'state restored from changelog')).toBe(true);
+    // The outage must really hit at least one application: a commit failed, or the group session was
+    // lost and the partitions taken away. An application can also ride it out (librdkafka retries a
+    // commit until the broker is back); its outputs are checked all the same.
+    const hits = runs.map(({ app }) => app.logs.findIndex((l) => l.msg.startsWith('commit failed') || (l.msg === 'partitions revoked' && l.lost === true)));
+    expect(hits.some((hit) => hit >= 0), 'the broker restart disturbed neither application').toBe(true);
+    for (const [i, { guarantee, test, app }] of runs.entries()) {
+      const hit = hits[i] as number;
+      // A disturbed application dropped its uncommitted work and restored its tasks from the changelogs.
+      if (hit >= 0) expect(app.logs.slice(hit).some((l) => l.msg === 'state restored from changelog'), `${guarantee}: restored after the outage`).toBe(true);
       const actual = await readKafkaOutputs(own, test.topics, PARTITIONS);
       if (guarantee === 'exactly_once') {
         expect(differences(historyByKey(actual.samples), historyByKey(expected.samples))).toBe('');
