@@ -117,13 +117,16 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
 
   /** The expiry index from the held predictions and buffered feedback, replacing whatever the local store had. */
   private rebuildExpiry(store: KeyValueStore<number>): void {
-    for (const [key] of store.committedEntries()) store.delete(key);
-    for (const [requestId, held] of this.predictions.committedEntries()) {
-      store.put(expiryKey(held.closeTime, PREDICTION_KIND, requestId), held.matched ? 1 : 0);
-    }
-    for (const [requestId, waiting] of this.feedback.committedEntries()) {
-      for (const item of waiting.items) store.put(expiryKey(item.closeTime, FEEDBACK_KIND, requestId), 0);
-    }
+    const predictions = this.predictions;
+    const feedback = this.feedback;
+    store.replaceAll(
+      (function* entries(): Iterable<[string, number]> {
+        for (const [requestId, held] of predictions.committedEntries()) yield [expiryKey(held.closeTime, PREDICTION_KIND, requestId), held.matched ? 1 : 0];
+        for (const [requestId, waiting] of feedback.committedEntries()) {
+          for (const item of waiting.items) yield [expiryKey(item.closeTime, FEEDBACK_KIND, requestId), 0];
+        }
+      })(),
+    );
   }
 
   currentStreamTime(): number {

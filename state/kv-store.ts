@@ -19,6 +19,12 @@ export interface KeyValueStore<V> {
   prefetch?(keys: readonly string[]): void;
   /** Every committed entry, in pages (uncommitted writes are not seen): for rebuilding derived state at start. */
   committedEntries(pageSize?: number): Iterable<[string, V]>;
+  /**
+   * Replaces the whole store with `entries`, written straight to the database in batches rather than
+   * through the write cache: for rebuilding derived state at start (before any record), where the
+   * entries can be as many as the task's whole state.
+   */
+  replaceAll(entries: Iterable<[string, V]>): void;
 }
 
 /** One logical change of a store, as written to a changelog topic (value null = deleted). */
@@ -216,6 +222,29 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
 
   pendingWrites(): number {
     return this.dirty.size;
+  }
+
+  replaceAll(entries: Iterable<[string, V]>, batchSize = 10_000): void {
+    let ops: WriteOp[] = [];
+    const flush = (): void => {
+      this.db.write(ops);
+      ops = [];
+    };
+    for (const [key] of this.committedEntries()) {
+      ops.push({ type: 'del', key: this.physical(key) });
+      if (ops.length >= batchSize) flush();
+    }
+    flush();
+    for (const [key, value] of entries) {
+      ops.push({ type: 'put', key: this.physical(key), value: this.codec.encode(value) });
+      if (ops.length >= batchSize) flush();
+    }
+    flush();
+    this.dirty.clear();
+    if (this.dirtyKeys) this.dirtyKeys.length = 0;
+    this.dirtyKeysSorted = true;
+    this.clean.clear();
+    this.fetched.clear();
   }
 
   *committedEntries(pageSize = 5_000): Iterable<[string, V]> {

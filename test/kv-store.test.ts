@@ -95,3 +95,37 @@ describe('CachedKeyValueStore.range', () => {
     });
   }
 });
+
+describe('CachedKeyValueStore.replaceAll', () => {
+  it('leaves exactly the given entries, committed, with no cached or uncommitted leftovers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-kv-replace-'));
+    const db = await RocksDatabase.open(dir);
+    try {
+      const store = new CachedKeyValueStore<{ n: number }>('x', 't0', db, jsonCodec<{ n: number }>(), 100, true);
+      const other = new CachedKeyValueStore<{ n: number }>('y', 't0', db, jsonCodec<{ n: number }>(), 0);
+      for (let i = 0; i < 2_500; i++) store.put(`old-${String(i).padStart(5, '0')}`, { n: i });
+      other.put('keep', { n: 1 });
+      db.write([...store.drain().ops, ...other.drain().ops]);
+      expect(store.get('old-00007')).toEqual({ n: 7 });
+      store.put('uncommitted', { n: -1 });
+
+      store.replaceAll(
+        (function* () {
+          for (let i = 0; i < 1_234; i++) yield [`new-${String(i).padStart(5, '0')}`, { n: i }] as [string, { n: number }];
+        })(),
+        100,
+      );
+
+      const after = [...store.committedEntries(64)];
+      expect(after).toHaveLength(1_234);
+      expect(after[0]).toEqual(['new-00000', { n: 0 }]);
+      expect(store.get('old-00007')).toBeUndefined();
+      expect(store.get('uncommitted')).toBeUndefined();
+      expect(store.range('', '~', 3).map(([k]) => k)).toEqual(['new-00000', 'new-00001', 'new-00002']);
+      expect(other.get('keep')).toEqual({ n: 1 });
+    } finally {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
