@@ -76,17 +76,9 @@ export class ReplayTopologyDriver {
     this.offsets = [new Array<number>(partitions).fill(0), new Array<number>(partitions).fill(0)];
   }
 
-  /** Processes one record; true when a commit is due (call `commit` before the next record). */
-  process(record: ReplayRecord): boolean {
-    const source = this.sourceOf(record);
-    (this.tasks[source.partition] as StreamTask).process(source);
-    this.processed++;
-    return ++this.sinceCommit >= COMMIT_RECORDS;
-  }
-
   /**
-   * Processes records in order, committing at the same record counts as `process` would (so outputs
-   * do not depend on batching), with each task's keyed state read in bulk per stretch between commits.
+   * Processes records in order, committing every COMMIT_RECORDS records (so outputs do not depend on
+   * how the records are batched), with each task's keyed state read in bulk per stretch between commits.
    */
   async processAll(records: readonly ReplayRecord[]): Promise<void> {
     let at = 0;

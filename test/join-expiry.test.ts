@@ -6,18 +6,7 @@ import { ExpiryIndex } from '../processors/join-expiry.js';
 import { CachedKeyValueStore } from '../state/kv-store.js';
 import { RocksDatabase } from '../state/rocks.js';
 import { matchedFlagCodec } from '../processors/join-state.js';
-
-/** Seeded PRNG so a failure reproduces. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './reference/traffic.js';
 
 describe('ExpiryIndex: in-memory first page over the store', () => {
   let db: RocksDatabase | undefined;
@@ -35,7 +24,7 @@ describe('ExpiryIndex: in-memory first page over the store', () => {
       const store = new CachedKeyValueStore<number>('expiry', 't0', db, matchedFlagCodec, 0, true);
       const index = new ExpiryIndex(store, () => '', pageSize);
       const model = new Map<string, number>();
-      const rand = random(pageSize * 7919);
+      const rand = mulberry32(pageSize * 7919);
       const key = (n: number): string => String(n).padStart(6, '0');
       let base = 0;
       let pops = 0;

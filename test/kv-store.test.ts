@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CachedKeyValueStore, jsonCodec } from '../state/kv-store.js';
 import { RocksDatabase } from '../state/rocks.js';
+import { mulberry32 } from './reference/traffic.js';
 
 describe('CachedKeyValueStore.prefetch', () => {
   let db: RocksDatabase;
@@ -60,8 +61,7 @@ describe('CachedKeyValueStore.range', () => {
       try {
         const store = new CachedKeyValueStore<{ n: number }>('r', 't0', db, jsonCodec<{ n: number }>(), 0, ordered);
         const model = new Map<string, number>();
-        let seed = 12345;
-        const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+        const rand = mulberry32(12345);
         const key = (): string => `k${String(Math.floor(rand() * 3000)).padStart(5, '0')}`;
         for (let step = 0; step < 6000; step++) {
           const r = rand();

@@ -764,14 +764,7 @@ export class KafkaRuntime {
    * offsets wait for the commit, which flushes the producer first.
    */
   private sendEarly(): void {
-    let pending = false;
-    for (const rt of this.tasks.values()) {
-      if (rt.task.pendingOutputs() > 0) {
-        pending = true;
-        break;
-      }
-    }
-    if (pending) this.produceAll(this.drainTasks());
+    if (this.hasPendingOutputs()) this.produceAll(this.drainTasks());
   }
 
   /**
@@ -782,19 +775,17 @@ export class KafkaRuntime {
    */
   private async sendEarlyInTransaction(): Promise<void> {
     if (!this.commitSucceeded || this.producerNeedsReset) return;
-    let pending = false;
-    for (const rt of this.tasks.values()) {
-      if (rt.task.pendingOutputs() > 0) {
-        pending = true;
-        break;
-      }
-    }
-    if (!pending) return;
+    if (!this.hasPendingOutputs()) return;
     if (!this.transactionOpen) {
       await call('beginning a transaction', (cb) => this.producer.beginTransaction(cb));
       this.transactionOpen = true;
     }
     this.produceAll(this.drainTasks());
+  }
+
+  private hasPendingOutputs(): boolean {
+    for (const rt of this.tasks.values()) if (rt.task.pendingOutputs() > 0) return true;
+    return false;
   }
 
   /** Waits for the commit in flight, if any; throws its error. */
