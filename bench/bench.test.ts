@@ -3,6 +3,7 @@ import { decodeRecord } from '../schemas/codec.js';
 import { schemaJson } from '../schemas/index.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import type { Feedback, Prediction } from '../schemas/types.js';
+import { FLOOR_VARIANTS, measureStorageFloor } from './join-floor.js';
 import { checkOutputs, measureEmbeddedJoin, measureLimit } from './join.js';
 import { cpuDelta, threadCpuSeconds, weightedPercentile } from './measure.js';
 import { selfTimes, type CpuProfile } from './profile-summary.js';
@@ -85,6 +86,20 @@ describe('join benchmark phases', () => {
     expect(r.latencyMs.p99).toBeLessThanOrEqual(r.latencyMs.max);
     expect(r.seconds).toBeCloseTo(r.appendSeconds + r.processSeconds + r.endOfInputSeconds, 6);
     expect(r.memory.peakRssBytes).toBeGreaterThanOrEqual(r.memory.baselineRssBytes);
+  });
+
+  it.each(FLOOR_VARIANTS)('(c) floor %s encodes one sample per prediction, found through the log and the state store', async (variant) => {
+    // 3000 predictions over ~6 s with feedback up to 30 s later: most feedback meets its prediction
+    // in an earlier chunk, so it must come back from RocksDB (rocksdb-log) or the resident map.
+    const traffic = generateBenchTraffic({ predictions: 3000, formats: ['json', 'avro'], seed: 5 });
+    for (const format of ['json', 'avro'] as const) {
+      const r = await measureStorageFloor(traffic, format, variant, 250, async (registry) => {
+        traffic.setAvroSchemaIds(await registry.register('predictions-value', schemaJson('Prediction')), await registry.register('feedback-value', schemaJson('Feedback')));
+      });
+      expect(r.records).toBe(6000);
+      expect(r.samples).toBe(3000);
+      expect(r.recordsPerMainThreadCpuSecond).toBeGreaterThan(0);
+    }
   });
 });
 

@@ -35,10 +35,11 @@ import {
   type MachineInfo,
   type MemoryPeak,
 } from './measure.js';
+import { FLOOR_VARIANTS, measureStorageFloor, type FloorResult } from './join-floor.js';
 import { topSelfTimeTable, withCpuProfile } from './profile-summary.js';
 import { generateBenchTraffic, type BenchTraffic, type InputFormat } from './traffic.js';
 
-export type JoinPhase = 'limit' | 'join';
+export type JoinPhase = 'limit' | 'join' | 'floor';
 
 export interface JoinBenchOptions {
   predictions: number;
@@ -67,7 +68,7 @@ export const DEFAULT_JOIN_OPTIONS: JoinBenchOptions = {
   predictions: 100_000,
   chunk: 1000,
   formats: ['json', 'avro'],
-  phases: ['limit', 'join'],
+  phases: ['limit', 'floor', 'join'],
   afterMs: 60_000,
   graceMs: 10_000,
   seed: 42,
@@ -135,8 +136,12 @@ export interface JoinBenchResult {
   options: Omit<JoinBenchOptions, 'out' | 'resultFile' | 'profileDir'>;
   traffic: { predictions: number; feedback: number; spanSeconds: number; generationSeconds: number; bytes: Partial<Record<InputFormat, number>>; expected: BenchTraffic['expected'] };
   limit: LimitResult[];
+  /** (c) the storage floor: the durable work of the embedded design with no join logic (bench/join-floor.ts). */
+  floor: FloorResult[];
   join: EmbeddedJoinResult[];
   ratios: Array<{ format: InputFormat; joinOverLimit: number; processOnlyOverLimit: number; joinOverLimitCpu: number; joinOverLimitMainThread: number }>;
+  /** Main-thread CPU ratio of each floor variant to the limit: what the join could reach with zero join logic. */
+  floorRatios: Array<{ format: InputFormat; variant: FloorResult['variant']; floorOverLimitMainThread: number }>;
   target: number;
 }
 
@@ -376,6 +381,17 @@ export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Pro
       say(`  limit ${format}: ${rate(r.recordsPerSecond)} records/s (${r.seconds.toFixed(1)} s)`);
     }
   }
+  const floor: FloorResult[] = [];
+  if (options.phases.includes('floor')) {
+    for (const format of options.formats) {
+      for (const variant of FLOOR_VARIANTS) {
+        const r = await measureStorageFloor(traffic, format, variant, options.chunk, (registry) => registerInputSchemas(registry, traffic));
+        assert.equal(r.samples, traffic.predictions, `floor ${variant} ${format}: every prediction has feedback, so every one must give a sample`);
+        floor.push(r);
+        say(`  floor ${variant} ${format}: ${rate(r.recordsPerSecond)} records/s (${r.seconds.toFixed(1)} s)`);
+      }
+    }
+  }
   if (options.phases.includes('join')) {
     for (const format of options.formats) {
       const { value: r, profile } = await withCpuProfile(profilePath(options, 'join', format), () => measureEmbeddedJoin(traffic, format, options, say));
@@ -400,6 +416,10 @@ export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Pro
         ]
       : [];
   });
+  const floorRatios = floor.flatMap((f) => {
+    const a = limit.find((r) => r.format === f.format);
+    return a ? [{ format: f.format, variant: f.variant, floorOverLimitMainThread: f.recordsPerMainThreadCpuSecond / a.recordsPerMainThreadCpuSecond }] : [];
+  });
   const { out: _out, resultFile: _file, profileDir: _profiles, ...recorded } = options;
   const result: JoinBenchResult = {
     benchmark: 'join',
@@ -409,8 +429,10 @@ export async function runJoinBench(partial: Partial<JoinBenchOptions> = {}): Pro
     options: recorded,
     traffic: { predictions: n, feedback: n, spanSeconds: traffic.spanMs / 1000, generationSeconds, bytes, expected: traffic.expected },
     limit,
+    floor,
     join: joins,
     ratios,
+    floorRatios,
     target: TARGET_RATIO,
   };
   say('');
@@ -450,6 +472,9 @@ export function joinTable(result: JoinBenchResult): string {
       '',
     ]);
   }
+  for (const r of result.floor) {
+    rows.push([`(c) floor: ${r.variant}`, r.format, r.records.toLocaleString('en-US'), r.seconds.toFixed(2), rate(r.recordsPerSecond), rate(r.records / r.cpuSeconds), rate(r.recordsPerMainThreadCpuSecond), '', '', '', '']);
+  }
   for (const r of result.join) {
     const m = r.memory;
     rows.push([
@@ -474,10 +499,13 @@ export function joinTable(result: JoinBenchResult): string {
       `${r.joinOverLimitMainThread.toFixed(3)} per main-thread CPU-second ` +
       `(processing only, wall: ${r.processOnlyOverLimit.toFixed(3)}); target >= ${result.target}`,
   );
+  const floorRatios = result.floorRatios.map(
+    (r) => `ratio (c)/(a) ${r.format}, floor ${r.variant}: ${r.floorOverLimitMainThread.toFixed(3)} per main-thread CPU-second (no join logic at all)`,
+  );
   const threads = result.join.map(
     (r) => `CPU seconds by thread, (b) ${r.format}: ${Object.entries(r.threadCpuSeconds).map(([group, sec]) => `${group} ${sec.toFixed(1)}`).join(', ')}`,
   );
-  return [table, ...ratios, ...threads, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
+  return [table, ...ratios, ...floorRatios, ...threads, `load average (1 min) at start/end: ${result.loadAverage.start.toFixed(1)} / ${result.loadAverage.end.toFixed(1)} on ${result.machine.nproc} CPUs`].join('\n');
 }
 
 function parseList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -520,7 +548,7 @@ export function joinOptionsFromArgs(args: readonly string[]): Partial<JoinBenchO
     predictions: positiveInt(str('predictions'), '--predictions', d.predictions),
     chunk: positiveInt(str('chunk'), '--chunk', d.chunk),
     formats: str('formats') === undefined ? d.formats : parseList(str('formats') as string, ['json', 'avro'] as const, '--formats'),
-    phases: str('phases') === undefined ? d.phases : parseList(str('phases') as string, ['limit', 'join'] as const, '--phases'),
+    phases: str('phases') === undefined ? d.phases : parseList(str('phases') as string, ['limit', 'join', 'floor'] as const, '--phases'),
     afterMs: positiveInt(str('after-ms'), '--after-ms', d.afterMs),
     graceMs: positiveInt(str('grace-ms'), '--grace-ms', d.graceMs),
     seed: positiveInt(str('seed'), '--seed', d.seed),
