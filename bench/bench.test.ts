@@ -1,3 +1,7 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodeRecord } from '../schemas/codec.js';
 import { schemaJson } from '../schemas/index.js';
@@ -6,6 +10,7 @@ import type { Feedback, Prediction } from '../schemas/types.js';
 import { FLOOR_VARIANTS, measureStorageFloor } from './join-floor.js';
 import { checkOutputs, measureEmbeddedJoin, measureLimit } from './join.js';
 import { cpuDelta, threadCpuSeconds, weightedPercentile } from './measure.js';
+import { floorReplay } from './replay.js';
 import { selfTimes, type CpuProfile } from './profile-summary.js';
 import { buildWorkload, CONTENDERS, measureContender } from './rocksdb-choice.js';
 import { FEEDBACK_DELAY_MS, generateBenchTraffic } from './traffic.js';
@@ -154,6 +159,28 @@ describe('rocksdb choice (the fork only; the classic package runs in its own tes
       expect(byPhase.get?.rows).toBe(2000);
       expect(byPhase.scan?.rows).toBe(w.scanStarts.length * w.scanLimit);
       expect(phases.every((p) => p.opsPerSecond > 0)).toBe(true);
+    }
+  });
+});
+
+describe('replay benchmark floor', () => {
+  it('pairs every feedback line with its prediction and writes one sample line per pair', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-floor-test-'));
+    try {
+      const traffic = generateBenchTraffic({ predictions: 300, formats: ['json'], seed: 3 });
+      const lines = { gateway: [] as string[], business: [] as string[] };
+      for (let e = 0; e < traffic.events; e++) lines[traffic.kind(e) === 'prediction' ? 'gateway' : 'business'].push(traffic.bytes('json', e).toString('utf8'));
+      const paths = { gateway: join(dir, 'gateway.jsonl.gz'), business: join(dir, 'business.jsonl.gz') };
+      writeFileSync(paths.gateway, gzipSync(`${lines.gateway.join('\n')}\n`));
+      writeFileSync(paths.business, gzipSync(lines.business.join('\n')));
+      const r = await floorReplay(paths, join(dir, 'out.jsonl'));
+      expect(r.records).toBe(600);
+      expect(r.samples).toBe(300);
+      const written = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { requestId: string; origin: string });
+      expect(new Set(written.map((s) => s.requestId))).toEqual(new Set(lines.gateway.map((l) => (JSON.parse(l) as Prediction).requestId)));
+      expect(written.every((s) => s.origin === 'replay')).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
