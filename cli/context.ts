@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openEmbeddedLog } from '../engine/embedded/app.js';
+import { logDirOf, openEmbeddedLog } from '../engine/embedded/app.js';
 import { directAccess, httpAccess, type LogAccess } from '../engine/embedded/access.js';
 import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { loadConfig, type SampleloopConfig } from '../engine/config.js';
@@ -34,11 +34,15 @@ export function engineInfoPath(dataDir: string): string {
  * Opens the embedded log directly, or, when a running engine holds it, talks to that engine over
  * HTTP (RocksDB allows one process per database).
  */
-export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: LogAccess) => Promise<T>): Promise<T> {
+export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: LogAccess) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
   if (config.mode === 'kafka') {
     if (!config.kafka.schemaRegistry) throw new UsageError('mode "kafka" needs kafka.schemaRegistry.url to encode and decode Avro records');
     const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
     return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor }));
+  }
+  // Reading commands must not create an empty data dir where a typo in --data-dir points.
+  if (options.readOnly && !existsSync(logDirOf(config.dataDir))) {
+    throw new UsageError(`no embedded log in ${config.dataDir} (nothing has run or been produced there); check --data-dir or dataDir`);
   }
   let log;
   try {

@@ -3,7 +3,7 @@ import { withLogAccess } from './context.js';
 
 /** `sampleloop inspect`: per-topic counts and offsets. */
 export async function inspect(config: SampleloopConfig, options: { json: boolean; out: (line: string) => void }): Promise<void> {
-  const { topics, stores } = await withLogAccess(config, async (access) => ({ topics: await access.topics(), stores: await access.stores() }));
+  const { topics, stores } = await withLogAccess(config, async (access) => ({ topics: await access.topics(), stores: await access.stores() }), { readOnly: true });
   if (options.json) {
     options.out(JSON.stringify({ dataDir: config.dataDir, topics, stores }));
     return;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { SampleloopError } from '../engine/errors.js';
+import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { registerDemoCommand } from './demo.js';
 import { unsealDeadLetters } from './unseal.js';
@@ -23,10 +23,20 @@ function intOption(value: string, name: string): number {
   return n;
 }
 
+function readInput(file: string | undefined): string {
+  try {
+    return readFileSync(file ?? 0, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${file === undefined ? 'standard input' : `--file ${file}`}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 export function buildProgram(out: (line: string) => void): Command {
   const program = new Command('sampleloop')
     .description('Closed-loop sample generation: predictions + business feedback → labeled, privacy-safe training samples.')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Before any subcommand exists: subcommands copy it, so their parse errors also come back to main() (exit 2).
+    .exitOverride();
 
   common(program.command('run').description('run the engine (embedded mode by default) until SIGTERM/SIGINT'))
     .option('--http-port <port>', 'port of /metrics, /healthz and the topic API (0 = any free port)')
@@ -42,7 +52,7 @@ export function buildProgram(out: (line: string) => void): Command {
     .option('--partitions <n>', 'partition count if the topic has to be created')
     .action(async (topic: string, opts: CommonOptions & { file?: string; keyField: string; partitions?: string }) => {
       const config = configFrom(opts);
-      const text = readFileSync(opts.file ?? 0, 'utf8');
+      const text = readInput(opts.file);
       const partitions = opts.partitions !== undefined ? intOption(opts.partitions, '--partitions') : config.mode === 'kafka' ? config.kafka.partitions : config.embedded.partitions;
       const result = await withLogAccess(config, (access) => access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions }));
       out(JSON.stringify({ topic, appended: result.appended }));
@@ -62,12 +72,13 @@ export function buildProgram(out: (line: string) => void): Command {
           ...(opts.partition !== undefined ? { partition: intOption(opts.partition, '--partition') } : {}),
           ...(opts.max !== undefined ? { max: intOption(opts.max, '--max') } : {}),
         }),
+        { readOnly: true },
       );
       if (opts.unseal) unsealDeadLetters(records, privacyPolicyFor(config, config.mode === 'embedded'));
       for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
     });
 
-  common(program.command('inspect').description('topics with partitions, offsets and record counts; state and consumer positions'))
+  common(program.command('inspect').description('topics with partitions, offsets and record counts; state stores with entries and bytes per task'))
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
       await inspect(configFrom(opts), { json: opts.json ?? false, out });
@@ -84,7 +95,6 @@ export function buildProgram(out: (line: string) => void): Command {
 /** Entry point of bin/sampleloop.js; returns the process exit code. */
 export async function main(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
   const program = buildProgram(out);
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
     return 0;
@@ -92,7 +102,8 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
       if (err.code === 'sampleloop.usage') process.stderr.write(`error: ${err.message}\n`);
-      return err.exitCode || 2;
+      // Unknown options and commands, missing arguments: all usage errors (docs/cli.md).
+      return 2;
     }
     if (err instanceof SampleloopError) {
       process.stderr.write(`error [${err.code}]: ${err.message}\n`);

@@ -34,7 +34,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--json', 'print one JSON object per version instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
       const config = configFrom(opts);
-      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models));
+      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
       printList(view, opts.json ?? false, out);
     });
 
@@ -78,7 +78,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
   withCommon(models.command('verify').description('check every version\'s ONNX bytes, record hash and chain link; exit 1 naming each version that fails'))
     .action(async (opts: CommonOptions) => {
       const config = configFrom(opts);
-      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models));
+      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
       for (const f of view.failures) out(`FAIL ${describeVersion(f)}: ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
       if (view.failures.length > 0) {
         throw new LedgerError(`${view.failures.length} of ${view.versions.length} ledger record(s) failed verification`);

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 
-const fieldRule = z.union([
+const fieldRule = z.discriminatedUnion('action', [
   z.object({ field: z.string().min(1), action: z.literal('tokenize') }).strict(),
   z.object({ field: z.string().min(1), action: z.literal('mask'), keepLast: z.number().int().min(0).default(4) }).strict(),
 ]);
@@ -62,7 +62,16 @@ export const configSchema = z
     categories: z
       .record(
         z.string().min(1),
-        z.object({ classes: z.array(z.string().min(1)).optional(), sensitive: z.array(fieldRule).default([]) }).strict(),
+        z
+          .object({
+            classes: z
+              .array(z.string().min(1))
+              .min(2, 'a category needs at least 2 classes')
+              .refine((classes) => new Set(classes).size === classes.length, { message: 'classes must be distinct' })
+              .optional(),
+            sensitive: z.array(fieldRule).default([]),
+          })
+          .strict(),
       )
       .default({}),
     privacy: z
@@ -219,8 +228,13 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   return parseConfig(merged, options.file ? `configuration (${options.file} + environment)` : 'configuration');
 }
 
+/** Shorthand for SAMPLELOOP__log__level (which wins when both are set). */
+export const LOG_LEVEL_ENV = 'SAMPLELOOP_LOG_LEVEL';
+
 export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const shorthand = env[LOG_LEVEL_ENV];
+  if (shorthand !== undefined && shorthand !== '') out.log = { level: shorthand };
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || raw === undefined) continue;
     const path = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LogAccess } from './embedded/access.js';
+import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
 
@@ -19,7 +20,18 @@ export async function startHttpServer(options: { host: string; port: number; met
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const where = `${options.host}:${options.port}`;
+      if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
+        reject(
+          new ConfigError(
+            `cannot listen on ${where} for /metrics, /healthz and the topic API (${err.code}); ` +
+              'if another process (perhaps another sampleloop engine) uses the port, pick another with --http-port or http.port (0 = any free port)',
+            { cause: err },
+          ),
+        );
+      } else reject(err);
+    });
     server.listen(options.port, options.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;

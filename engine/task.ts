@@ -351,5 +351,6 @@ export class StreamTask {
       },
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();
+    this.services.metrics.recordsOut.labels(this.services.deadLetterTopic).inc();
   }
 }

@@ -1,8 +1,17 @@
+import { UsageError } from '../engine/errors.js';
+
 /**
  * CSV records as RFC 4180 writes them: fields separated by the delimiter; a field in double quotes
  * may hold the delimiter, line breaks and `""` (one quote). Fed line by line so a file is never held
  * whole; a record whose quoted field spans lines is returned once its closing quote is seen.
  */
+/** Throws a UsageError unless `delimiter` is one character other than a quote or a line break. */
+export function checkCsvDelimiter(delimiter: string): void {
+  if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n' || delimiter === '\r') {
+    throw new UsageError(`--delimiter must be one character other than a quote or a line break, got ${JSON.stringify(delimiter)}`);
+  }
+}
+
 export class CsvRecordSplitter {
   private cells: string[] = [];
   private field = '';
@@ -10,9 +19,7 @@ export class CsvRecordSplitter {
   private firstLine = 0;
 
   constructor(private readonly delimiter = ',') {
-    if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n' || delimiter === '\r') {
-      throw new RangeError(`CSV delimiter must be one character other than a quote or a line break, got ${JSON.stringify(delimiter)}`);
-    }
+    checkCsvDelimiter(delimiter);
   }
 
   /** True while a quoted field is still open (the record continues on the next line). */

@@ -1,5 +1,5 @@
-import { closeSync, openSync, readdirSync, readSync, statSync, type Dirent } from 'node:fs';
-import { isAbsolute, join, resolve, sep } from 'node:path';
+import { closeSync, openSync, readdirSync, readSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { UsageError } from '../engine/errors.js';
 
 /** How the lines of an archive file are written. */
@@ -137,3 +137,29 @@ export function segmentRegex(segment: string): RegExp {
   const hidden = segment.startsWith('.') ? '' : '(?!\\.)';
   return new RegExp(`^${hidden}${re}$`);
 }
+
+/** The file an output path would overwrite, compared by real path (symlinks and `..` resolved). */
+function realTarget(path: string): string {
+  const absolute = resolve(path);
+  try {
+    return realpathSync(absolute);
+  } catch {
+    try {
+      return join(realpathSync(dirname(absolute)), basename(absolute));
+    } catch {
+      return absolute;
+    }
+  }
+}
+
+/** Refuses a replay whose outputs (samples, side files, rejects) would overwrite one of its own input files. */
+export function checkOutputsAreNotInputs(inputs: readonly string[], outputs: readonly string[]): void {
+  const inputSet = new Map(inputs.map((p) => [realTarget(p), p] as const));
+  for (const output of outputs) {
+    const input = inputSet.get(realTarget(output));
+    if (input !== undefined) {
+      throw new UsageError(`replay would overwrite its input ${input} with its output ${output}; write the output (--out, --rejects) somewhere else`);
+    }
+  }
+}
+

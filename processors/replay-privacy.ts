@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { chmodSync, constants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../engine/config.js';
 import { privacyPolicyFor } from '../engine/embedded/app.js';
@@ -16,7 +16,7 @@ export function replayPrivacySettings(config: SampleloopConfig, keyDirs: readonl
   const privacy = config.privacy;
   if ((process.env[privacy.keyEnv]?.trim() ?? '') !== '' || (privacy.keyFile ?? '') !== '') return privacy;
   const found = keyDirs.map((dir) => join(dir, GENERATED_KEY_FILE)).find((file) => existsSync(file));
-  if (found !== undefined) return { ...privacy, keyFile: found };
+  if (found !== undefined) return { ...privacy, keyFile: generateIn === undefined ? found : adoptKey(found, generateIn) };
   if (generateIn === undefined || !needsKey(config)) return privacy;
   resolvePrivacyKey({ envVar: privacy.keyEnv, dataDir: generateIn, allowGenerate: true });
   return { ...privacy, keyFile: join(generateIn, GENERATED_KEY_FILE) };
@@ -34,6 +34,19 @@ export function replayPrivacyPolicy(config: SampleloopConfig, keyDirs: readonly 
       { cause: err },
     );
   }
+}
+
+/**
+ * The target data dir gets the key the replay tokenizes with (unless it has its own), so an engine
+ * started there later tokenizes online records with the same key instead of generating another.
+ */
+function adoptKey(keyFile: string, targetDir: string): string {
+  const target = join(targetDir, GENERATED_KEY_FILE);
+  if (existsSync(target)) return target;
+  mkdirSync(targetDir, { recursive: true });
+  copyFileSync(keyFile, target, constants.COPYFILE_EXCL);
+  chmodSync(target, 0o600);
+  return target;
 }
 
 function needsKey(config: SampleloopConfig): boolean {

@@ -4,6 +4,8 @@
  * dead letters, SIGTERM, inspect, configuration errors and the demo.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -216,6 +218,8 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
     expect(metrics).toMatch(/sampleloop_records_in_total\{topology="samples",topic="predictions"\} 5\b/);
     expect(metrics).toMatch(/sampleloop_records_in_total\{topology="samples",topic="feedback"\} 5\b/);
     expect(metrics).toMatch(/sampleloop_dead_letters_total\{topology="samples",reason="undecodable"\} 1\b/);
+    expect(metrics).toMatch(/sampleloop_records_out_total\{topic="dead-letters"\} 1\b/);
+    expect(metrics).toMatch(/sampleloop_records_out_total\{topic="samples"\} 4\b/);
 
     // SIGTERM: clean stop, exit code 0, engine.json removed
     engine.kill('SIGTERM');
@@ -252,6 +256,55 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
     expect(r.stderr).toContain('SL_CONFIG');
     expect(r.stderr).toMatch(/join\b.*gracems/);
     expect(existsSync(join(dataDir, 'engine.json'))).toBe(false);
+  });
+
+  it('usage errors exit 2 with a message that says what to fix: unknown options and commands, missing arguments and files, bad topic names', async () => {
+    const dataDir = join(base, 'usage');
+    const cases: Array<{ args: string[]; says: RegExp }> = [
+      { args: ['run', '--no-such-flag'], says: /unknown option '--no-such-flag'/ },
+      { args: ['frobnicate'], says: /unknown command 'frobnicate'/ },
+      { args: ['produce', '--data-dir', dataDir], says: /missing required argument 'topic'/ },
+      { args: ['produce', 'predictions', '--data-dir', dataDir, '--file', join(dataDir, 'missing.jsonl')], says: /cannot read --file .*missing\.jsonl: ENOENT/ },
+      { args: ['produce', 'bad topic/name', '--data-dir', dataDir], says: /invalid topic name "bad topic\/name"/ },
+      { args: ['produce', 'predictions', '--partitions', '0', '--data-dir', dataDir], says: /partitions must be a positive integer/ },
+      { args: ['replay', '--gateway', join(ROOT, 'package.json'), '--out', 'file:/tmp/x.jsonl', '--delimiter', ';;'], says: /--delimiter must be one character/ },
+    ];
+    for (const c of cases) {
+      const r = await cli(c.args, { input: '{"requestId":"u-1"}\n' });
+      expect({ args: c.args, code: r.code }).toEqual({ args: c.args, code: 2 });
+      expect(r.stderr).toMatch(c.says);
+    }
+  });
+
+  it('reading commands refuse a data dir with no embedded log instead of creating one; consume refuses a partition the topic lacks', async () => {
+    const missing = join(base, 'typo-in-data-dir');
+    for (const args of [['consume', 'samples'], ['inspect'], ['models', 'list']]) {
+      const r = await cli([...args, '--data-dir', missing]);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr).toContain(`no embedded log in ${missing}`);
+    }
+    expect(existsSync(missing)).toBe(false);
+    const dataDir = join(base, 'one-partition');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: `${JSON.stringify(prediction(1))}\n` })).code).toBe(0);
+    const r = await cli(['consume', 'predictions', '--partition', '5', '--data-dir', dataDir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('topic "predictions" has 1 partition(s), numbered from 0; there is no partition 5');
+    const ok = await cli(['consume', 'predictions', '--partition', '0', '--data-dir', dataDir]);
+    expect(jsonLines(ok.stdout).map((v) => v.requestId)).toEqual(['cli-1']);
+  });
+
+  it('a port in use is a configuration error that names --http-port', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const r = await cli(['run', '--data-dir', join(base, 'port-in-use'), '--http-port', String(port)]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${port}`);
+      expect(r.stderr).toContain('--http-port');
+    } finally {
+      blocker.close();
+    }
   });
 
   it('demo --requests 300 --quiet runs the closed loop and prints the summary, the ledger check, 0 raw values and the chart path', async () => {

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -156,6 +156,17 @@ describe('sampleloop replay (CLI)', () => {
     expect(result.stderr).toContain('--out kafka needs kafka.bootstrapServers');
   });
 
+  it('refuses (exit 2) an output that would overwrite one of its inputs, leaving the input as it was', async () => {
+    const input = join(archive, 'gateway.jsonl');
+    const before = readFileSync(input);
+    for (const extra of [['--out', `file:${input}`], ['--out', `file:${join(work, 'elsewhere.jsonl')}`, '--rejects', input]]) {
+      const result = await cli(['replay', '--data-dir', dataDir, '--gateway', input, ...extra]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`replay would overwrite its input ${input}`);
+    }
+    expect(readFileSync(input)).toEqual(before);
+  });
+
   it('a bad --since is a usage error', async () => {
     const result = await cli([...args(join(work, 'x.jsonl')), '--since', 'last tuesday']);
     expect(result.code).toBe(2);
@@ -189,9 +200,11 @@ describe('sampleloop archive, then replay --out embedded (CLI)', () => {
     const consumed = await cli(['consume', 'samples', '-d', target]);
     const samples = consumed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { requestId: string; label: string; origin: string; attributes: Record<string, string> });
     expect(samples.map((s) => [s.requestId, s.label, s.origin])).toEqual([0, 1, 2, 3].map((i) => [`r-${String(i).padStart(7, '0')}`, 'legit', 'replay']));
-    // The target has no key of its own: replay used the key of the engine given with -d.
+    // The target had no key of its own: replay used the key of the engine given with -d and left a copy
+    // in the target, so an engine started there tokenizes online records with the same key.
     expect(samples[0]?.attributes.name).toBe(protectAsDocumented({ name: 'Customer 0' }).name);
-    expect(existsSync(join(target, 'privacy.key'))).toBe(false);
+    expect(readFileSync(join(target, 'privacy.key'))).toEqual(readFileSync(join(source, 'privacy.key')));
+    expect(statSync(join(target, 'privacy.key')).mode & 0o777).toBe(0o600);
   });
 });
 

@@ -22,7 +22,8 @@ import { silentLogger, type Logger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import type { TransferMode } from '../processors/replay-batch.js';
 import { ReplayTopologyDriver } from '../processors/replay-driver.js';
-import { describeFile, expandInputs } from '../processors/replay-files.js';
+import { checkCsvDelimiter } from '../processors/replay-csv.js';
+import { checkOutputsAreNotInputs, describeFile, expandInputs } from '../processors/replay-files.js';
 import { JsonLinesFile } from '../processors/replay-files-out.js';
 import { emptyMapping, type ColumnMapping } from '../processors/replay-mapping.js';
 import { DisorderError } from '../processors/replay-merge.js';
@@ -30,7 +31,7 @@ import { ReplayOutputs } from '../processors/replay-outputs.js';
 import { replayPrivacyPolicy, replayPrivacySettings } from '../processors/replay-privacy.js';
 import { ReplayProgress, type ProgressStream } from '../processors/replay-progress.js';
 import type { ReadSpec, ReadStats } from '../processors/replay-records.js';
-import { openSink, outputTopics, parseOutputTarget, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
+import { openSink, outputTopics, parseOutputTarget, sideFileBase, sideFileName, SIDE_OUTPUTS, type OutputTarget, type ReplayOutput, type ReplaySink } from '../processors/replay-sinks.js';
 import { openArchiveSource, StrictStopError } from '../processors/replay-source.js';
 import { ReplayStaging } from '../processors/replay-staging.js';
 import { sortedRecords, stageRecord } from '../processors/replay-sorted.js';
@@ -120,6 +121,16 @@ interface AttemptResult {
   rejects: JsonLinesFile;
 }
 
+/** The files a replay writes that are known before it starts: a file target's samples and side files, and --rejects. */
+function outputFilesOf(target: OutputTarget, rejects: string | undefined): string[] {
+  const files = rejects === undefined ? [] : [rejects];
+  if (target.kind === 'file') {
+    const base = sideFileBase(target.path);
+    files.push(target.path, sideFileName(base, 'rejects'), ...SIDE_OUTPUTS.map((side) => sideFileName(base, side)));
+  }
+  return files;
+}
+
 export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> {
   const startedAt = performance.now();
   const { config } = request;
@@ -127,6 +138,8 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
   const gateway = expandInputs(request.gateway).map(describeFile);
   const business = expandInputs(request.business).map(describeFile);
   if (gateway.length + business.length === 0) throw new UsageError('nothing to replay: give gateway logs with --gateway and/or business logs with --business');
+  checkOutputsAreNotInputs([...gateway, ...business].map((f) => f.path), outputFilesOf(target, request.rejects));
+  checkCsvDelimiter(request.delimiter ?? ',');
   const since = request.since ?? TIME_MIN;
   const until = request.until ?? TIME_MAX;
   if (since >= until) throw new UsageError(`--since (${since}) must be before --until (${until})`);

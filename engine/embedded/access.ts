@@ -135,6 +135,9 @@ export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: ()
     read: (topic, options = {}) => {
       const config = log.topic(topic);
       if (!config) throw new UsageError(`unknown topic "${topic}"; existing topics: ${log.listTopics().map(([t]) => t).join(', ') || '(none)'}`);
+      if (options.partition !== undefined && options.partition >= config.partitions) {
+        throw new UsageError(`topic "${topic}" has ${config.partitions} partition(s), numbered from 0; there is no partition ${options.partition}`);
+      }
       const out: DisplayRecord[] = [];
       const max = options.max ?? Number.MAX_SAFE_INTEGER;
       for (let p = 0; p < config.partitions; p++) {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { LogError } from '../errors.js';
+import { ConfigError, LogError } from '../errors.js';
 import { partitionForKey } from '../partitioner.js';
 import type { OutputRecord, SourceRecord } from '../record.js';
 import { prefixEnd, RocksDatabase, type WriteOp } from '../../state/rocks.js';
@@ -92,7 +92,7 @@ export class EmbeddedLog {
       return existing;
     }
     const config: TopicConfig = { partitions: wanted.partitions ?? 1, compact: wanted.compact ?? false, retentionMs: wanted.retentionMs ?? null };
-    if (!Number.isInteger(config.partitions) || config.partitions < 1) throw new LogError(`topic "${name}": partitions must be a positive integer, got ${config.partitions}`);
+    if (!Number.isInteger(config.partitions) || config.partitions < 1) throw new ConfigError(`topic "${name}": partitions must be a positive integer, got ${config.partitions}`);
     this.db.write([{ type: 'put', key: topicKey(name), value: Buffer.from(JSON.stringify(config)) }]);
     this.topics.set(name, config);
     for (let p = 0; p < config.partitions; p++) this.endOffsets.set(`${name}/${p}`, 0);
@@ -306,6 +306,6 @@ export class EmbeddedLog {
 
 export function validateTopicName(name: string): void {
   if (!/^[A-Za-z0-9._-]{1,249}$/.test(name)) {
-    throw new LogError(`invalid topic name "${name}": use 1-249 letters, digits, '.', '_' or '-' (as Kafka does)`);
+    throw new ConfigError(`invalid topic name "${name}": use 1-249 letters, digits, '.', '_' or '-' (as Kafka does)`);
   }
 }

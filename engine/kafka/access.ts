@@ -70,6 +70,9 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
     },
     read: async (topic, readOptions = {}) => {
       const partitions = await partitionCount(topic, false);
+      if (readOptions.partition !== undefined && readOptions.partition >= partitions) {
+        throw new UsageError(`topic "${topic}" has ${partitions} partition(s), numbered from 0; there is no partition ${readOptions.partition}`);
+      }
       const consumer = new KafkaConsumer(
         { ...settings, 'group.id': `sampleloop-cli-${process.pid}`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
         {},
