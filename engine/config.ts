@@ -181,9 +181,14 @@ export const configSchema = z
         progressIntervalMs: z.number().int().min(50).default(1000),
         /** `archive`: start a new file once this many uncompressed bytes are written to the current one. */
         archiveMaxFileBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        /**
+         * Join state entries `replay` keeps in memory before writing them to its scratch database (also
+         * written once the heap's old generation is half full); 0 writes them at every commit (5,000 records).
+         */
+        stateMemoryEntries: z.number().int().min(0).default(200_000),
       })
       .strict()
-      .default({ progressIntervalMs: 1000, archiveMaxFileBytes: 64 * 1024 * 1024 }),
+      .default({ progressIntervalMs: 1000, archiveMaxFileBytes: 64 * 1024 * 1024, stateMemoryEntries: 200_000 }),
     http: z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
       .strict()

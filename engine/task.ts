@@ -24,14 +24,19 @@ export interface TaskServices {
   now(): number;
 }
 
-export interface CommitUnit {
+export interface OutputUnit {
   taskId: string;
   outputs: OutputRecord[];
-  ops: WriteOp[];
-  changes: StoreChange[];
   /** Next offset to read per source partition. */
   offsets: Array<{ topic: string; partition: number; offset: number }>;
 }
+
+export interface StateUnit {
+  ops: WriteOp[];
+  changes: StoreChange[];
+}
+
+export type CommitUnit = OutputUnit & StateUnit;
 
 interface Punctuation {
   intervalMs: number;
@@ -202,6 +207,19 @@ export class StreamTask {
 
   /** Hands over everything produced since the last commit. */
   drain(withChanges = true): CommitUnit {
+    return { ...this.drainOutputs(), ...this.drainStores(withChanges) };
+  }
+
+  /** Hands over the outputs and input offsets produced since the last drain; the stores keep their uncommitted writes. */
+  drainOutputs(): OutputUnit {
+    const unit: OutputUnit = { taskId: this.id, outputs: this.outputs, offsets: [...this.offsets].map((o) => ({ ...o })) };
+    this.outputs = [];
+    this.offsets.clear();
+    return unit;
+  }
+
+  /** Hands over the stores' uncommitted writes, as write ops and (`withChanges`) changelog entries. */
+  drainStores(withChanges = true): StateUnit {
     const ops: WriteOp[] = [];
     const changes: StoreChange[] = [];
     for (const store of this.stores.values()) {
@@ -209,10 +227,7 @@ export class StreamTask {
       for (const op of d.ops) ops.push(op);
       for (const c of d.changes) changes.push(c);
     }
-    const unit: CommitUnit = { taskId: this.id, outputs: this.outputs, ops, changes, offsets: [...this.offsets].map((o) => ({ ...o })) };
-    this.outputs = [];
-    this.offsets.clear();
-    return unit;
+    return { ops, changes };
   }
 
   store(name: string): CommittableStore<unknown> | undefined {

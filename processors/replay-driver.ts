@@ -1,3 +1,4 @@
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import type { SampleloopConfig } from '../engine/config.js';
 import type { Logger } from '../engine/logger.js';
 import type { EngineMetrics } from '../engine/metrics.js';
@@ -27,24 +28,39 @@ export interface DriverOptions {
   onOutputs(outputs: OutputRecord[]): Promise<void>;
 }
 
-/** Records between commits: bounds the uncommitted state and outputs held in memory. */
+/** Records between commits: bounds the outputs held in memory. */
 const COMMIT_RECORDS = 5_000;
+/** The join state is spilled once the old generation in use exceeds this share of its limit (see `oldGenerationInUse`). */
+const HEAP_SPILL_FRACTION = 0.5;
+/** What V8 adds to `--max-old-space-size` in `heap_size_limit` for the young generation: 3 semi-spaces of 16 MiB (64-bit). */
+const YOUNG_GENERATION_RESERVE = 48 * 1024 * 1024;
 
 /**
  * Runs the samples topology (topologies/samples.ts, the online engine's) over records handed to it
  * directly, without an input log: one task per partition of `embedded.partitions`, each record routed
  * to the task of its key as the embedded log would partition it, with offsets counted per partition
- * as that log would number them. A commit writes the tasks' state to the scratch database and hands
- * the outputs to `onOutputs`. Commits happen every COMMIT_RECORDS records, so the outputs come in
- * the same order whatever the batches the records arrive in.
+ * as that log would number them. A commit hands the outputs to `onOutputs`; commits happen every
+ * COMMIT_RECORDS records, so the outputs come in the same order whatever the batches the records
+ * arrive in.
+ *
+ * The join state stays in the stores' write caches across commits and is written ("spilled") to the
+ * scratch database only when it outgrows its budget: `replay.stateMemoryEntries` uncommitted
+ * entries, or the old generation more than HEAP_SPILL_FRACTION full. A failed replay is run again
+ * from the start, so the state needs no durability; held in memory, most of it (a prediction put,
+ * matched, then deleted when its window closes) is never encoded or written at all. The scratch
+ * database is new, so until a store first spills, its reads never reach RocksDB (`startsEmpty`).
  */
 export class ReplayTopologyDriver {
   private readonly tasks: StreamTask[] = [];
   private readonly topics: readonly [string, string];
   private readonly offsets: number[][];
   private sinceCommit = 0;
+  /** Uncommitted state entries held in memory before a spill (`replay.stateMemoryEntries`). */
+  private readonly stateMemoryEntries: number;
   /** Records processed. */
   processed = 0;
+  /** Times the join state was written to the scratch database. */
+  private spills = 0;
 
   constructor(private readonly options: DriverOptions) {
     const { config, serdes, privacy } = options;
@@ -67,13 +83,15 @@ export class ReplayTopologyDriver {
         encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
         sealPayload: (bytes) => privacy.seal(bytes),
         now: Date.now,
-        createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, options.db, spec.codec, spec.readCacheEntries, spec.rangeScans),
+        // Each replay attempt opens a new scratch database: no store has rows in it yet.
+        createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, options.db, spec.codec, spec.readCacheEntries, spec.rangeScans, { startsEmpty: true }),
       });
       task.init();
       this.tasks.push(task);
     }
     this.topics = [config.topics.predictions, config.topics.feedback];
     this.offsets = [new Array<number>(partitions).fill(0), new Array<number>(partitions).fill(0)];
+    this.stateMemoryEntries = config.replay.stateMemoryEntries;
   }
 
   /**
@@ -109,25 +127,61 @@ export class ReplayTopologyDriver {
     return { topic: this.topics[stream], partition, offset, key: record.key, value: record.value, timestamp: record.timestamp, headers: {} };
   }
 
-  /** Writes the state changes to the scratch database and passes the outputs on. */
-  async commit(): Promise<void> {
-    this.sinceCommit = 0;
-    const outputs: OutputRecord[] = [];
-    for (const task of this.tasks) {
-      const unit = task.drain(false);
-      this.options.db.write(unit.ops);
-      for (const o of unit.outputs) outputs.push(o);
-    }
+  /** Passes the outputs on, spilling the join state first when it is over budget. */
+  private async commit(): Promise<void> {
+    const outputs = this.takeOutputs();
+    if (this.overBudget()) this.spill();
     if (outputs.length > 0) await this.options.onOutputs(outputs);
   }
 
-  /** The input is exhausted: closes every window still open and commits. */
+  /**
+   * The input is exhausted: closes every window still open and passes the last outputs on. The state
+   * left in the write caches is not spilled: nothing reads it any more, and it goes with the scratch database.
+   */
   async finish(): Promise<void> {
     for (const task of this.tasks) task.endOfInput();
-    await this.commit();
+    const outputs = this.takeOutputs();
+    if (outputs.length > 0) await this.options.onOutputs(outputs);
+  }
+
+  /** Every task's outputs since the last commit, task by task. */
+  private takeOutputs(): OutputRecord[] {
+    this.sinceCommit = 0;
+    const outputs: OutputRecord[] = [];
+    for (const task of this.tasks) for (const o of task.drainOutputs().outputs) outputs.push(o);
+    return outputs;
+  }
+
+  private overBudget(): boolean {
+    let pending = 0;
+    for (const task of this.tasks) pending += task.pendingStateWrites();
+    if (pending === 0) return false;
+    return pending > this.stateMemoryEntries || oldGenerationInUse() > HEAP_SPILL_FRACTION;
+  }
+
+  /** Writes every task's uncommitted state to the scratch database, emptying the write caches. */
+  private spill(): void {
+    for (const task of this.tasks) this.options.db.write(task.drainStores(false).ops);
+    this.spills++;
+    this.options.logger.debug({ spills: this.spills }, 'replay: join state written to the scratch database');
   }
 
   close(): void {
     for (const task of this.tasks) task.close();
   }
+}
+
+/**
+ * Share of the old generation (where held state ends up) in use. Not `used_heap_size / heap_size_limit`:
+ * the limit includes the young generation's reserve, which under a small `--max-old-space-size` is a
+ * large part of it (48 of 112 MiB at 64), so half the limit would be nearly all the old generation.
+ */
+function oldGenerationInUse(): number {
+  const heap = getHeapStatistics();
+  let young = 0;
+  for (const space of getHeapSpaceStatistics()) {
+    if (space.space_name === 'new_space' || space.space_name === 'new_large_object_space') young += space.space_used_size;
+  }
+  const limit = Math.max(heap.heap_size_limit / 2, heap.heap_size_limit - YOUNG_GENERATION_RESERVE);
+  return (heap.used_heap_size - young) / limit;
 }

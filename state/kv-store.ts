@@ -45,6 +45,18 @@ export interface CommittableStore<V> extends KeyValueStore<V> {
 
 const STATE_PREFIX = 0x50;
 const ZERO = Buffer.from([0]);
+/** Deleted keys left in the sorted dirty keys of a store that starts empty before they are swept out (see `forget`). */
+const STALE_DIRTY_KEYS_MIN = 1_024;
+
+export interface CachedStoreOptions {
+  /**
+   * The database is known to hold no rows of this store (a new scratch database, as replay's): until
+   * a drain hands over rows, reads are answered from the write cache alone, with no database call, and
+   * a delete drops the cached entry instead of keeping a tombstone. Never set it over a data dir that
+   * may hold state already.
+   */
+  startsEmpty?: boolean;
+}
 
 export function storePrefix(store: string, taskId: string): Buffer {
   return Buffer.concat([Buffer.from([STATE_PREFIX]), Buffer.from(`${store}\u0000${taskId}\u0000`, 'utf8')]);
@@ -54,6 +66,10 @@ export function storePrefix(store: string, taskId: string): Buffer {
  * RocksDB-backed store with an in-memory write cache flushed at commit and a bounded read cache.
  * Reads see uncommitted writes; nothing reaches RocksDB before the task commits, so state and
  * outputs become durable together.
+ *
+ * The database is assumed to hold rows of the store unless `startsEmpty` says otherwise; the store
+ * stays "empty in the database" until its first drain that hands over rows (or a restore or
+ * `replaceAll` that writes some).
  */
 export class CachedKeyValueStore<V> implements CommittableStore<V> {
   private readonly dirty = new Map<string, V | null>();
@@ -61,6 +77,10 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   /** Dirty keys, kept only for stores scanned by range (see `orderedKeys`); sorted lazily, when a range needs them. */
   private readonly dirtyKeys: string[] | undefined;
   private dirtyKeysSorted = true;
+  /** Entries of `dirtyKeys` no longer in `dirty` (deleted while the database was empty), or repeated since. */
+  private staleDirtyKeys = 0;
+  /** The database holds no rows of this store: reads need not look there. */
+  private emptyInDb: boolean;
   readonly prefix: Buffer;
   /** Results of the last `prefetch`: stored bytes, or null for a key known to be absent. */
   private fetched = new Map<string, Buffer | null>();
@@ -72,9 +92,11 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     private readonly codec: Codec<V>,
     private readonly readCacheEntries = 10_000,
     orderedKeys = false,
+    options: CachedStoreOptions = {},
   ) {
     this.prefix = storePrefix(name, taskId);
     this.dirtyKeys = orderedKeys ? [] : undefined;
+    this.emptyInDb = options.startsEmpty ?? false;
   }
 
   private markDirty(key: string, value: V | null): void {
@@ -96,6 +118,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   get(key: string): V | undefined {
     const pending = this.dirty.get(key);
     if (pending !== undefined) return pending ?? undefined;
+    if (this.emptyInDb) return undefined;
     const cached = this.clean.get(key);
     if (cached !== undefined) return cached;
     const prefetched = this.fetched.get(key);
@@ -114,11 +137,45 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   delete(key: string): void {
+    if (this.emptyInDb) {
+      this.forget(key);
+      return;
+    }
     this.markDirty(key, null);
     this.clean.delete(key);
   }
 
+  /** Deletes a key while the database holds nothing of the store: no tombstone needed, the cached entry just goes. */
+  private forget(key: string): void {
+    if (!this.dirty.delete(key) || !this.dirtyKeys) return;
+    // Its place in `dirtyKeys` stays until enough of them pile up: removing it there would shift the array.
+    this.staleDirtyKeys++;
+    if (this.staleDirtyKeys > Math.max(STALE_DIRTY_KEYS_MIN, this.dirty.size)) this.compactDirtyKeys(this.dirtyKeys);
+  }
+
+  /** Drops the entries of `keys` that are no longer dirty, and repeats of keys put again after a delete. Keeps the order. */
+  private compactDirtyKeys(keys: string[]): void {
+    const seen = new Set<string>();
+    let kept = 0;
+    for (const key of keys) {
+      if (!this.dirty.has(key) || seen.has(key)) continue;
+      seen.add(key);
+      keys[kept++] = key;
+    }
+    keys.length = kept;
+    this.staleDirtyKeys = 0;
+  }
+
+  /** Rows of the store reach the database (or may have): from now on, reads look there. */
+  private markStored(): void {
+    if (!this.emptyInDb) return;
+    this.emptyInDb = false;
+    // Only the write cache path tolerates stale dirty keys (`cachedRange`); `mergedRange` needs them exact.
+    if (this.dirtyKeys && this.staleDirtyKeys > 0) this.compactDirtyKeys(this.dirtyKeys);
+  }
+
   prefetch(keys: readonly string[]): void {
+    if (this.emptyInDb) return;
     this.fetched = new Map();
     const wanted: string[] = [];
     for (const key of keys) {
@@ -135,12 +192,8 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
   }
 
   range(from: string, to: string, limit = Number.MAX_SAFE_INTEGER): Array<[string, V]> {
-    if (this.dirtyKeys) {
-      // Sorting here, not on every write: deletes of the oldest keys would otherwise shift the whole array each.
-      if (!this.dirtyKeysSorted) this.dirtyKeys.sort();
-      this.dirtyKeysSorted = true;
-      return this.mergedRange(this.dirtyKeys, from, to, limit);
-    }
+    if (this.emptyInDb) return this.cachedRange(from, to, limit);
+    if (this.dirtyKeys) return this.mergedRange(this.sortedDirtyKeys(this.dirtyKeys), from, to, limit);
     const merged = new Map<string, V | null>();
     const offset = this.prefix.length;
     const end = this.physical(to);
@@ -169,6 +222,39 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
       if (value === null || value === undefined) continue;
       out.push([key, value]);
       if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  private sortedDirtyKeys(keys: string[]): string[] {
+    // Sorting here, not on every write: deletes of the oldest keys would otherwise shift the whole array each.
+    if (!this.dirtyKeysSorted) keys.sort();
+    this.dirtyKeysSorted = true;
+    return keys;
+  }
+
+  /** `range` while the database holds nothing of the store: the write cache is the whole store. */
+  private cachedRange(from: string, to: string, limit: number): Array<[string, V]> {
+    const out: Array<[string, V]> = [];
+    if (this.dirtyKeys) {
+      const keys = this.sortedDirtyKeys(this.dirtyKeys);
+      let previous: string | undefined;
+      for (let j = lowerBound(keys, from); j < keys.length && out.length < limit; j++) {
+        const key = keys[j] as string;
+        if (key >= to) break;
+        if (key === previous) continue;
+        previous = key;
+        const value = this.dirty.get(key);
+        if (value !== null && value !== undefined) out.push([key, value]);
+      }
+      return out;
+    }
+    const keys: string[] = [];
+    for (const [key, value] of this.dirty) if (value !== null && key >= from && key < to) keys.push(key);
+    keys.sort();
+    for (const key of keys) {
+      if (out.length >= limit) break;
+      out.push([key, this.dirty.get(key) as V]);
     }
     return out;
   }
@@ -235,16 +321,20 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
       if (ops.length >= batchSize) flush();
     }
     flush();
+    let written = 0;
     for (const [key, value] of entries) {
       ops.push({ type: 'put', key: this.physical(key), value: this.codec.encode(value) });
+      written++;
       if (ops.length >= batchSize) flush();
     }
     flush();
     this.dirty.clear();
     if (this.dirtyKeys) this.dirtyKeys.length = 0;
     this.dirtyKeysSorted = true;
+    this.staleDirtyKeys = 0;
     this.clean.clear();
     this.fetched.clear();
+    if (written > 0) this.markStored();
   }
 
   *committedEntries(pageSize = 5_000): Iterable<[string, V]> {
@@ -279,7 +369,10 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
     if (this.dirtyKeys) {
       this.dirtyKeys.length = 0;
       this.dirtyKeysSorted = true;
+      this.staleDirtyKeys = 0;
     }
+    // The caller writes the ops to the database.
+    if (ops.length > 0) this.markStored();
     // Prefetched bytes predate the writes just drained; they are valid only within one commit interval.
     this.fetched.clear();
     return { ops, changes };
@@ -290,6 +383,7 @@ export class CachedKeyValueStore<V> implements CommittableStore<V> {
       c.value === null ? { type: 'del', key: this.physical(c.key) } : { type: 'put', key: this.physical(c.key), value: c.value },
     );
     this.db.write(ops);
+    if (changes.some((c) => c.value !== null)) this.markStored();
     for (const c of changes) this.clean.delete(c.key);
     this.fetched.clear();
   }

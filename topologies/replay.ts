@@ -6,7 +6,8 @@
  *    through a bounded reorder buffer per file (`merge`), or, for archives that are not (nearly) in
  *    event-time order, file by file into an on-disk sort (`sort`);
  * 2. the main thread hands the records in event-time order to the topology's tasks
- *    (processors/replay-driver.ts); the join keeps its state in RocksDB on disk, as online;
+ *    (processors/replay-driver.ts); the join keeps its state in memory up to a budget
+ *    (`replay.stateMemoryEntries`, half the heap), beyond it in RocksDB on disk;
  * 3. side outputs go straight to the target (file targets) or are held on disk until the end; samples
  *    are kept as the latest per request ID on disk and written at the end.
  *
