@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../engine/paths.js';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
@@ -23,6 +25,10 @@ function intOption(value: string, name: string): number {
   return n;
 }
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 function readInput(file: string | undefined): string {
   try {
     return readFileSync(file ?? 0, 'utf8');
@@ -34,6 +40,7 @@ function readInput(file: string | undefined): string {
 export function buildProgram(out: (line: string) => void): Command {
   const program = new Command('sampleloop')
     .description('Closed-loop sample generation: predictions + business feedback → labeled, privacy-safe training samples.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     // Before any subcommand exists: subcommands copy it, so their parse errors also come back to main() (exit 2).
     .exitOverride();

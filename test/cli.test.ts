@@ -139,6 +139,9 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
       expect(result.stdout).toMatch(/^Usage: sampleloop/);
       for (const word of words) expect(result.stdout, `${args.join(' ')} mentions ${word}`).toContain(word);
     });
+    const version = await cli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
   });
 
   it('produce → run → consume while running (HTTP API), healthz, metrics, dead letters, SIGTERM, inspect', async () => {
