@@ -14,6 +14,7 @@ import { KafkaAdmin } from './admin.js';
 import { KafkaLedgerSource } from './global-table.js';
 import { ModelRegistry } from '../../models/model-registry.js';
 import { buildPredictorTopology, predictorOutputs } from '../../topologies/predictor.js';
+import { buildTriggerTopologies, triggerOutputs, triggerSettingsFromConfig, triggerTopicsFromConfig } from '../../topologies/trigger.js';
 
 export interface KafkaApp {
   runtime: KafkaRuntime;
@@ -53,16 +54,10 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
   });
   const topologies = [topology];
   let ledger: KafkaLedgerSource | undefined;
+  // The model ledger: compacted by category on Kafka, one partition; the predictor reads it as a global table, the trigger as a stream.
+  const modelsPartitions = config.predictor.enabled || config.trigger.enabled ? await ensureModelsTopic(config, settings, logger) : 1;
   if (config.predictor.enabled) {
-    // The model ledger: compacted by category on Kafka, read by every instance as a global table.
-    const admin = new KafkaAdmin(settings, logger);
-    let partitions = 1;
-    try {
-      const counts = await admin.ensureTopics([{ name: config.topics.models, partitions: 1, compact: true }], config.kafka.replicationFactor);
-      partitions = counts.get(config.topics.models) ?? 1;
-    } finally {
-      admin.close();
-    }
+    const partitions = modelsPartitions;
     ledger = await KafkaLedgerSource.start(settings, config.topics.models, partitions, registry, logger, `${config.applicationId}-models-${config.kafka.instanceId}`);
     const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
     const models = new ModelRegistry(ledger, config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {});
@@ -76,6 +71,21 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
         serdes: predictorSerdes,
         featureDefaults: config.predictor.featureDefaults,
         timestamp: config.predictor.timestamp,
+      }),
+    );
+  }
+  if (config.trigger.enabled) {
+    const topics = triggerTopicsFromConfig(config);
+    const triggerSerdes = await registerOutputSchemas(registry, triggerOutputs(topics));
+    topologies.push(
+      ...buildTriggerTopologies({
+        topics,
+        settings: triggerSettingsFromConfig(config),
+        serdes: triggerSerdes,
+        writerSchema: (id) => registry.cached(id),
+        // Called when a trigger fires, long after start() has found or created the samples topic.
+        samplesPartitions: () => runtime.partitionCount(topics.samples) ?? config.kafka.partitions,
+        now: Date.now,
       }),
     );
   }
@@ -121,3 +131,14 @@ async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, records: re
     await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
   }
 }
+
+async function ensureModelsTopic(config: SampleloopConfig, settings: ReturnType<typeof librdkafkaSettings>, logger: Logger): Promise<number> {
+  const admin = new KafkaAdmin(settings, logger);
+  try {
+    const counts = await admin.ensureTopics([{ name: config.topics.models, partitions: 1, compact: true }], config.kafka.replicationFactor);
+    return counts.get(config.topics.models) ?? 1;
+  } finally {
+    admin.close();
+  }
+}
+

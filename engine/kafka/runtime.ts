@@ -175,6 +175,11 @@ export class KafkaRuntime {
     return `${topology}_${partition}`;
   }
 
+  /** Partitions of a topic this runtime reads or writes, once `start` has created or found it. */
+  partitionCount(topic: string): number | undefined {
+    return this.partitions.get(topic);
+  }
+
   async start(): Promise<void> {
     const o = this.options;
     if (!o.librdkafka['bootstrap.servers']) throw new ConfigError('kafka.librdkafka["bootstrap.servers"] (or kafka.bootstrapServers) must be set in kafka mode');
