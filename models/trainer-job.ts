@@ -8,11 +8,11 @@ import { fileURLToPath } from 'node:url';
 import type { SampleloopConfig } from '../engine/config.js';
 import { DecodeError, errorMessage, SampleloopError } from '../engine/errors.js';
 import { directAccess } from '../engine/embedded/access.js';
-import type { EmbeddedLog } from '../engine/embedded/log.js';
+import type { EmbeddedLog, GroupOffset } from '../engine/embedded/log.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { EngineMetrics } from '../engine/metrics.js';
 import type { ProcessorMetrics } from '../engine/processor.js';
-import type { OutputRecord } from '../engine/record.js';
+import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import { decodeLoggedValue } from '../processors/retrain-trigger.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
@@ -50,8 +50,37 @@ export interface TrainerSettings {
   progressEveryIterations: number;
 }
 
-/** What the job needs from the log: the embedded log satisfies it (reads samples, triggers; commits decisions + offsets atomically). */
-export type TrainerLog = Pick<EmbeddedLog, 'topic' | 'ensureTopic' | 'read' | 'committedOffset' | 'commit' | 'waitForAppend'>;
+/**
+ * What the job needs from a log: read samples and triggers, commit a decision with the trigger's
+ * offset. `embeddedTrainerLog` (atomic commit) and `kafkaTrainerLog` (models/trainer-kafka.ts,
+ * at-least-once: a re-handled trigger is detected in the ledger) implement it.
+ */
+export interface TrainerLog {
+  /** Partitions of `topic`; 0 when it does not exist. */
+  partitions(topic: string): Promise<number>;
+  /** Up to `max` records of one partition from offset `from` on, in offset order (fewer at the end). */
+  read(topic: string, partition: number, from: number, max: number): Promise<SourceRecord[]>;
+  committedOffset(group: string, topic: string, partition: number): Promise<number | undefined>;
+  /** Writes `outputs` and moves the group's offsets. */
+  commit(outputs: readonly OutputRecord[], offsets: readonly GroupOffset[]): Promise<void>;
+  /** Resolves when records may have been appended, or after `timeoutMs`. */
+  waitForAppend(timeoutMs: number): Promise<void>;
+}
+
+/** The embedded log as a TrainerLog: reads are local, a commit is one atomic write. */
+export function embeddedTrainerLog(log: EmbeddedLog, ensureTopics: readonly string[] = []): TrainerLog {
+  for (const topic of ensureTopics) log.ensureTopic(topic);
+  return {
+    partitions: (topic) => Promise.resolve(log.topic(topic)?.partitions ?? 0),
+    read: (topic, partition, from, max) => Promise.resolve(log.read(topic, partition, from, max)),
+    committedOffset: (group, topic, partition) => Promise.resolve(log.committedOffset(group, topic, partition)),
+    commit: (outputs, offsets) => {
+      log.commit(outputs, [], offsets);
+      return Promise.resolve();
+    },
+    waitForAppend: (timeoutMs) => log.waitForAppend(timeoutMs),
+  };
+}
 
 export type DecisionKind = 'promoted' | 'rejected' | 'skipped' | 'failed';
 
@@ -86,19 +115,19 @@ export type TrainerProgress =
 // ---------------------------------------------------------------- reading the snapshot
 
 /** The category's samples in the snapshot, one per request ID (highest revision wins), sorted by request ID. */
-export function readSnapshotSamples(
+export async function readSnapshotSamples(
   log: Pick<TrainerLog, 'read'>,
   lookup: WriterSchemaLookup,
   snapshot: Pick<TrainingSnapshot, 'topic' | 'offsets'>,
   category: string,
   onUndecodable: (partition: number, offset: number, err: unknown) => void = () => {},
-): LabeledSample[] {
+): Promise<LabeledSample[]> {
   const latest = new Map<string, LabeledSample>();
   const PAGE = 5_000;
   for (const { partition, offset: end } of snapshot.offsets) {
     let from = 0;
     while (from < end) {
-      const records = log.read(snapshot.topic, partition, from, PAGE);
+      const records = await log.read(snapshot.topic, partition, from, PAGE);
       if (records.length === 0) break;
       for (const r of records) {
         if (r.offset >= end) break;
@@ -286,7 +315,7 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
 
   progress({ phase: 'reading', triggerId, category });
   let undecodable = 0;
-  const samples = readSnapshotSamples(deps.log, deps.writerSchema, trigger.snapshot, category, () => undecodable++);
+  const samples = await readSnapshotSamples(deps.log, deps.writerSchema, trigger.snapshot, category, () => undecodable++);
   if (undecodable > 0) logger.warn({ triggerId, category, undecodable }, 'trainer: samples that could not be decoded were left out');
   const set = buildTrainingSet(samples, deps.classesFor?.(category));
   const { train, holdout } = splitHoldout(set.rows, settings.holdoutFraction);
@@ -423,18 +452,16 @@ export class TrainerJob {
     this.logger = options.logger ?? silentLogger();
     this.metrics = options.metrics?.forProcessor('trainer', 'trainer-job');
     this.now = options.now ?? Date.now;
-    options.log.ensureTopic(options.topics.triggers);
-    if (options.topics.decisions !== null) options.log.ensureTopic(options.topics.decisions);
   }
 
   /** Handles every trigger waiting now; resolves to the decisions made, in order. */
   async processPending(): Promise<TrainerDecision[]> {
     const { log, topics } = this.options;
-    const partitions = log.topic(topics.triggers)?.partitions ?? 0;
+    const partitions = await log.partitions(topics.triggers);
     const decisions: TrainerDecision[] = [];
     for (let p = 0; p < partitions; p++) {
-      const from = log.committedOffset(this.group, topics.triggers, p) ?? 0;
-      const records = log.read(topics.triggers, p, from, 1000);
+      const from = (await log.committedOffset(this.group, topics.triggers, p)) ?? 0;
+      const records = await log.read(topics.triggers, p, from, 1000);
       const triggers = records.map((r) => ({ offset: r.offset, trigger: this.decodeTrigger(r.value, p, r.offset) }));
       const newest = new Map<string, number>();
       for (const t of triggers) if (t.trigger) newest.set(t.trigger.category, t.offset);
@@ -447,7 +474,7 @@ export class TrainerJob {
           decision = await this.handle(trigger);
           if (decision === undefined) return decisions; // retriable failure: try again on the next poll
         }
-        this.commit(p, offset + 1, decision);
+        await this.commit(p, offset + 1, decision);
         if (decision) decisions.push(decision);
       }
     }
@@ -542,13 +569,13 @@ export class TrainerJob {
     }
   }
 
-  private commit(partition: number, next: number, decision: TrainerDecision | undefined): void {
+  private async commit(partition: number, next: number, decision: TrainerDecision | undefined): Promise<void> {
     const outputs: OutputRecord[] = [];
     const { decisions } = this.options.topics;
     if (decision && decisions !== null) {
       outputs.push({ topic: decisions, key: Buffer.from(decision.category, 'utf8'), value: Buffer.from(JSON.stringify(decision), 'utf8'), timestamp: decision.decidedAt, headers: {} });
     }
-    this.options.log.commit(outputs, [], [{ group: this.group, topic: this.options.topics.triggers, partition, offset: next }]);
+    await this.options.log.commit(outputs, [{ group: this.group, topic: this.options.topics.triggers, partition, offset: next }]);
   }
 }
 
@@ -587,7 +614,7 @@ export function startEmbeddedTrainer(
 ): { job: TrainerJob; stop(): Promise<void> } {
   const now = deps.now ?? Date.now;
   const job = new TrainerJob({
-    log: deps.log,
+    log: embeddedTrainerLog(deps.log, [config.topics.retrainTriggers, config.topics.trainerDecisions]),
     writerSchema: (id) => deps.registry.cached(id),
     ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models),
     settings: trainerSettingsFromConfig(config),

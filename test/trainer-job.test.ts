@@ -24,6 +24,8 @@ import {
   buildTrainingSet,
   naturalCompare,
   readSnapshotSamples,
+  embeddedTrainerLog,
+  type TrainerLog,
   splitHoldout,
   trainOnTrigger,
   TRAINER_ID,
@@ -60,6 +62,7 @@ beforeAll(() => {
 
 interface Fixture {
   log: EmbeddedLog;
+  trainerLog: TrainerLog;
   registry: LocalSchemaRegistry;
   ledger: LedgerClient;
   lookup: (id: number) => ReturnType<LocalSchemaRegistry['cached']>;
@@ -95,6 +98,7 @@ async function fixture(partitions = 2): Promise<Fixture> {
     Array.from({ length: partitions }, (_, p) => ({ partition: p, offset: log.endOffset('samples', p) }));
   return {
     log,
+    trainerLog: embeddedTrainerLog(log, ['retrain-triggers', 'trainer-decisions']),
     registry,
     ledger: ledgerClient(directAccess(log, registry, () => NOW), 'models'),
     lookup: (id) => registry.cached(id),
@@ -174,7 +178,7 @@ describe('trainer: the promotion gate', () => {
     const offsets = f.appendDigits(ALL());
     const trigger = f.trigger(offsets, digits.rows.length);
 
-    const outcome = await trainOnTrigger(trigger, { log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    const outcome = await trainOnTrigger(trigger, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
     const d = outcome.decision;
     expect(d).toMatchObject({ decision: 'promoted', reason: 'candidate-not-worse', candidateVersion: '2', servingVersion: '1', sampleCount: 1797, skippedSamples: 0 });
     expect(d.trainSize + d.holdoutSize).toBe(1797);
@@ -207,7 +211,7 @@ describe('trainer: the promotion gate', () => {
     f.appendDigits(ALL());
     const trigger = f.trigger([{ partition: 0, offset: 150 }], 150);
 
-    const { decision: d, onnx } = await trainOnTrigger(trigger, { log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    const { decision: d, onnx } = await trainOnTrigger(trigger, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
     expect(d).toMatchObject({ decision: 'rejected', reason: 'candidate-worse', sampleCount: 150 });
     expect(d.servingAccuracy).toBeGreaterThan(0.95);
     expect(d.candidateAccuracy as number).toBeLessThan(d.servingAccuracy as number);
@@ -219,7 +223,7 @@ describe('trainer: the promotion gate', () => {
   it('promotes the first version of a category (nothing to compare with)', async () => {
     const f = await fixture();
     const offsets = f.appendDigits(ALL().slice(0, 400));
-    const { decision: d } = await trainOnTrigger(f.trigger(offsets, 400), { log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    const { decision: d } = await trainOnTrigger(f.trigger(offsets, 400), { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
     expect(d).toMatchObject({ decision: 'promoted', reason: 'no-serving-version', candidateVersion: '1', servingAccuracy: null });
     expect((await f.ledger.latest('digits'))?.metrics.servingHoldoutAccuracy).toBeUndefined();
   });
@@ -227,7 +231,7 @@ describe('trainer: the promotion gate', () => {
   it('skips a snapshot too small to train or evaluate on', async () => {
     const f = await fixture();
     const offsets = f.appendDigits([0, 1, 2, 3, 4]);
-    const { decision: d } = await trainOnTrigger(f.trigger(offsets, 5), { log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS });
+    const { decision: d } = await trainOnTrigger(f.trigger(offsets, 5), { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS });
     expect(d).toMatchObject({ decision: 'skipped', reason: 'too-few-samples', sampleCount: 5 });
     expect(await f.ledger.latest('digits')).toBeUndefined();
   });
@@ -238,13 +242,13 @@ describe('trainer: determinism and the holdout', () => {
     const a = await fixture(2);
     const offsetsA = a.appendDigits(ALL().slice(0, 600));
     const ledgerA = recordingLedger();
-    const first = await trainOnTrigger(a.trigger(offsetsA, 600), { log: a.log, writerSchema: a.lookup, ledger: ledgerA, settings: SETTINGS, now: () => NOW });
-    const again = await trainOnTrigger(a.trigger(offsetsA, 600), { log: a.log, writerSchema: a.lookup, ledger: ledgerA, settings: SETTINGS, now: () => NOW });
+    const first = await trainOnTrigger(a.trigger(offsetsA, 600), { log: a.trainerLog, writerSchema: a.lookup, ledger: ledgerA, settings: SETTINGS, now: () => NOW });
+    const again = await trainOnTrigger(a.trigger(offsetsA, 600), { log: a.trainerLog, writerSchema: a.lookup, ledger: ledgerA, settings: SETTINGS, now: () => NOW });
 
     const b = await fixture(3);
     const offsetsB = b.appendDigits(ALL().slice(0, 600).reverse());
     const ledgerB = recordingLedger();
-    const other = await trainOnTrigger(b.trigger(offsetsB, 600), { log: b.log, writerSchema: b.lookup, ledger: ledgerB, settings: SETTINGS, now: () => NOW });
+    const other = await trainOnTrigger(b.trigger(offsetsB, 600), { log: b.trainerLog, writerSchema: b.lookup, ledger: ledgerB, settings: SETTINGS, now: () => NOW });
 
     expect(first.decision.decision).toBe('promoted');
     expect(Buffer.from(first.onnx as Uint8Array).equals(Buffer.from(again.onnx as Uint8Array))).toBe(true);
@@ -256,7 +260,7 @@ describe('trainer: determinism and the holdout', () => {
   it('holdout and training sets are disjoint, split by inHoldout, and the candidate is trained on the training set alone', async () => {
     const f = await fixture();
     const offsets = f.appendDigits(ALL().slice(0, 500));
-    const samples = readSnapshotSamples(f.log, f.lookup, { topic: 'samples', offsets }, 'digits');
+    const samples = await readSnapshotSamples(f.trainerLog, f.lookup, { topic: 'samples', offsets }, 'digits');
     const set = buildTrainingSet(samples);
     const { train, holdout } = splitHoldout(set.rows, 0.2);
     const trainIds = new Set(train.map((r) => r.requestId));
@@ -266,7 +270,7 @@ describe('trainer: determinism and the holdout', () => {
     expect(train.every((r) => !inHoldout(r.requestId, 0.2))).toBe(true);
 
     const ledger = recordingLedger();
-    const { decision, onnx } = await trainOnTrigger(f.trigger(offsets, 500), { log: f.log, writerSchema: f.lookup, ledger, settings: SETTINGS, now: () => NOW });
+    const { decision, onnx } = await trainOnTrigger(f.trigger(offsets, 500), { log: f.trainerLog, writerSchema: f.lookup, ledger, settings: SETTINGS, now: () => NOW });
     expect(decision).toMatchObject({ trainSize: train.length, holdoutSize: holdout.length });
     const expected = exportOnnx(
       trainLogistic(train.map((r) => ({ features: r.vector, label: r.label })), set.featureNames, set.classes, { l2: SETTINGS.l2, maxIterations: SETTINGS.maxIterations, tolerance: SETTINGS.tolerance }),
@@ -287,7 +291,7 @@ describe('trainer: reading a snapshot', () => {
     f.appendDigits([4]);
     f.appendDigits([0], () => ({ revision: 5, label: 'after the snapshot' }));
 
-    const samples = readSnapshotSamples(f.log, f.lookup, snapshot, 'digits');
+    const samples = await readSnapshotSamples(f.trainerLog, f.lookup, snapshot, 'digits');
     expect(samples.map((s) => [s.requestId, s.revision, s.label])).toEqual([
       ['digit-0', 0, (digits.rows[0] as Dataset['rows'][number]).label],
       ['digit-1', 1, 'relabelled'],
@@ -328,7 +332,7 @@ describe('trainer job: consuming retrain-triggers', () => {
     const progress: TrainerProgress[] = [];
     const metrics = new EngineMetrics();
     const job = new TrainerJob({
-      log: f.log,
+      log: f.trainerLog,
       writerSchema: f.lookup,
       ledger: f.ledger,
       settings: SETTINGS,
@@ -369,7 +373,7 @@ describe('trainer job: consuming retrain-triggers', () => {
     const f = await fixture();
     const offsets = f.appendDigits(ALL().slice(0, 400));
     f.appendTrigger(f.trigger(offsets, 400));
-    const options = { log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: null }, applicationId: 'test', now: () => NOW };
+    const options = { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: null }, applicationId: 'test', now: () => NOW };
     expect((await new TrainerJob(options).processPending()).map((d) => d.decision)).toEqual(['promoted']);
     // As if the offset commit had been lost: another group re-reads the same trigger.
     expect((await new TrainerJob({ ...options, applicationId: 'again' }).processPending()).map((d) => d.reason)).toEqual(['already-trained']);
@@ -385,7 +389,7 @@ describe('trainer job: failures', () => {
     f.log.append([{ topic: 'retrain-triggers', key: Buffer.from('x'), value: Buffer.from('not a trigger'), timestamp: NOW, headers: {} }]);
     f.appendTrigger(f.trigger(offsets, 300));
     const metrics = new EngineMetrics();
-    const job = new TrainerJob({ log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: null }, applicationId: 'test', metrics, now: () => NOW });
+    const job = new TrainerJob({ log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: null }, applicationId: 'test', metrics, now: () => NOW });
     const decisions = await job.processPending();
     expect(decisions.map((d) => [d.triggerId, d.decision, d.reason])).toEqual([
       ['broken-1-1', 'failed', 'error'],
@@ -401,7 +405,7 @@ describe('trainer job: the polling loop', () => {
   it('picks up a trigger appended while it runs, and stop() ends it', async () => {
     const f = await fixture();
     const offsets = f.appendDigits(ALL().slice(0, 400));
-    const job = new TrainerJob({ log: f.log, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: 'trainer-decisions' }, applicationId: 'test', now: () => NOW });
+    const job = new TrainerJob({ log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, topics: { triggers: 'retrain-triggers', decisions: 'trainer-decisions' }, applicationId: 'test', now: () => NOW });
     const loop = startTrainerLoop(job);
     await new Promise((resolve) => setTimeout(resolve, 100));
     f.appendTrigger(f.trigger(offsets, 400));

@@ -13,7 +13,7 @@ import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { EmbeddedRuntime } from '../engine/embedded/runtime.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
-import { readSnapshotSamples } from '../models/trainer-job.js';
+import { embeddedTrainerLog, readSnapshotSamples } from '../models/trainer-job.js';
 import type { TriggerSettings } from '../processors/retrain-trigger.js';
 import { encodeFramed } from '../schemas/codec.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
@@ -389,7 +389,7 @@ describe('retrain trigger: snapshots across partitions and categories', () => {
     for (const t of triggers) {
       expect(t.snapshot.offsets.map((o) => o.partition)).toEqual([0, 1, 2]);
       expect(t.snapshot.sampleCount).toBe(7);
-      const inSnapshot = readSnapshotSamples(b.log, (id) => b.registry.cached(id), t.snapshot, t.category);
+      const inSnapshot = await readSnapshotSamples(embeddedTrainerLog(b.log), (id) => b.registry.cached(id), t.snapshot, t.category);
       expect(inSnapshot).toHaveLength(7);
       for (const o of t.snapshot.offsets) expect(o.offset).toBeLessThanOrEqual(b.log.endOffset('samples', o.partition));
     }
