@@ -14,6 +14,10 @@ import { KafkaAdmin } from './admin.js';
 import { KafkaLedgerSource } from './global-table.js';
 import { ModelRegistry } from '../../models/model-registry.js';
 import { buildPredictorTopology, predictorOutputs } from '../../topologies/predictor.js';
+import { startTrainerLoop, trainerSettingsFromConfig, TrainerJob } from '../../models/trainer-job.js';
+import { KafkaTrainerLog } from '../../models/trainer-kafka.js';
+import { ledgerClient } from '../../models/ledger.js';
+import { kafkaAccess } from './access.js';
 import { buildTriggerTopologies, triggerOutputs, triggerSettingsFromConfig, triggerTopicsFromConfig } from '../../topologies/trigger.js';
 
 export interface KafkaApp {
@@ -21,6 +25,8 @@ export interface KafkaApp {
   registry: ConfluentSchemaRegistry;
   metrics: EngineMetrics;
   logger: Logger;
+  /** The built-in trainer polling retrain-triggers (set when `trainer.enabled`). */
+  trainer?: TrainerJob;
   close(): Promise<void>;
 }
 
@@ -108,14 +114,53 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     beforeBatch: (records) => fetchWriterSchemas(registry, records),
   });
   await runtime.start();
+  const trainer = config.trainer.enabled ? await startKafkaTrainer(config, { settings, registry, logger, metrics }) : undefined;
   return {
     runtime,
     registry,
     metrics,
     logger,
+    ...(trainer ? { trainer: trainer.job } : {}),
     close: async () => {
+      await trainer?.stop();
       await runtime.close();
       await ledger?.stop();
+    },
+  };
+}
+
+/** The built-in trainer next to the runtime (`trainer.enabled`; run it on one instance of the application). */
+async function startKafkaTrainer(
+  config: SampleloopConfig,
+  deps: { settings: ReturnType<typeof librdkafkaSettings>; registry: ConfluentSchemaRegistry; logger: Logger; metrics: EngineMetrics },
+): Promise<{ job: TrainerJob; stop(): Promise<void> }> {
+  const { topics } = config;
+  const log = await KafkaTrainerLog.open(
+    deps.settings,
+    deps.logger,
+    `${config.applicationId}.trainer`,
+    [topics.retrainTriggers, topics.trainerDecisions].map((name) => ({ name, partitions: config.kafka.partitions })),
+    config.kafka.replicationFactor,
+    (records) => fetchWriterSchemas(deps.registry, records),
+  );
+  const access = kafkaAccess(deps.settings, deps.registry, deps.logger, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor });
+  const job = new TrainerJob({
+    log,
+    writerSchema: (id) => deps.registry.cached(id),
+    ledger: ledgerClient(access, topics.models),
+    settings: trainerSettingsFromConfig(config),
+    topics: { triggers: topics.retrainTriggers, decisions: topics.trainerDecisions },
+    applicationId: config.applicationId,
+    classesFor: (category) => config.categories[category]?.classes,
+    logger: deps.logger,
+    metrics: deps.metrics,
+  });
+  const loop = startTrainerLoop(job, deps.logger);
+  return {
+    job,
+    stop: async () => {
+      await loop.stop();
+      await log.close();
     },
   };
 }

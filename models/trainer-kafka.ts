@@ -1,0 +1,140 @@
+/**
+ * The built-in trainer on a Kafka cluster: `retrain-triggers` and the samples snapshot are read with
+ * an assign-only consumer (read_committed), decisions are produced with an idempotent producer, and
+ * the trigger offsets are committed for group `<applicationId>.trainer` after the decision is
+ * delivered: at-least-once, and a trigger handled twice is detected in the ledger (`already-trained`).
+ * One instance of an application should run it (docs/kafka.md).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GroupOffset } from '../engine/embedded/log.js';
+import { KafkaAdmin } from '../engine/kafka/admin.js';
+import { call, KafkaConsumer, KafkaError, Producer, toHeaders, toSourceRecord, type KafkaConsumerType, type LibrdkafkaSettings, type Message, type ProducerType } from '../engine/kafka/client.js';
+import type { Logger } from '../engine/logger.js';
+import { partitionForKey } from '../engine/partitioner.js';
+import type { OutputRecord, SourceRecord } from '../engine/record.js';
+import type { TrainerLog } from './trainer-job.js';
+
+const TIMEOUT_MS = 10_000;
+/** Empty polls in a row after which a read stops short of the high watermark (aborted transactions leave gaps). */
+const MAX_IDLE_POLLS = 5;
+
+export class KafkaTrainerLog implements TrainerLog {
+  private readonly partitionCounts = new Map<string, number>();
+
+  private constructor(
+    private readonly settings: LibrdkafkaSettings,
+    private readonly logger: Logger,
+    private readonly reader: KafkaConsumerType,
+    private readonly committer: KafkaConsumerType,
+    private readonly producer: ProducerType,
+    private readonly beforeReturn: (records: readonly SourceRecord[]) => Promise<void>,
+  ) {}
+
+  /**
+   * Connects a reader, a committer in `group` and a producer; creates `ensureTopics` when missing.
+   * `beforeReturn` sees every batch read before the trainer does (to fetch writer schemas).
+   */
+  static async open(
+    settings: LibrdkafkaSettings,
+    logger: Logger,
+    group: string,
+    ensureTopics: ReadonlyArray<{ name: string; partitions: number }>,
+    replicationFactor: number,
+    beforeReturn: (records: readonly SourceRecord[]) => Promise<void> = () => Promise.resolve(),
+  ): Promise<KafkaTrainerLog> {
+    const admin = new KafkaAdmin(settings, logger);
+    try {
+      await admin.ensureTopics(ensureTopics.map((t) => ({ ...t, compact: false })), replicationFactor);
+    } finally {
+      admin.close();
+    }
+    const consumer = (groupId: string): KafkaConsumerType =>
+      new KafkaConsumer({ ...settings, 'group.id': groupId, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0], {
+        'auto.offset.reset': 'earliest',
+      });
+    const reader = consumer(`${group}-reader`);
+    const committer = consumer(group);
+    const producer = new Producer({ ...settings, 'enable.idempotence': true, acks: 'all', dr_cb: true } as ConstructorParameters<typeof Producer>[0]);
+    await call('connecting the trainer reader', (cb) => reader.connect({}, cb as never));
+    await call('connecting the trainer committer', (cb) => committer.connect({}, cb as never));
+    await call('connecting the trainer producer', (cb) => producer.connect({}, cb as never));
+    producer.setPollInterval(50);
+    reader.setDefaultConsumeTimeout(200);
+    return new KafkaTrainerLog(settings, logger, reader, committer, producer, beforeReturn);
+  }
+
+  async partitions(topic: string): Promise<number> {
+    const known = this.partitionCounts.get(topic);
+    if (known !== undefined) return known;
+    const admin = new KafkaAdmin(this.settings, this.logger);
+    try {
+      const n = (await admin.partitionCounts([topic])).get(topic) ?? 0;
+      if (n > 0) this.partitionCounts.set(topic, n);
+      return n;
+    } finally {
+      admin.close();
+    }
+  }
+
+  async read(topic: string, partition: number, from: number, max: number): Promise<SourceRecord[]> {
+    const { highOffset } = await call<{ highOffset: number }>('reading offsets', (cb) => this.reader.queryWatermarkOffsets(topic, partition, TIMEOUT_MS, cb));
+    if (from >= highOffset || max <= 0) return [];
+    this.reader.assign([{ topic, partition, offset: from }]);
+    const out: SourceRecord[] = [];
+    try {
+      for (let idle = 0; out.length < max && idle < MAX_IDLE_POLLS; ) {
+        const batch = await call<Message[]>('reading', (cb) => this.reader.consume(Math.min(1000, max - out.length), cb));
+        idle = batch.length === 0 ? idle + 1 : 0;
+        for (const m of batch) if (m.offset >= from && out.length < max) out.push(toSourceRecord(m));
+        const last = out[out.length - 1];
+        if (last !== undefined && last.offset + 1 >= highOffset) break;
+        // Transaction markers occupy offsets without being delivered.
+        const [position] = this.reader.position([{ topic, partition }]);
+        if (typeof position?.offset === 'number' && position.offset >= highOffset) break;
+      }
+    } finally {
+      this.reader.unassign();
+    }
+    await this.beforeReturn(out);
+    return out;
+  }
+
+  async committedOffset(_group: string, topic: string, partition: number): Promise<number | undefined> {
+    const [committed] = await call<Array<{ offset?: number }>>('reading committed offsets', (cb) => this.committer.committed([{ topic, partition }], TIMEOUT_MS, cb as never));
+    const offset = committed?.offset;
+    return typeof offset === 'number' && offset >= 0 ? offset : undefined;
+  }
+
+  async commit(outputs: readonly OutputRecord[], offsets: readonly GroupOffset[]): Promise<void> {
+    if (outputs.length > 0) {
+      const failures: unknown[] = [];
+      const onReport = (err: unknown): void => {
+        if (err) failures.push(err);
+      };
+      this.producer.on('delivery-report', onReport);
+      try {
+        for (const r of outputs) {
+          const partitions = await this.partitions(r.topic);
+          this.producer.produce(r.topic, r.key && partitions > 0 ? partitionForKey(r.key, partitions) : null, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
+        }
+        await call('flushing trainer decisions', (cb) => this.producer.flush(60_000, cb));
+      } finally {
+        this.producer.removeListener('delivery-report', onReport);
+      }
+      if (failures.length > 0) throw new KafkaError(`${failures.length} trainer decision(s) could not be delivered`, failures[0]);
+    }
+    if (offsets.length > 0) this.committer.commitSync(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })));
+  }
+
+  async waitForAppend(timeoutMs: number): Promise<void> {
+    await sleep(timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([
+      new Promise<void>((resolve) => this.reader.disconnect(() => resolve())),
+      new Promise<void>((resolve) => this.committer.disconnect(() => resolve())),
+      new Promise<void>((resolve) => this.producer.disconnect(() => resolve())),
+    ]);
+  }
+}
