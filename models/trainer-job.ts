@@ -19,7 +19,8 @@ import type { SchemaRegistry } from '../schemas/registry.js';
 import type { LabeledSample, ModelVersion, RetrainTrigger, TrainingSnapshot } from '../schemas/types.js';
 import { inHoldout } from './holdout.js';
 import { ledgerClient } from './ledger.js';
-import { trainLogistic, type LogisticModel } from './logistic-regression.js';
+import type { LogisticModel } from './logistic-regression.js';
+import { trainInWorker } from './train-async.js';
 import { ModelError } from './model-error.js';
 import { exportOnnx, modelSha256 } from './onnx-export.js';
 import { loadOnnxModel } from './onnx-runtime.js';
@@ -335,20 +336,18 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   logger.info({ triggerId, category, trainSize: train.length, holdoutSize: holdout.length, features: set.featureNames.length, classes: set.classes.length }, 'trainer: training');
   const started = Date.now();
   let finalLoss = Number.NaN;
-  const model: LogisticModel = trainLogistic(
-    train.map((r) => ({ features: r.vector, label: r.label })),
-    set.featureNames,
-    set.classes,
+  const model: LogisticModel = await trainInWorker(
     {
-      l2: settings.l2,
-      maxIterations: settings.maxIterations,
-      tolerance: settings.tolerance,
-      onProgress: ({ iteration, loss }) => {
-        decision.iterations = iteration;
-        finalLoss = loss;
-        if (iteration === 1 || iteration % settings.progressEveryIterations === 0) logger.info({ triggerId, category, iteration, loss }, 'trainer: iteration');
-        progress({ phase: 'training', triggerId, category, iteration, loss, maxIterations: settings.maxIterations });
-      },
+      rows: train.map((r) => ({ features: r.vector, label: r.label })),
+      featureNames: set.featureNames,
+      classes: set.classes,
+      options: { l2: settings.l2, maxIterations: settings.maxIterations, tolerance: settings.tolerance },
+    },
+    ({ iteration, loss }) => {
+      decision.iterations = iteration;
+      finalLoss = loss;
+      if (iteration === 1 || iteration % settings.progressEveryIterations === 0) logger.info({ triggerId, category, iteration, loss }, 'trainer: iteration');
+      progress({ phase: 'training', triggerId, category, iteration, loss, maxIterations: settings.maxIterations });
     },
   );
   const onnx = exportOnnx(model, { version: candidateVersion, category });
