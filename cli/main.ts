@@ -41,6 +41,8 @@ export function buildProgram(out: (line: string) => void): Command {
   const program = new Command('sampleloop')
     .description('Closed-loop sample generation: predictions + business feedback → labeled, privacy-safe training samples.')
     .version(packageVersion(), '-V, --version', 'print the version')
+    // Program options only before the command: `models publish --version <v>` is the command's own option.
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     // Before any subcommand exists: subcommands copy it, so their parse errors also come back to main() (exit 2).
     .exitOverride();
