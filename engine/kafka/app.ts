@@ -3,12 +3,11 @@ import type { SampleloopConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { EngineMetrics } from '../metrics.js';
-import type { SourceRecord } from '../record.js';
 import { privacyPolicyFor } from '../embedded/app.js';
-import { encodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import { encodeFramed } from '../../schemas/codec.js';
 import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../../topologies/samples.js';
 import { registerOutputSchemas } from '../../topologies/serde.js';
-import { ConfluentSchemaRegistry } from './registry.js';
+import { ConfluentSchemaRegistry, fetchWriterSchemas } from './registry.js';
 import { KafkaRuntime } from './runtime.js';
 import { KafkaAdmin } from './admin.js';
 import { KafkaLedgerSource } from './global-table.js';
@@ -163,18 +162,6 @@ async function startKafkaTrainer(
       await log.close();
     },
   };
-}
-
-/** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
-async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
-  const missing = new Set<number>();
-  for (const r of records) {
-    const id = r.value ? referencedSchemaId(r.value) : undefined;
-    if (id !== undefined && !registry.cached(id)) missing.add(id);
-  }
-  for (const id of missing) {
-    await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
-  }
 }
 
 async function ensureModelsTopic(config: SampleloopConfig, settings: ReturnType<typeof librdkafkaSettings>, logger: Logger): Promise<number> {

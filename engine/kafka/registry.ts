@@ -3,6 +3,8 @@ import type avro from 'avsc';
 import { SchemaError, errorMessage } from '../errors.js';
 import { parseSchema } from '../../schemas/index.js';
 import type { SchemaRegistry } from '../../schemas/registry.js';
+import { referencedSchemaId } from '../../schemas/codec.js';
+import type { SourceRecord } from '../record.js';
 
 interface ConfluentClient {
   register(schema: { type: string; schema: string }, options: { subject: string }): Promise<{ id: number }>;
@@ -59,5 +61,17 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
 
   cached(id: number): avro.Type | undefined {
     return this.types.get(id);
+  }
+}
+
+/** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
+export async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
+  const missing = new Set<number>();
+  for (const r of records) {
+    const id = r.value ? referencedSchemaId(r.value) : undefined;
+    if (id !== undefined && !registry.cached(id)) missing.add(id);
+  }
+  for (const id of missing) {
+    await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
   }
 }
