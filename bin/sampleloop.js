@@ -7,7 +7,15 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 
+// A failed command exits at once: clients a failed start-up left open (Kafka consumers, timers) must
+// not keep the process alive. Success lets the event loop drain, so piped output is never cut short.
 main(process.argv).then(
-  (code) => { process.exitCode = code; },
-  (err) => { console.error(err instanceof Error ? err.message : String(err)); process.exitCode = 1; },
+  (code) => {
+    if (code === 0) process.exitCode = 0;
+    else process.exit(code);
+  },
+  (err) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  },
 );

@@ -17,11 +17,11 @@ import type { Logger } from '../logger.js';
 export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegistry, logger: Logger, options: { partitions: number; replicationFactor: number }): LogAccess {
   const admin = (): KafkaAdmin => new KafkaAdmin(settings, logger);
 
-  const partitionCount = async (topic: string, create: boolean, createPartitions?: number, compact = false): Promise<number> => {
+  const partitionCount = async (topic: string, create: boolean, createPartitions?: number, keepForever = false): Promise<number> => {
     const a = admin();
     try {
       const counts = create
-        ? await a.ensureTopics([{ name: topic, partitions: createPartitions ?? options.partitions, compact }], options.replicationFactor)
+        ? await a.ensureTopics([{ name: topic, partitions: createPartitions ?? options.partitions, compact: false, keepForever }], options.replicationFactor)
         : await a.partitionCounts([topic]);
       const n = counts.get(topic);
       if (n === undefined) throw new UsageError(`unknown topic "${topic}" on the Kafka cluster`);
@@ -58,7 +58,7 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
       return { appended: records.length };
     },
     produceAvro: async (topic, schema, records) => {
-      // The model ledger is one compacted partition keyed by category (as the engine creates it).
+      // The model ledger is one partition keyed by category whose history is kept (as the engine creates it).
       const ledger = schema === 'ModelVersion';
       const partitions = await partitionCount(topic, true, ledger ? 1 : undefined, ledger);
       const id = await registry.register(`${topic}-value`, schemaJson(schema));

@@ -6,24 +6,39 @@ export interface TopicSpec {
   name: string;
   partitions: number;
   compact: boolean;
+  /** Never delete records by age (`retention.ms=-1`), for a delete-policy topic whose history is the point (the model ledger). */
+  keepForever?: boolean;
 }
 
 /** Creates missing topics (compacted where required) and reports the partition counts of all of them. */
 export class KafkaAdmin {
   private readonly admin: IAdminClient;
 
+  private readonly bootstrap: string;
+
   constructor(settings: LibrdkafkaSettings, private readonly logger: Logger) {
     this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0]);
+    this.bootstrap = String(settings['bootstrap.servers'] ?? '(not set)');
   }
 
   async topicNames(): Promise<string[]> {
-    return (await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb))).filter((t) => !t.startsWith('__'));
+    return (await this.listTopics()).filter((t) => !t.startsWith('__'));
+  }
+
+  /** The first call to the cluster: its failure says where sampleloop looked and which setting to check. */
+  private async listTopics(): Promise<string[]> {
+    try {
+      return await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb));
+    } catch (err) {
+      if (!(err instanceof KafkaError)) throw err;
+      throw new KafkaError(`cannot reach the Kafka cluster at ${this.bootstrap} (kafka.bootstrapServers): is it up, and is the address right?`, err.cause);
+    }
   }
 
   async partitionCounts(topics: string[]): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
     if (topics.length === 0) return counts;
-    const existing = new Set(await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb)));
+    const existing = new Set(await this.listTopics());
     const present = topics.filter((t) => existing.has(t));
     if (present.length === 0) return counts;
     const described = await call<Array<{ name: string; partitions: unknown[] }>>('describing topics', (cb) =>
@@ -43,7 +58,7 @@ export class KafkaAdmin {
     const created: TopicSpec[] = [];
     for (const spec of specs) {
       if (counts.has(spec.name)) continue;
-      const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete' };
+      const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete', ...(spec.keepForever ? { 'retention.ms': '-1' } : {}) };
       try {
         await call('creating topic', (cb) =>
           this.admin.createTopic({ topic: spec.name, num_partitions: spec.partitions, replication_factor: replicationFactor, config }, 30_000, cb),

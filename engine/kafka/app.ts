@@ -59,7 +59,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
   });
   const topologies = [topology];
   let ledger: KafkaLedgerSource | undefined;
-  // The model ledger: compacted by category on Kafka, one partition; the predictor reads it as a global table, the trigger as a stream.
+  // The model ledger: one partition, keyed by category, history kept (delete policy, no retention); the predictor reads it as a global table, the trigger as a stream.
   const modelsPartitions = config.predictor.enabled || config.trigger.enabled ? await ensureModelsTopic(config, settings, logger) : 1;
   if (config.predictor.enabled) {
     const partitions = modelsPartitions;
@@ -167,7 +167,7 @@ async function startKafkaTrainer(
 async function ensureModelsTopic(config: SampleloopConfig, settings: ReturnType<typeof librdkafkaSettings>, logger: Logger): Promise<number> {
   const admin = new KafkaAdmin(settings, logger);
   try {
-    const counts = await admin.ensureTopics([{ name: config.topics.models, partitions: 1, compact: true }], config.kafka.replicationFactor);
+    const counts = await admin.ensureTopics([{ name: config.topics.models, partitions: 1, compact: false, keepForever: true }], config.kafka.replicationFactor);
     return counts.get(config.topics.models) ?? 1;
   } finally {
     admin.close();

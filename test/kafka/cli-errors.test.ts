@@ -1,0 +1,70 @@
+/**
+ * `sampleloop run` in Kafka mode ends with a clear error and the documented exit code when start-up
+ * fails, instead of staying alive with the clients it had opened: an unreachable cluster (exit 1,
+ * naming the address and the setting) and joined topics with different partition counts (exit 2).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KafkaAdmin } from '../../engine/kafka/admin.js';
+import { silentLogger } from '../../engine/logger.js';
+import { ensureBuilt, ROOT } from '../helpers/dist.js';
+import { connectProducer, createTestApp, disconnect, kafkaEndpoints, produceKeyed, type TestApp } from './helpers.js';
+
+const endpoints = kafkaEndpoints();
+
+async function runCli(args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SAMPLELOOP')) env[k] = v;
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sampleloop.js'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, stderr };
+}
+
+describe.skipIf(endpoints === null)('sampleloop run in Kafka mode: start-up failures end the process', () => {
+  const apps: TestApp[] = [];
+  beforeAll(async () => {
+    await ensureBuilt();
+  });
+  afterAll(() => apps.forEach((a) => a.cleanup()));
+
+  it('an unreachable cluster: exit 1, naming the address and kafka.bootstrapServers', async () => {
+    const test = createTestApp(endpoints!, 'cli-unreachable', 1);
+    apps.push(test);
+    const config = test.config({ instanceId: 'cli-1' });
+    const file = join(test.dir, 'kafka.json');
+    writeFileSync(file, JSON.stringify({ ...config, kafka: { ...config.kafka, bootstrapServers: '127.0.0.1:1' } }));
+    const r = await runCli(['run', '--config', file], 90_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot reach the Kafka cluster at 127.0.0.1:1 (kafka.bootstrapServers)');
+  }, 120_000);
+
+  it('joined topics with different partition counts: exit 2 with the co-partitioning message', async () => {
+    const test = createTestApp(endpoints!, 'cli-copartition', 2);
+    apps.push(test);
+    const producer = await connectProducer(endpoints!.bootstrap);
+    try {
+      // The engine creates missing topics with kafka.partitions (2); feedback exists already with 3.
+      const admin = new KafkaAdmin({ 'bootstrap.servers': endpoints!.bootstrap }, silentLogger());
+      try {
+        await admin.ensureTopics([{ name: test.topics.feedback, partitions: 3, compact: false }], 1);
+      } finally {
+        admin.close();
+      }
+      await produceKeyed(producer, test.topics.feedback, 3, [{ key: 'x', value: Buffer.from('{}'), timestamp: Date.now() }]);
+    } finally {
+      await disconnect(producer);
+    }
+    const file = join(test.dir, 'kafka.json');
+    writeFileSync(file, JSON.stringify(test.config({ instanceId: 'cli-2' })));
+    const r = await runCli(['run', '--config', file], 90_000);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/co-partitioned topics need the same partition count/);
+  }, 120_000);
+});
