@@ -8,12 +8,18 @@ export async function inspect(config: SampleloopConfig, options: { json: boolean
     options.out(JSON.stringify({ dataDir: config.dataDir, topics, stores }));
     return;
   }
-  options.out(`data dir: ${config.dataDir}`);
-  options.out(['topic'.padEnd(24), 'partitions'.padStart(10), 'records'.padStart(10), 'end offsets'.padStart(14), '  cleanup'].join(''));
+  options.out(config.mode === 'kafka' ? `Kafka cluster: ${config.kafka.bootstrapServers ?? String(config.kafka.librdkafka['bootstrap.servers'] ?? '')}` : `data dir: ${config.dataDir}`);
+  const width = Math.max(24, ...topics.map((t) => t.topic.length + 2), ...stores.map((s) => s.store.length + 2));
+  options.out(['topic'.padEnd(width), 'partitions'.padStart(10), 'records'.padStart(10), 'end offsets'.padStart(14), '  cleanup'].join(''));
   for (const t of topics) {
-    options.out([t.topic.padEnd(24), String(t.partitions).padStart(10), (t.records < 0 ? '-' : String(t.records)).padStart(10), t.endOffsets.join(',').padStart(14), `  ${t.compact ? 'compact' : 'delete'}`].join(''));
+    const cleanup = t.compact === null ? '?' : t.compact ? 'compact' : 'delete';
+    options.out([t.topic.padEnd(width), String(t.partitions).padStart(10), (t.records < 0 ? '-' : String(t.records)).padStart(10), t.endOffsets.join(',').padStart(14), `  ${cleanup}`].join(''));
+  }
+  if (config.mode === 'kafka') {
+    options.out('(records = high - low watermark, transaction markers included; cleanup policy not readable with this client: "?")');
+    return;
   }
   options.out('');
-  options.out(['state store'.padEnd(24), 'task'.padStart(12), 'entries'.padStart(10), 'bytes'.padStart(12)].join(''));
-  for (const s of stores) options.out([s.store.padEnd(24), s.task.padStart(12), String(s.entries).padStart(10), String(s.bytes).padStart(12)].join(''));
+  options.out(['state store'.padEnd(width), 'task'.padStart(12), 'entries'.padStart(10), 'bytes'.padStart(12)].join(''));
+  for (const s of stores) options.out([s.store.padEnd(width), s.task.padStart(12), String(s.entries).padStart(10), String(s.bytes).padStart(12)].join(''));
 }

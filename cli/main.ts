@@ -55,7 +55,7 @@ export function buildProgram(out: (line: string) => void): Command {
       await runEngine(config);
     });
 
-  common(program.command('produce <topic>').description('append JSON-lines records (one JSON object per line) to an embedded topic'))
+  common(program.command('produce <topic>').description('append JSON-lines records (one JSON object per line) to a topic (embedded, or the Kafka cluster in mode "kafka")'))
     .option('-f, --file <path>', 'read records from this file instead of standard input')
     .option('--key-field <field>', 'field whose value becomes the record key', 'requestId')
     .option('--partitions <n>', 'partition count if the topic has to be created')
@@ -67,7 +67,7 @@ export function buildProgram(out: (line: string) => void): Command {
       out(JSON.stringify({ topic, appended: result.appended }));
     });
 
-  common(program.command('consume <topic>').description('print the records of an embedded topic as JSON lines (values decoded)'))
+  common(program.command('consume <topic>').description('print the records of a topic as JSON lines (values decoded)'))
     .option('--from <offset>', 'start at this offset in every partition', '0')
     .option('--partition <p>', 'only this partition')
     .option('--max <n>', 'print at most n records')

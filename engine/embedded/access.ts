@@ -34,7 +34,8 @@ export interface StoreSummary {
 export interface TopicSummary {
   topic: string;
   partitions: number;
-  compact: boolean;
+  /** null when it cannot be read (Kafka: the client has no DescribeConfigs). */
+  compact: boolean | null;
   retentionMs: number | null;
   records: number;
   endOffsets: number[];

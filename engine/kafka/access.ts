@@ -108,8 +108,22 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
       try {
         const all = await a.partitionCounts(await a.topicNames());
         const summaries: TopicSummary[] = [];
-        for (const [topic, partitions] of [...all].sort(([x], [y]) => x.localeCompare(y))) {
-          summaries.push({ topic, partitions, compact: false, retentionMs: null, records: -1, endOffsets: [] });
+        const consumer = new KafkaConsumer({ ...settings, 'group.id': `sampleloop-cli-${process.pid}` } as ConstructorParameters<typeof KafkaConsumer>[0], {});
+        await call('connecting the consumer', (cb) => consumer.connect({}, cb as never));
+        try {
+          for (const [topic, partitions] of [...all].sort(([x], [y]) => x.localeCompare(y))) {
+            const endOffsets: number[] = [];
+            let records = 0;
+            for (let p = 0; p < partitions; p++) {
+              const w = await call<{ lowOffset: number; highOffset: number }>('reading offsets', (cb) => consumer.queryWatermarkOffsets(topic, p, 10_000, cb));
+              endOffsets.push(w.highOffset);
+              records += w.highOffset - w.lowOffset;
+            }
+            // Cleanup policy and retention are topic configs this client cannot read (no DescribeConfigs).
+            summaries.push({ topic, partitions, compact: null, retentionMs: null, records, endOffsets });
+          }
+        } finally {
+          await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
         }
         return summaries;
       } finally {

@@ -1,7 +1,8 @@
 /**
- * `sampleloop run` in Kafka mode ends with a clear error and the documented exit code when start-up
- * fails, instead of staying alive with the clients it had opened: an unreachable cluster (exit 1,
- * naming the address and the setting) and joined topics with different partition counts (exit 2).
+ * The CLI in Kafka mode: `run` ends with a clear error and the documented exit code when start-up
+ * fails, instead of staying alive with the clients it had opened (an unreachable cluster: exit 1,
+ * naming the address and the setting; joined topics with different partition counts: exit 2), and
+ * `inspect` reports the cluster's real offsets and record counts.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,19 +16,21 @@ import { connectProducer, createTestApp, disconnect, kafkaEndpoints, produceKeye
 
 const endpoints = kafkaEndpoints();
 
-async function runCli(args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
+async function runCli(args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string; stdout: string }> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SAMPLELOOP')) env[k] = v;
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sampleloop.js'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sampleloop.js'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
-  return { code, stderr };
+  return { code, stderr, stdout };
 }
 
-describe.skipIf(endpoints === null)('sampleloop run in Kafka mode: start-up failures end the process', () => {
+describe.skipIf(endpoints === null)('sampleloop CLI in Kafka mode', () => {
   const apps: TestApp[] = [];
   beforeAll(async () => {
     await ensureBuilt();
@@ -66,5 +69,30 @@ describe.skipIf(endpoints === null)('sampleloop run in Kafka mode: start-up fail
     const r = await runCli(['run', '--config', file], 90_000);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/co-partitioned topics need the same partition count/);
+  }, 120_000);
+
+  it('inspect reports partitions, end offsets and record counts read from the cluster, and says the cleanup policy is unknown', async () => {
+    const test = createTestApp(endpoints!, 'cli-inspect', 2);
+    apps.push(test);
+    const admin = new KafkaAdmin({ 'bootstrap.servers': endpoints!.bootstrap }, silentLogger());
+    try {
+      await admin.ensureTopics([{ name: test.topics.predictions, partitions: 2, compact: false }], 1);
+    } finally {
+      admin.close();
+    }
+    const producer = await connectProducer(endpoints!.bootstrap);
+    try {
+      await produceKeyed(producer, test.topics.predictions, 2, Array.from({ length: 7 }, (_, i) => ({ key: `k-${i}`, value: Buffer.from('{}'), timestamp: Date.now() })));
+    } finally {
+      await disconnect(producer);
+    }
+    const file = join(test.dir, 'kafka.json');
+    writeFileSync(file, JSON.stringify(test.config({ instanceId: 'cli-3' })));
+    const r = await runCli(['inspect', '--json', '--config', file], 60_000);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as { topics: Array<{ topic: string; partitions: number; records: number; endOffsets: number[]; compact: boolean | null }> };
+    const topic = report.topics.find((t) => t.topic === test.topics.predictions);
+    expect(topic).toMatchObject({ partitions: 2, records: 7, compact: null });
+    expect(topic?.endOffsets.reduce((a, b) => a + b, 0)).toBe(7);
   }, 120_000);
 });
