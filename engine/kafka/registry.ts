@@ -26,7 +26,10 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   private readonly client: ConfluentClient;
   private readonly types = new Map<number, avro.Type>();
 
+  private readonly url: string;
+
   constructor(options: { url: string; username?: string; password?: string }) {
+    this.url = options.url;
     this.client = new ConfluentSchemaRegistryClient({
       host: options.url,
       ...(options.username !== undefined ? { auth: { username: options.username, password: options.password ?? '' } } : {}),
@@ -39,7 +42,11 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
       if (!this.types.has(id)) this.types.set(id, parseSchema(schema));
       return id;
     } catch (err) {
-      throw new SchemaError(`cannot register the schema of subject "${subject}" in the schema registry: ${errorMessage(err)}`, { cause: err, retriable: true });
+      throw new SchemaError(
+        `cannot register the schema of subject "${subject}" in the schema registry at ${this.url} (kafka.schemaRegistry.url): ${describeRegistryError(err)}. ` +
+          'Check that the registry runs and that the URL is its Confluent-compatible API (Apicurio: .../apis/ccompat/v7)',
+        { cause: err, retriable: true },
+      );
     }
   }
 
@@ -74,4 +81,15 @@ export async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, reco
   for (const id of missing) {
     await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
   }
+}
+
+/** The client reports a refused connection as "status 400" and some bodies as "[object Object]": say what happened. */
+function describeRegistryError(err: unknown): string {
+  const e = err as { status?: number; message?: string; originalError?: unknown; cause?: unknown } | null;
+  const text = errorMessage(err);
+  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET/.exec(text);
+  if (network) return `the registry cannot be reached (${network[0]})`;
+  if (e?.status === 404) return 'HTTP 404: no Confluent-compatible API at this URL';
+  if (e?.status === 401 || e?.status === 403) return `HTTP ${e.status}: check kafka.schemaRegistry.username / password`;
+  return text.replace('[object Object]', 'unexpected response body');
 }
