@@ -6,6 +6,10 @@ import { httpAccess, toDisplay } from '../engine/embedded/access.js';
 import { openEmbeddedLog, privacyPolicyFor } from '../engine/embedded/app.js';
 import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import type { SampleloopConfig } from '../engine/config.js';
+import { librdkafkaSettings } from '../engine/kafka/app.js';
+import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
+import { ConfluentSchemaRegistry, fetchWriterSchemas } from '../engine/kafka/registry.js';
+import { createLogger, type Logger } from '../engine/logger.js';
 import { ConfigError, StateError, UsageError } from '../engine/errors.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { archiveTopics, type ArchiveSource, type ArchiveSummary } from '../processors/replay-archive.js';
@@ -68,8 +72,12 @@ function archivePrivacy(config: SampleloopConfig): ReturnType<typeof privacyPoli
   }
 }
 
-/** The embedded log opened directly, or, while an engine holds it, that engine's HTTP API. */
+/**
+ * Kafka mode: the cluster's topics (read_committed, Avro decoded through the registry). Embedded
+ * mode: the embedded log opened directly, or, while an engine holds it, that engine's HTTP API.
+ */
 async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: ArchiveSource) => Promise<T>): Promise<T> {
+  if (config.mode === 'kafka') return withKafkaArchiveSource(config, fn);
   let log;
   try {
     log = await openEmbeddedLog(config);
@@ -96,5 +104,34 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
     });
   } finally {
     await log.close();
+  }
+}
+
+/**
+ * The cluster's topics read by offset with an assign-only read_committed consumer (nothing is
+ * committed: the archive manifest holds the positions, as Kafka offsets). Writer schemas of
+ * Avro-framed values are fetched from the registry before decoding.
+ */
+export async function withKafkaArchiveSource<T>(config: SampleloopConfig, fn: (source: ArchiveSource) => Promise<T>, logger?: Logger): Promise<T> {
+  if (!config.kafka.schemaRegistry) {
+    throw new UsageError('archive in mode "kafka" needs kafka.schemaRegistry.url: Avro values are decoded with the writer schemas of the Confluent schema registry');
+  }
+  const settings = librdkafkaSettings(config);
+  const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
+  const reader = await KafkaPartitionReader.open(settings, logger ?? createLogger({ level: config.log.level }), `${config.applicationId}.archive`);
+  try {
+    return await fn({
+      partitions: async (topic) => {
+        const n = await reader.partitions(topic);
+        return n > 0 ? n : undefined;
+      },
+      read: async (topic, partition, from, max) => {
+        const records = await reader.read(topic, partition, from, max);
+        await fetchWriterSchemas(registry, records);
+        return records.map((r) => toDisplay(r, registry));
+      },
+    });
+  } finally {
+    await reader.close();
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The built-in trainer on a Kafka cluster: `retrain-triggers` and the samples snapshot are read with
- * an assign-only consumer (read_committed), decisions are produced with an idempotent producer, and
+ * an assign-only consumer (read_committed, engine/kafka/partition-reader.ts), decisions are produced with an idempotent producer, and
  * the trigger offsets are committed for group `<applicationId>.trainer` after the decision is
  * delivered: at-least-once, and a trigger handled twice is detected in the ledger (`already-trained`).
  * One instance of an application should run it (docs/kafka.md).
@@ -8,23 +8,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GroupOffset } from '../engine/embedded/log.js';
 import { KafkaAdmin } from '../engine/kafka/admin.js';
-import { call, KafkaConsumer, KafkaError, Producer, toHeaders, toSourceRecord, type KafkaConsumerType, type LibrdkafkaSettings, type Message, type ProducerType } from '../engine/kafka/client.js';
+import { call, KafkaConsumer, KafkaError, Producer, toHeaders, type KafkaConsumerType, type LibrdkafkaSettings, type ProducerType } from '../engine/kafka/client.js';
+import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
 import type { Logger } from '../engine/logger.js';
 import { partitionForKey } from '../engine/partitioner.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import type { TrainerLog } from './trainer-job.js';
 
 const TIMEOUT_MS = 10_000;
-/** Empty polls in a row after which a read stops short of the high watermark (aborted transactions leave gaps). */
-const MAX_IDLE_POLLS = 5;
 
 export class KafkaTrainerLog implements TrainerLog {
-  private readonly partitionCounts = new Map<string, number>();
-
   private constructor(
-    private readonly settings: LibrdkafkaSettings,
-    private readonly logger: Logger,
-    private readonly reader: KafkaConsumerType,
+    private readonly reader: KafkaPartitionReader,
     private readonly committer: KafkaConsumerType,
     private readonly producer: ProducerType,
     private readonly beforeReturn: (records: readonly SourceRecord[]) => Promise<void>,
@@ -52,49 +47,21 @@ export class KafkaTrainerLog implements TrainerLog {
       new KafkaConsumer({ ...settings, 'group.id': groupId, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0], {
         'auto.offset.reset': 'earliest',
       });
-    const reader = consumer(`${group}-reader`);
     const committer = consumer(group);
     const producer = new Producer({ ...settings, 'enable.idempotence': true, acks: 'all', dr_cb: true } as ConstructorParameters<typeof Producer>[0]);
-    await call('connecting the trainer reader', (cb) => reader.connect({}, cb as never));
+    const reader = await KafkaPartitionReader.open(settings, logger, `${group}-reader`);
     await call('connecting the trainer committer', (cb) => committer.connect({}, cb as never));
     await call('connecting the trainer producer', (cb) => producer.connect({}, cb as never));
     producer.setPollInterval(50);
-    reader.setDefaultConsumeTimeout(200);
-    return new KafkaTrainerLog(settings, logger, reader, committer, producer, beforeReturn);
+    return new KafkaTrainerLog(reader, committer, producer, beforeReturn);
   }
 
-  async partitions(topic: string): Promise<number> {
-    const known = this.partitionCounts.get(topic);
-    if (known !== undefined) return known;
-    const admin = new KafkaAdmin(this.settings, this.logger);
-    try {
-      const n = (await admin.partitionCounts([topic])).get(topic) ?? 0;
-      if (n > 0) this.partitionCounts.set(topic, n);
-      return n;
-    } finally {
-      admin.close();
-    }
+  partitions(topic: string): Promise<number> {
+    return this.reader.partitions(topic);
   }
 
   async read(topic: string, partition: number, from: number, max: number): Promise<SourceRecord[]> {
-    const { highOffset } = await call<{ highOffset: number }>('reading offsets', (cb) => this.reader.queryWatermarkOffsets(topic, partition, TIMEOUT_MS, cb));
-    if (from >= highOffset || max <= 0) return [];
-    this.reader.assign([{ topic, partition, offset: from }]);
-    const out: SourceRecord[] = [];
-    try {
-      for (let idle = 0; out.length < max && idle < MAX_IDLE_POLLS; ) {
-        const batch = await call<Message[]>('reading', (cb) => this.reader.consume(Math.min(1000, max - out.length), cb));
-        idle = batch.length === 0 ? idle + 1 : 0;
-        for (const m of batch) if (m.offset >= from && out.length < max) out.push(toSourceRecord(m));
-        const last = out[out.length - 1];
-        if (last !== undefined && last.offset + 1 >= highOffset) break;
-        // Transaction markers occupy offsets without being delivered.
-        const [position] = this.reader.position([{ topic, partition }]);
-        if (typeof position?.offset === 'number' && position.offset >= highOffset) break;
-      }
-    } finally {
-      this.reader.unassign();
-    }
+    const out = await this.reader.read(topic, partition, from, max);
     await this.beforeReturn(out);
     return out;
   }
@@ -132,7 +99,7 @@ export class KafkaTrainerLog implements TrainerLog {
 
   async close(): Promise<void> {
     await Promise.all([
-      new Promise<void>((resolve) => this.reader.disconnect(() => resolve())),
+      this.reader.close(),
       new Promise<void>((resolve) => this.committer.disconnect(() => resolve())),
       new Promise<void>((resolve) => this.producer.disconnect(() => resolve())),
     ]);
