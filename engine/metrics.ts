@@ -17,7 +17,6 @@ export class EngineMetrics {
   });
   readonly commitSeconds = new Histogram({ name: 'sampleloop_commit_seconds', help: 'Commit latency', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] });
   readonly commits = new Counter({ name: 'sampleloop_commits_total', help: 'Commits', registers: [this.registry] });
-  readonly stateBytes = new Gauge({ name: 'sampleloop_state_bytes', help: 'Approximate size of local state', labelNames: ['store'], registers: [this.registry] });
   readonly consumerLag = new Gauge({ name: 'sampleloop_consumer_lag', help: 'Records not yet processed per input partition', labelNames: ['topic', 'partition'], registers: [this.registry] });
   readonly restoredRecords = new Counter({ name: 'sampleloop_state_restored_records_total', help: 'Changelog records restored into local state', labelNames: ['store'], registers: [this.registry] });
   readonly restoreRemaining = new Gauge({ name: 'sampleloop_state_restore_remaining_records', help: 'Changelog records still to restore', labelNames: ['store'], registers: [this.registry] });

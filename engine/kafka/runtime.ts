@@ -807,10 +807,18 @@ export class KafkaRuntime {
       await call('committing the transaction', (cb) => this.producer.commitTransaction(60_000, cb));
     } catch (err) {
       await this.abortTransaction(err);
-      throw err;
+      throw /fenced/i.test(errorMessage(err)) ? this.fencedError(err) : err;
     }
     this.commitSucceeded = true;
     this.committed(started);
+  }
+
+  /** Fencing means another producer took this transactional id: most often two instances share kafka.instanceId. */
+  private fencedError(err: unknown): KafkaError {
+    return new KafkaError(
+      `${errorMessage(err)}; the transactional id of this instance (kafka.instanceId "${this.options.instanceId}") is used by another producer: ` +
+        'give every instance of the application its own kafka.instanceId (the default is the host name, the same for instances on one host)',
+    );
   }
 
   private async abortTransaction(err: unknown): Promise<void> {
