@@ -97,6 +97,10 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
             if (out.length < max) out.push(toDisplay(record, registry));
             if (m.offset + 1 >= (ends.get(m.partition) ?? 0)) done.add(m.partition);
           }
+          // A transactional topic ends with a commit marker, which occupies an offset but is never delivered.
+          for (const pos of consumer.position(wanted.filter((p) => !done.has(p)).map((partition) => ({ topic, partition })))) {
+            if (typeof pos.offset === 'number' && pos.offset >= (ends.get(pos.partition) ?? 0)) done.add(pos.partition);
+          }
         }
       } finally {
         await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
