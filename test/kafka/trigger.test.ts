@@ -19,6 +19,60 @@ interface DecodedTrigger {
   snapshot: { topic: string; offsets: Array<{ partition: number; offset: number }>; sampleCount: number };
 }
 
+interface FraudRequest {
+  requestId: string;
+  amount: number;
+  modelVersion: string;
+  /** The feedback: `correct` or `actualLabel`. */
+  feedback: { correct: boolean } | { actualLabel: string };
+}
+
+/** Produces a prediction (category fraud, predicted legit) and its feedback 300 ms later for each request, request i at T0 + i s. */
+async function produceTraffic(test: TestApp, requests: readonly FraudRequest[]): Promise<void> {
+  const producer = await connectProducer(endpoints!.bootstrap);
+  try {
+    const at = (i: number): number => T0 + i * 1000;
+    const prediction = (r: FraudRequest, i: number): object => ({
+      requestId: r.requestId,
+      category: 'fraud',
+      features: { amount: r.amount, tenure: i % 5 },
+      attributes: { channel: 'web' },
+      predictedLabel: 'legit',
+      scores: { fraud: 0.4, legit: 0.6 },
+      modelVersion: r.modelVersion,
+      requestTimestamp: at(i),
+      timestamp: at(i),
+    });
+    await produceKeyed(producer, test.topics.predictions, PARTITIONS, requests.map((r, i) => ({ key: r.requestId, timestamp: at(i), value: Buffer.from(JSON.stringify(prediction(r, i))) })));
+    await produceKeyed(
+      producer,
+      test.topics.feedback,
+      PARTITIONS,
+      requests.map((r, i) => ({ key: r.requestId, timestamp: at(i) + 300, value: Buffer.from(JSON.stringify({ requestId: r.requestId, timestamp: at(i) + 300, ...r.feedback })) })),
+    );
+  } finally {
+    await disconnect(producer);
+  }
+}
+
+/** Reads `topic` until `decode` gives at least one value (or the application fails). */
+async function awaitRecords<T>(app: InProcessApp, topic: string, decode: (value: Buffer) => Promise<T> | T, what: string): Promise<T[]> {
+  let values: T[] = [];
+  await Promise.race([
+    app.failed,
+    waitUntil(
+      async () => {
+        const messages = await readTopic(endpoints!.bootstrap, topic, PARTITIONS, { readCommitted: true }).catch(() => []);
+        values = await Promise.all(messages.map((m) => decode(m.value as Buffer)));
+        return values.length > 0;
+      },
+      120_000,
+      what,
+    ),
+  ]);
+  return values;
+}
+
 describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
   const apps: TestApp[] = [];
   const running: InProcessApp[] = [];
@@ -27,60 +81,31 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
     apps.forEach((a) => a.cleanup());
   });
 
-  it('counts samples per category across partitions and fires with a snapshot of exactly the counted samples', async () => {
-    const kafka = endpoints!;
-    const test = createTestApp(kafka, 'trigger', PARTITIONS);
+  /** A fresh application (own topics) with the trigger on, plus `extra` settings. */
+  async function start(prefix: string, minNewSamples: number, extra: object = {}): Promise<{ test: TestApp; app: InProcessApp; config: object }> {
+    const test = createTestApp(endpoints!, prefix, PARTITIONS);
     apps.push(test);
     const config = {
-      ...test.config({ instanceId: 'trigger-1' }),
+      ...test.config({ instanceId: `${prefix}-1` }),
       log: { level: 'warn' as const },
-      trigger: { enabled: true, minNewSamples: 6, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
+      trigger: { enabled: true, minNewSamples, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
+      ...extra,
     };
     const app = await startInProcess(config);
     running.push(app);
+    return { test, app, config };
+  }
 
-    const producer = await connectProducer(kafka.bootstrap);
-    try {
-      const ids = Array.from({ length: SAMPLES }, (_, i) => `tr-${i}`);
-      const predictions = ids.map((requestId, i) => ({
-        key: requestId,
-        timestamp: T0 + i * 1000,
-        value: Buffer.from(
-          JSON.stringify({
-            requestId,
-            category: 'fraud',
-            features: { amount: i + 0.25 },
-            attributes: { channel: 'web' },
-            predictedLabel: 'legit',
-            scores: { fraud: 0.3, legit: 0.7 },
-            modelVersion: '1.0.0',
-            requestTimestamp: T0 + i * 1000,
-            timestamp: T0 + i * 1000,
-          }),
-        ),
-      }));
-      const feedback = ids.map((requestId, i) => ({ key: requestId, timestamp: T0 + i * 1000 + 500, value: Buffer.from(JSON.stringify({ requestId, timestamp: T0 + i * 1000 + 500, correct: true })) }));
-      await produceKeyed(producer, test.topics.predictions, PARTITIONS, predictions);
-      await produceKeyed(producer, test.topics.feedback, PARTITIONS, feedback);
-    } finally {
-      await disconnect(producer);
-    }
+  it('counts samples per category across partitions and fires with a snapshot of exactly the counted samples', async () => {
+    const kafka = endpoints!;
+    const { test, app } = await start('trigger', 6);
 
-    let triggers: DecodedTrigger[] = [];
+    await produceTraffic(
+      test,
+      Array.from({ length: SAMPLES }, (_, i) => ({ requestId: `tr-${i}`, amount: i + 0.25, modelVersion: '1.0.0', feedback: { correct: true } })),
+    );
     const registry = new SchemaRegistry({ host: kafka.registryUrl });
-    await Promise.race([
-      app.failed,
-      waitUntil(
-        async () => {
-          const messages = await readTopic(kafka.bootstrap, test.topics.retrainTriggers, PARTITIONS, { readCommitted: true }).catch(() => []);
-          triggers = [];
-          for (const m of messages) triggers.push((await registry.decode(m.value as Buffer)) as DecodedTrigger);
-          return triggers.length > 0;
-        },
-        90_000,
-        'a retrain trigger on Kafka',
-      ),
-    ]);
+    const triggers = await awaitRecords(app, test.topics.retrainTriggers, async (v) => (await registry.decode(v)) as DecodedTrigger, 'a retrain trigger on Kafka');
     const samples = await readTopic(kafka.bootstrap, test.topics.samples, PARTITIONS, { readCommitted: true });
     expect(samples).toHaveLength(SAMPLES);
     expect(triggers).toHaveLength(1);
@@ -96,68 +121,21 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
 
   it('closes the loop on Kafka: the trigger fires, the built-in trainer trains on the snapshot, records its decision and publishes the version to the ledger', async () => {
     const kafka = endpoints!;
-    const test = createTestApp(kafka, 'trainer', PARTITIONS);
-    apps.push(test);
-    const config = {
-      ...test.config({ instanceId: 'trainer-1' }),
-      log: { level: 'warn' as const },
-      trigger: { enabled: true, minNewSamples: 40, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
-      trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 },
-    };
-    const app = await startInProcess(config);
-    running.push(app);
+    const { test, app, config } = await start('trainer', 40, { trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 } });
     expect(app.app.trainer).toBeDefined();
 
     // Two well separated classes: amount decides the label.
-    const ids = Array.from({ length: 48 }, (_, i) => `loop-${i}`);
-    const label = (i: number): string => (i % 2 === 0 ? 'fraud' : 'legit');
-    const producer = await connectProducer(kafka.bootstrap);
-    try {
-      await produceKeyed(
-        producer,
-        test.topics.predictions,
-        PARTITIONS,
-        ids.map((requestId, i) => ({
-          key: requestId,
-          timestamp: T0 + i * 1000,
-          value: Buffer.from(
-            JSON.stringify({
-              requestId,
-              category: 'fraud',
-              features: { amount: (i % 2 === 0 ? 900 : 10) + (i % 7), tenure: i % 5 },
-              attributes: { channel: 'web' },
-              predictedLabel: 'legit',
-              scores: { fraud: 0.5, legit: 0.5 },
-              modelVersion: '0',
-              requestTimestamp: T0 + i * 1000,
-              timestamp: T0 + i * 1000,
-            }),
-          ),
-        })),
-      );
-      await produceKeyed(
-        producer,
-        test.topics.feedback,
-        PARTITIONS,
-        ids.map((requestId, i) => ({ key: requestId, timestamp: T0 + i * 1000 + 300, value: Buffer.from(JSON.stringify({ requestId, timestamp: T0 + i * 1000 + 300, actualLabel: label(i) })) })),
-      );
-    } finally {
-      await disconnect(producer);
-    }
-
-    let decisions: Array<{ decision: string; reason: string; category: string; candidateVersion: string | null; sampleCount: number; candidateAccuracy: number | null }> = [];
-    await Promise.race([
-      app.failed,
-      waitUntil(
-        async () => {
-          const messages = await readTopic(kafka.bootstrap, test.topics.trainerDecisions, PARTITIONS, { readCommitted: true }).catch(() => []);
-          decisions = messages.map((m) => JSON.parse((m.value as Buffer).toString('utf8')) as (typeof decisions)[number]);
-          return decisions.length > 0;
-        },
-        120_000,
-        'a trainer decision on Kafka',
-      ),
-    ]);
+    await produceTraffic(
+      test,
+      Array.from({ length: 48 }, (_, i) => ({
+        requestId: `loop-${i}`,
+        amount: (i % 2 === 0 ? 900 : 10) + (i % 7),
+        modelVersion: '0',
+        feedback: { actualLabel: i % 2 === 0 ? 'fraud' : 'legit' },
+      })),
+    );
+    type Decision = { decision: string; reason: string; category: string; candidateVersion: string | null; sampleCount: number; candidateAccuracy: number | null };
+    const decisions = await awaitRecords(app, test.topics.trainerDecisions, (v) => JSON.parse(v.toString('utf8')) as Decision, 'a trainer decision on Kafka');
     expect(decisions).toHaveLength(1);
     const decision = decisions[0]!;
     expect(decision).toMatchObject({ decision: 'promoted', reason: 'no-serving-version', category: 'fraud', candidateVersion: '1' });
