@@ -43,10 +43,10 @@ export class KafkaSink implements ReplaySink {
   }
 
   static async open(config: SampleloopConfig): Promise<KafkaSink> {
-    if (!config.kafka.bootstrapServers && !config.kafka.librdkafka['bootstrap.servers']) {
-      throw new ConfigError('--out kafka needs kafka.bootstrapServers (or kafka.librdkafka["bootstrap.servers"]) in the configuration');
-    }
-    if (!config.kafka.schemaRegistry) throw new ConfigError('--out kafka needs kafka.schemaRegistry.url: outputs are Avro in the Confluent wire format, registered under <topic>-value');
+    const missing: string[] = [];
+    if (!config.kafka.bootstrapServers && !config.kafka.librdkafka['bootstrap.servers']) missing.push('kafka.bootstrapServers (or kafka.librdkafka["bootstrap.servers"])');
+    if (!config.kafka.schemaRegistry) missing.push('kafka.schemaRegistry.url (outputs are Avro in the Confluent wire format, registered under <topic>-value)');
+    if (missing.length > 0) throw new ConfigError(`--out kafka needs ${missing.join(' and ')} in the configuration`);
     const settings = librdkafkaSettings(config);
     const topics: Record<ReplayOutput, string> = {
       samples: config.topics.samples,

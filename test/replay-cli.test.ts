@@ -150,10 +150,11 @@ describe('sampleloop replay (CLI)', () => {
     expect(existsSync(join(work, 'cli-strict.jsonl'))).toBe(false);
   });
 
-  it('--out kafka without a configured cluster exits 2 naming the missing setting', async () => {
+  it('--out kafka without a configured cluster exits 2 naming every missing setting', async () => {
     const result = await cli([...args('x').slice(0, -1), 'kafka']);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--out kafka needs kafka.bootstrapServers');
+    expect(result.stderr).toContain('and kafka.schemaRegistry.url');
   });
 
   it('refuses (exit 2) an output that would overwrite one of its inputs, leaving the input as it was', async () => {
