@@ -44,9 +44,10 @@ export class KafkaSink implements ReplaySink {
 
   static async open(config: SampleloopConfig): Promise<KafkaSink> {
     const missing: string[] = [];
+    const registrySettings = config.kafka.schemaRegistry;
     if (!config.kafka.bootstrapServers && !config.kafka.librdkafka['bootstrap.servers']) missing.push('kafka.bootstrapServers (or kafka.librdkafka["bootstrap.servers"])');
-    if (!config.kafka.schemaRegistry) missing.push('kafka.schemaRegistry.url (outputs are Avro in the Confluent wire format, registered under <topic>-value)');
-    if (missing.length > 0) throw new ConfigError(`--out kafka needs ${missing.join(' and ')} in the configuration`);
+    if (!registrySettings) missing.push('kafka.schemaRegistry.url (outputs are Avro in the Confluent wire format, registered under <topic>-value)');
+    if (missing.length > 0 || !registrySettings) throw new ConfigError(`--out kafka needs ${missing.join(' and ')} in the configuration`);
     const settings = librdkafkaSettings(config);
     const topics: Record<ReplayOutput, string> = {
       samples: config.topics.samples,
@@ -76,7 +77,7 @@ export class KafkaSink implements ReplaySink {
     producer.setPollInterval(10);
     const dataDir = resolve(config.dataDir);
     mkdirSync(dataDir, { recursive: true });
-    return new KafkaSink(producer, new ConfluentSchemaRegistry(config.kafka.schemaRegistry), topics, partitions, dataDir);
+    return new KafkaSink(producer, new ConfluentSchemaRegistry(registrySettings), topics, partitions, dataDir);
   }
 
   async write(output: ReplayOutput, record: OutputRecord): Promise<void> {
