@@ -1,9 +1,10 @@
 /**
  * The built-in trainer on a Kafka cluster: `retrain-triggers` and the samples snapshot are read with
- * an assign-only consumer (read_committed, engine/kafka/partition-reader.ts), decisions are produced with an idempotent producer, and
- * the trigger offsets are committed for group `<applicationId>.trainer` after the decision is
- * delivered: at-least-once, and a trigger handled twice is detected in the ledger (`already-trained`).
- * One instance of an application should run it (docs/kafka.md).
+ * an assign-only, read_committed consumer (engine/kafka/partition-reader.ts), decisions are produced
+ * with an idempotent producer, and the trigger offsets are committed for group
+ * `<applicationId>.trainer` after the decision is delivered: at-least-once, and a trigger handled
+ * twice is detected in the ledger (`already-trained`). One instance of an application should run it
+ * (docs/kafka.md).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GroupOffset } from '../engine/embedded/log.js';
@@ -43,11 +44,8 @@ export class KafkaTrainerLog implements TrainerLog {
     } finally {
       admin.close();
     }
-    const consumer = (groupId: string): KafkaConsumerType =>
-      new KafkaConsumer({ ...settings, 'group.id': groupId, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0], {
-        'auto.offset.reset': 'earliest',
-      });
-    const committer = consumer(group);
+    // Never assigned nor subscribed: it only reads and commits the group's offsets.
+    const committer = new KafkaConsumer({ ...settings, 'group.id': group, 'enable.auto.commit': false } as ConstructorParameters<typeof KafkaConsumer>[0], {});
     const producer = new Producer({ ...settings, 'enable.idempotence': true, acks: 'all', dr_cb: true } as ConstructorParameters<typeof Producer>[0]);
     const reader = await KafkaPartitionReader.open(settings, logger, `${group}-reader`);
     await call('connecting the trainer committer', (cb) => committer.connect({}, cb as never));
