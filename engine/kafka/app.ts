@@ -59,11 +59,10 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
   });
   const topologies = [topology];
   let ledger: KafkaLedgerSource | undefined;
-  // The model ledger: one partition, keyed by category, history kept (delete policy, no retention); the predictor reads it as a global table, the trigger as a stream.
+  // The model ledger: one partition keyed by category, history kept; the predictor reads it as a global table, the trigger as a stream.
   const modelsPartitions = config.predictor.enabled || config.trigger.enabled ? await ensureModelsTopic(config, settings, logger) : 1;
   if (config.predictor.enabled) {
-    const partitions = modelsPartitions;
-    ledger = await KafkaLedgerSource.start(settings, config.topics.models, partitions, registry, logger, `${config.applicationId}-models-${config.kafka.instanceId}`);
+    ledger = await KafkaLedgerSource.start(settings, config.topics.models, modelsPartitions, registry, logger, `${config.applicationId}-models-${config.kafka.instanceId}`);
     const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
     const models = new ModelRegistry(ledger, config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {});
     topologies.unshift(
