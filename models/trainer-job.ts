@@ -66,6 +66,11 @@ export interface TrainerLog {
   commit(outputs: readonly OutputRecord[], offsets: readonly GroupOffset[]): Promise<void>;
   /** Resolves when records may have been appended, or after `timeoutMs`. */
   waitForAppend(timeoutMs: number): Promise<void>;
+  /**
+   * The partitions of `topic` this job instance handles, when instances share them (Kafka: the
+   * partitions the trainer's consumer group assigned to it); without it, every partition.
+   */
+  ownedPartitions?(topic: string): Promise<number[]>;
 }
 
 /** The embedded log as a TrainerLog: reads are local, a commit is one atomic write. */
@@ -456,9 +461,9 @@ export class TrainerJob {
   /** Handles every trigger waiting now; resolves to the decisions made, in order. */
   async processPending(): Promise<TrainerDecision[]> {
     const { log, topics } = this.options;
-    const partitions = await log.partitions(topics.triggers);
+    const owned = log.ownedPartitions ? await log.ownedPartitions(topics.triggers) : [...Array(await log.partitions(topics.triggers)).keys()];
     const decisions: TrainerDecision[] = [];
-    for (let p = 0; p < partitions; p++) {
+    for (const p of owned) {
       const from = (await log.committedOffset(this.group, topics.triggers, p)) ?? 0;
       const records = await log.read(topics.triggers, p, from, 1000);
       const triggers = records.map((r) => ({ offset: r.offset, trigger: this.decodeTrigger(r.value, p, r.offset) }));

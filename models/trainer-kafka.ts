@@ -3,13 +3,13 @@
  * an assign-only, read_committed consumer (engine/kafka/partition-reader.ts), decisions are produced
  * with an idempotent producer, and the trigger offsets are committed for group
  * `<applicationId>.trainer` after the decision is delivered: at-least-once, and a trigger handled
- * twice is detected in the ledger (`already-trained`). One instance of an application should run it
- * (docs/kafka.md).
+ * twice is detected in the ledger (`already-trained`). Instances that enable it share the triggers'
+ * partitions through that consumer group, so each trigger is trained by one of them.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GroupOffset } from '../engine/embedded/log.js';
 import { KafkaAdmin } from '../engine/kafka/admin.js';
-import { call, KafkaConsumer, KafkaError, Producer, toHeaders, type KafkaConsumerType, type LibrdkafkaSettings, type ProducerType } from '../engine/kafka/client.js';
+import { call, ERR, KafkaConsumer, KafkaError, Producer, toHeaders, type KafkaConsumerType, type LibrdkafkaSettings, type ProducerType } from '../engine/kafka/client.js';
 import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
 import type { Logger } from '../engine/logger.js';
 import { partitionForKey } from '../engine/partitioner.js';
@@ -22,6 +22,8 @@ export class KafkaTrainerLog implements TrainerLog {
   private constructor(
     private readonly reader: KafkaPartitionReader,
     private readonly committer: KafkaConsumerType,
+    private readonly owned: ReadonlySet<number>,
+    private readonly triggersTopic: string,
     private readonly producer: ProducerType,
     private readonly beforeReturn: (records: readonly SourceRecord[]) => Promise<void>,
   ) {}
@@ -34,6 +36,7 @@ export class KafkaTrainerLog implements TrainerLog {
     settings: LibrdkafkaSettings,
     logger: Logger,
     group: string,
+    triggersTopic: string,
     ensureTopics: ReadonlyArray<{ name: string; partitions: number }>,
     replicationFactor: number,
     beforeReturn: (records: readonly SourceRecord[]) => Promise<void> = () => Promise.resolve(),
@@ -44,14 +47,42 @@ export class KafkaTrainerLog implements TrainerLog {
     } finally {
       admin.close();
     }
-    // Never assigned nor subscribed: it only reads and commits the group's offsets.
-    const committer = new KafkaConsumer({ ...settings, 'group.id': group, 'enable.auto.commit': false } as ConstructorParameters<typeof KafkaConsumer>[0], {});
+    // A member of the trainer's group on the triggers topic: the group hands each partition to one
+    // instance, so triggers are trained once however many instances enable the trainer. It never
+    // fetches (its partitions are paused): the reader reads, this consumer owns and commits.
+    const owned = new Set<number>();
+    const committer: KafkaConsumerType = new KafkaConsumer(
+      {
+        ...settings,
+        'group.id': group,
+        'enable.auto.commit': false,
+        rebalance_cb: (err: { code: number }, assignment: Array<{ topic: string; partition: number }>) => {
+          if (err.code === ERR.ASSIGN_PARTITIONS) {
+            committer.assign(assignment);
+            committer.pause(assignment);
+            for (const tp of assignment) owned.add(tp.partition);
+          } else if (err.code === ERR.REVOKE_PARTITIONS) {
+            owned.clear();
+            committer.unassign();
+          }
+        },
+      } as ConstructorParameters<typeof KafkaConsumer>[0],
+      {},
+    );
     const producer = new Producer({ ...settings, 'enable.idempotence': true, acks: 'all', dr_cb: true } as ConstructorParameters<typeof Producer>[0]);
     const reader = await KafkaPartitionReader.open(settings, logger, `${group}-reader`);
     await call('connecting the trainer committer', (cb) => committer.connect({}, cb as never));
+    committer.setDefaultConsumeTimeout(50);
+    committer.subscribe([triggersTopic]);
     await call('connecting the trainer producer', (cb) => producer.connect({}, cb as never));
     producer.setPollInterval(50);
-    return new KafkaTrainerLog(reader, committer, producer, beforeReturn);
+    return new KafkaTrainerLog(reader, committer, owned, triggersTopic, producer, beforeReturn);
+  }
+
+  /** Serves the group's rebalance events, then answers with this member's partitions of the triggers topic. */
+  async ownedPartitions(topic: string): Promise<number[]> {
+    await call<unknown[]>('polling the trainer group', (cb) => this.committer.consume(1, cb));
+    return topic === this.triggersTopic ? [...this.owned].sort((a, b) => a - b) : [];
   }
 
   partitions(topic: string): Promise<number> {

@@ -127,7 +127,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
   };
 }
 
-/** The built-in trainer next to the runtime (`trainer.enabled`; run it on one instance of the application). */
+/** The built-in trainer next to the runtime (`trainer.enabled`); instances that enable it share the triggers through a consumer group. */
 async function startKafkaTrainer(
   config: SampleloopConfig,
   deps: { settings: ReturnType<typeof librdkafkaSettings>; registry: ConfluentSchemaRegistry; logger: Logger; metrics: EngineMetrics },
@@ -137,6 +137,7 @@ async function startKafkaTrainer(
     deps.settings,
     deps.logger,
     `${config.applicationId}.trainer`,
+    topics.retrainTriggers,
     [topics.retrainTriggers, topics.trainerDecisions].map((name) => ({ name, partitions: config.kafka.partitions })),
     config.kafka.replicationFactor,
     (records) => fetchWriterSchemas(deps.registry, records),

@@ -82,18 +82,21 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
   });
 
   /** A fresh application (own topics) with the trigger on, plus `extra` settings. */
-  async function start(prefix: string, minNewSamples: number, extra: object = {}): Promise<{ test: TestApp; app: InProcessApp; config: object }> {
+  /** A fresh application (own topics) with the trigger on, plus `extra` settings; `instance` starts another instance of it. */
+  async function start(prefix: string, minNewSamples: number, extra: object = {}): Promise<{ test: TestApp; app: InProcessApp; instance(id: string): Promise<InProcessApp> }> {
     const test = createTestApp(endpoints!, prefix, PARTITIONS);
     apps.push(test);
-    const config = {
-      ...test.config({ instanceId: `${prefix}-1` }),
-      log: { level: 'warn' as const },
-      trigger: { enabled: true, minNewSamples, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
-      ...extra,
+    const instance = async (id: string): Promise<InProcessApp> => {
+      const app = await startInProcess({
+        ...test.config({ instanceId: id }),
+        log: { level: 'warn' as const },
+        trigger: { enabled: true, minNewSamples, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
+        ...extra,
+      });
+      running.push(app);
+      return app;
     };
-    const app = await startInProcess(config);
-    running.push(app);
-    return { test, app, config };
+    return { test, app: await instance(`${prefix}-1`), instance };
   }
 
   it('counts samples per category across partitions and fires with a snapshot of exactly the counted samples', async () => {
@@ -119,10 +122,12 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
     for (const o of trigger.snapshot.offsets) expect(o.offset).toBeLessThanOrEqual(samples.filter((m) => m.partition === o.partition).length);
   }, 180_000);
 
-  it('closes the loop on Kafka: the trigger fires, the built-in trainer trains on the snapshot, records its decision and publishes the version to the ledger', async () => {
+  it('closes the loop on Kafka with the trainer on in two instances: the trigger fires, one trainer trains on the snapshot, records its decision and publishes the version once', async () => {
     const kafka = endpoints!;
-    const { test, app, config } = await start('trainer', 40, { trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 } });
+    const { test, app, instance } = await start('trainer', 40, { trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 } });
+    const second = await instance('trainer-2');
     expect(app.app.trainer).toBeDefined();
+    expect(second.app.trainer).toBeDefined();
 
     // Two well separated classes: amount decides the label.
     await produceTraffic(
@@ -148,13 +153,14 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
     expect(versions.map((v) => [v.category, v.version, v.sequence])).toEqual([['fraud', '1', 1]]);
     expect(versions[0]?.trainer).toBe('sampleloop-logreg/1');
 
-    // The trigger's offset was committed for the trainer's group: a restarted application does not handle it again.
+    // Both instances kept polling the whole time, and the trigger's offset was committed for the
+    // trainer's group: an instance that starts afresh does not handle it again either.
     await app.stop();
-    const restarted = await startInProcess(config);
-    running.push(restarted);
-    await Promise.race([restarted.failed, new Promise((resolve) => setTimeout(resolve, 3000))]);
-    expect(await restarted.app.trainer?.processPending()).toEqual([]);
+    await second.stop();
+    const restarted = await instance('trainer-3');
+    await Promise.race([restarted.failed, new Promise((resolve) => setTimeout(resolve, 8000))]);
     const after = await readTopic(kafka.bootstrap, test.topics.trainerDecisions, PARTITIONS, { readCommitted: true });
     expect(after).toHaveLength(1);
+    expect(await readTopic(kafka.bootstrap, test.topics.models, 1, { readCommitted: true })).toHaveLength(1);
   }, 240_000);
 });
