@@ -1,12 +1,14 @@
 import { jsonLinesToRecords, toDisplay, type DisplayRecord, type LogAccess, type TopicSummary } from '../embedded/access.js';
 import { UsageError } from '../errors.js';
 import { partitionForKey } from '../partitioner.js';
-import type { OutputRecord } from '../record.js';
-import { encodeFramed, referencedSchemaId } from '../../schemas/codec.js';
+import type { OutputRecord, SourceRecord } from '../record.js';
+import { encodeFramed } from '../../schemas/codec.js';
 import { schemaJson } from '../../schemas/index.js';
 import type { SchemaRegistry } from '../../schemas/registry.js';
 import { KafkaAdmin } from './admin.js';
-import { call, KafkaConsumer, Producer, toHeaders, toSourceRecord, type LibrdkafkaSettings, type Message } from './client.js';
+import { KafkaPartitionReader } from './partition-reader.js';
+import { fetchWriterSchemas } from './registry.js';
+import { call, KafkaConsumer, Producer, toHeaders, type LibrdkafkaSettings } from './client.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -73,37 +75,22 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
       if (readOptions.partition !== undefined && readOptions.partition >= partitions) {
         throw new UsageError(`topic "${topic}" has ${partitions} partition(s), numbered from 0; there is no partition ${readOptions.partition}`);
       }
-      const consumer = new KafkaConsumer(
-        { ...settings, 'group.id': `sampleloop-cli-${process.pid}`, 'enable.auto.commit': false, 'isolation.level': 'read_committed' } as ConstructorParameters<typeof KafkaConsumer>[0],
-        {},
-      );
-      await call('connecting the consumer', (cb) => consumer.connect({}, cb as never));
-      consumer.setDefaultConsumeTimeout(500);
+      const reader = await KafkaPartitionReader.open(settings, logger, `sampleloop-cli-${process.pid}`);
       const out: DisplayRecord[] = [];
+      const max = readOptions.max ?? Number.MAX_SAFE_INTEGER;
       try {
-        const wanted = [...Array(partitions).keys()].filter((p) => readOptions.partition === undefined || p === readOptions.partition);
-        const ends = new Map<number, number>();
-        for (const p of wanted) ends.set(p, (await call<{ highOffset: number }>('reading offsets', (cb) => consumer.queryWatermarkOffsets(topic, p, 10_000, cb))).highOffset);
-        consumer.assign(wanted.map((partition) => ({ topic, partition, offset: readOptions.from ?? 0 })));
-        const max = readOptions.max ?? Number.MAX_SAFE_INTEGER;
-        const done = new Set<number>(wanted.filter((p) => (ends.get(p) ?? 0) <= (readOptions.from ?? 0)));
-        for (let idle = 0; done.size < wanted.length && out.length < max && idle < 10; ) {
-          const batch = await call<Message[]>('consuming', (cb) => consumer.consume(1000, cb));
-          idle = batch.length === 0 ? idle + 1 : 0;
-          for (const m of batch) {
-            const record = toSourceRecord(m);
-            const id = record.value ? referencedSchemaId(record.value) : undefined;
-            if (id !== undefined && !registry.cached(id)) await registry.lookup(id).catch(() => undefined);
-            if (out.length < max) out.push(toDisplay(record, registry));
-            if (m.offset + 1 >= (ends.get(m.partition) ?? 0)) done.add(m.partition);
-          }
-          // A transactional topic ends with a commit marker, which occupies an offset but is never delivered.
-          for (const pos of consumer.position(wanted.filter((p) => !done.has(p)).map((partition) => ({ topic, partition })))) {
-            if (typeof pos.offset === 'number' && pos.offset >= (ends.get(pos.partition) ?? 0)) done.add(pos.partition);
+        for (let p = 0; p < partitions && out.length < max; p++) {
+          if (readOptions.partition !== undefined && p !== readOptions.partition) continue;
+          for (let from = readOptions.from ?? 0; out.length < max; ) {
+            const batch = await reader.read(topic, p, from, Math.min(5_000, max - out.length));
+            if (batch.length === 0) break;
+            await fetchWriterSchemas(registry, batch);
+            for (const r of batch) out.push(toDisplay(r, registry));
+            from = (batch[batch.length - 1] as SourceRecord).offset + 1;
           }
         }
       } finally {
-        await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+        await reader.close();
       }
       return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
     },

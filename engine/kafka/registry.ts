@@ -72,7 +72,7 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
 }
 
 /** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
-export async function fetchWriterSchemas(registry: ConfluentSchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
+export async function fetchWriterSchemas(registry: SchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
   const missing = new Set<number>();
   for (const r of records) {
     const id = r.value ? referencedSchemaId(r.value) : undefined;
