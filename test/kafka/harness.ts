@@ -30,8 +30,8 @@ export interface LocalKafka {
   runDir: string;
   /** Stops broker and registry; deletes the run dir if the harness created it. Idempotent. */
   stop(): Promise<void>;
-  /** Stops and starts only the broker, on the same data and ports. */
-  restartBroker(): Promise<void>;
+  /** Stops and starts only the broker, on the same data and ports; it stays down at least `downMs` (default 0). */
+  restartBroker(downMs?: number): Promise<void>;
 }
 
 interface ScriptResult {
@@ -159,9 +159,10 @@ export async function startLocalKafka(opts: LocalKafkaOptions = {}): Promise<Loc
       running.delete(runDir);
       if (ownsRunDir) rmSync(runDir, { recursive: true, force: true });
     },
-    async restartBroker() {
+    async restartBroker(downMs = 0) {
       if (stopped) throw new SampleloopError('SL_KAFKA', 'restartBroker called after stop()');
       await runScriptOrThrow(['stop', 'broker'], env);
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
       const again = outputValue(await runScriptOrThrow(['start', 'broker'], env), 'bootstrap');
       if (again !== bootstrap) {
         throw new SampleloopError('SL_KAFKA', `broker came back on ${again}, expected ${bootstrap}`);
