@@ -175,7 +175,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
       ? { mode: 'sort', reason: 'requested (--sort)' }
       : spec.files.length > MERGE_MAX_FILES
         ? { mode: 'sort', reason: `${spec.files.length} files (the merge takes at most ${MERGE_MAX_FILES})` }
-        : { mode: 'merge', reason: 'files in event-time order' };
+        : { mode: 'merge', reason: `each file in event-time order within the reorder buffer (${request.reorderWindow ?? REORDER_WINDOW} records)` };
   try {
     for (let n = 1; ; n++) {
       const context = { request, replayConfig, privacy, spec, totalBytes, progress, checkAborted, logger, worker, dir: join(tempRoot, `attempt-${n}`) };
