@@ -49,3 +49,28 @@ describe('invalid timestamps', () => {
     expect(await harness.outputs('unmatched')).toHaveLength(1);
   });
 });
+
+describe('a processing failure that stops the engine', () => {
+  it('commits nothing of the failed step, so a restart processes the record again', async () => {
+    harness = await startHarness({ config: { categories: { loan: { classes: ['approve', 'reject'] } } } });
+    harness.send('prediction', prediction('r-before'));
+    const { app } = harness;
+    const task = app.runtime.taskList()[0];
+    if (!task) throw new Error('no task');
+    // The dead letter itself fails (as an unencodable one did): the error escapes the task after it
+    // took the record's offset.
+    (task as unknown as { sendDeadLetter: () => never }).sendDeadLetter = () => {
+      throw new Error('simulated fatal failure');
+    };
+    app.log.append([{ topic: 'predictions', key: null, value: Buffer.from('{"requestId": "r-poison", "cat'), timestamp: T0, headers: {} }]);
+    app.log.append([{ topic: 'predictions', key: Buffer.from('r-after'), value: Buffer.from(JSON.stringify(prediction('r-after'))), timestamp: T0, headers: {} }]);
+    expect(() => app.runtime.step()).toThrow('simulated fatal failure');
+    await harness.restart(); // closes the failed app (which must not commit the failed step), then starts again
+    harness.app.runtime.runUntilIdle();
+    harness.flush();
+    const dead = await harness.records('dead-letters');
+    expect(dead.map((r) => [r.headers['sampleloop.dlq.reason.code'], r.headers['sampleloop.dlq.source.offset']])).toEqual([['undecodable', '1']]);
+    const unmatched = (await harness.outputs('unmatched')) as Array<{ prediction: { requestId: string } }>;
+    expect(unmatched.map((u) => u.prediction.requestId).sort()).toEqual(['r-after', 'r-before']);
+  });
+});
