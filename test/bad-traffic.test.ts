@@ -74,3 +74,56 @@ describe('a processing failure that stops the engine', () => {
     expect(unmatched.map((u) => u.prediction.requestId).sort()).toEqual(['r-after', 'r-before']);
   });
 });
+
+describe('dead letters of records that a re-encoding cannot vouch for are sealed', () => {
+  const NAME = 'Grace Hopper';
+  const PHONE = '+1 555 0100 777';
+
+  async function deadLetters(h: EngineHarness): Promise<Array<{ code: string; encoding: string; text: string }>> {
+    return (await h.records('dead-letters')).map((r) => ({
+      code: r.headers['sampleloop.dlq.reason.code'] ?? '',
+      encoding: r.headers['sampleloop.dlq.payload.encoding'] ?? '',
+      text: JSON.stringify(r),
+    }));
+  }
+
+  it('an attribute holding an object, a field outside the schema, an attributes array: sealed, no clear value', async () => {
+    harness = await startHarness({ config: { categories: { loan: { classes: ['approve', 'reject'] } } } });
+    const bad = [
+      prediction('r-nested', { attributes: { customer: { name: NAME, phone: PHONE } } }),
+      prediction('r-raw-request', { features: { income: 'x' }, rawRequest: { customer: { name: NAME, phone: PHONE } } }),
+      prediction('r-attr-array', { attributes: [NAME, PHONE] }),
+    ];
+    for (const value of bad) harness.send('prediction', value);
+    const letters = await deadLetters(harness);
+    expect(letters.map((l) => [l.code, l.encoding])).toEqual([
+      ['wrong-type', 'sealed'],
+      ['wrong-type', 'sealed'],
+      ['wrong-type', 'sealed'],
+    ]);
+    for (const l of letters) for (const secret of [NAME, PHONE, PHONE.slice(0, -4)]) expect(l.text).not.toContain(secret);
+  });
+
+  it('a record nested too deeply to re-encode is a dead letter with its own reason, not a processing error', async () => {
+    harness = await startHarness({ config: { categories: { loan: { classes: ['approve', 'reject'] } } } });
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    const line = JSON.stringify(prediction('r-deep', { features: '@@' })).replace('"@@"', deep);
+    harness.sendRaw('predictions', Buffer.from(line), { key: 'r-deep', timestamp: T0 });
+    const letters = await deadLetters(harness);
+    expect(letters.map((l) => [l.code, l.encoding])).toEqual([['wrong-type', 'sealed']]);
+    const text = await harness.app.metrics.registry.metrics();
+    expect(text).toContain('sampleloop_dead_letters_total{topology="samples",reason="wrong-type"} 1');
+    expect(text).not.toContain('processing-error');
+  });
+
+  it('without any privacy key (no rule tokenizes) an unparsable record keeps its original bytes', async () => {
+    harness = await startHarness({ config: { privacy: { alwaysSensitive: [{ field: 'phone', action: 'mask', keepLast: 4 }] } } });
+    const original = '{"requestId": "r-broken", "category": "loan", "features": {';
+    harness.sendRaw('predictions', Buffer.from(original), { key: null, timestamp: T0 });
+    const [letter] = await harness.records('dead-letters');
+    expect(letter?.headers['sampleloop.dlq.reason.code']).toBe('undecodable');
+    expect(letter?.headers['sampleloop.dlq.payload.encoding']).toBe('original');
+    const payload = (letter?.value as { payload: unknown }).payload;
+    expect(JSON.stringify(payload)).toContain('r-broken');
+  });
+});
