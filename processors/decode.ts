@@ -47,7 +47,7 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
     }
     const value = result.value as InputValue<N> & { category?: string; attributes?: Record<string, string> };
     if (this.options.knownCategories && value.category !== undefined && !this.options.knownCategories.has(value.category)) {
-      this.reject('unknown-category', `category "${value.category}" is not configured (known: ${[...this.options.knownCategories].join(', ')})`, value as unknown as Record<string, unknown>);
+      this.reject('unknown-category', `category is not configured (known: ${[...this.options.knownCategories].join(', ')}); the record's category is in the payload`, value as unknown as Record<string, unknown>);
       return;
     }
     if (value.attributes !== undefined) value.attributes = this.options.privacy.protect(value.category ?? null, value.attributes);

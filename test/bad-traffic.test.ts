@@ -127,3 +127,19 @@ describe('dead letters of records that a re-encoding cannot vouch for are sealed
     expect(JSON.stringify(payload)).toContain('r-broken');
   });
 });
+
+describe('reason texts never quote field values (docs/operations.md)', () => {
+  it('unknown category and duplicate prediction name the problem without the category or request ID', async () => {
+    harness = await startHarness({ config: { input: { rejectUnknownCategories: true }, categories: { loan: { classes: ['approve', 'reject'] } } } });
+    harness.send('prediction', prediction('r-secret-id-1', { category: 'Ada Lovelace' }));
+    harness.send('prediction', prediction('r-secret-id-2'));
+    harness.send('prediction', prediction('r-secret-id-2'));
+    harness.send('prediction', prediction('r-3', { attributes: { name: { first: 'Ada' } } }));
+    const reasons = (await harness.records('dead-letters')).map((r) => [r.headers['sampleloop.dlq.reason.code'], r.headers['sampleloop.dlq.reason'], (r.value as { reason: string }).reason]);
+    expect(reasons).toEqual([
+      ['unknown-category', "category is not configured (known: loan); the record's category is in the payload", "category is not configured (known: loan); the record's category is in the payload"],
+      ['duplicate-prediction', 'a prediction for this request ID is already in the join window; the first one is kept', 'a prediction for this request ID is already in the join window; the first one is kept'],
+      ['wrong-type', 'attributes.name must be a string, got an object', 'attributes.name must be a string, got an object'],
+    ]);
+  });
+});
