@@ -2,8 +2,13 @@
  * Bad and messy traffic on the embedded engine: every record that cannot be processed ends in
  * `dead-letters` (or its documented topic) with a precise reason, and the engine keeps running.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../engine/config.js';
 import { jsonLinesToRecords } from '../engine/embedded/access.js';
+import { runReplay } from '../topologies/replay.js';
 import { startHarness, type EngineHarness } from './helpers/engine-harness.js';
 
 const T0 = 1_767_603_600_000;
@@ -141,5 +146,50 @@ describe('reason texts never quote field values (docs/operations.md)', () => {
       ['duplicate-prediction', 'a prediction for this request ID is already in the join window; the first one is kept', 'a prediction for this request ID is already in the join window; the first one is kept'],
       ['wrong-type', 'attributes.name must be a string, got an object', 'attributes.name must be a string, got an object'],
     ]);
+  });
+});
+
+describe('replay accounts for every staged record', () => {
+  it('the summary counts feedback the join only counts (duplicate-feedback under duplicates = first) and the dead letters', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-bad-replay-'));
+    try {
+      const keyFile = join(dir, 'k.key');
+      writeFileSync(keyFile, '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff');
+      const config = parseConfig({
+        dataDir: join(dir, 'data'),
+        log: { level: 'silent' },
+        privacy: { keyFile, keyEnv: 'SAMPLELOOP_BAD_TRAFFIC_UNUSED_KEY' },
+        join: { duplicates: 'first' },
+        input: { rejectUnknownCategories: true },
+        categories: { loan: { classes: ['approve', 'reject'] } },
+      });
+      const gateway = join(dir, 'gateway.jsonl');
+      const business = join(dir, 'business.jsonl');
+      writeFileSync(gateway, [prediction('k-1'), prediction('k-2', { category: 'mortgage' }), prediction('k-3'), prediction('k-3', { timestamp: T0 + 1 })].map((p) => JSON.stringify(p)).join('\n'));
+      writeFileSync(
+        business,
+        [
+          { requestId: 'k-1', timestamp: T0 + 100, actualLabel: 'approve' },
+          { requestId: 'k-1', timestamp: T0 + 200, actualLabel: 'reject' },
+          { requestId: 'k-1', timestamp: T0 + 300 },
+        ]
+          .map((f) => JSON.stringify(f))
+          .join('\n'),
+      );
+      const summary = await runReplay({ config, gateway: [gateway], business: [business], out: `file:${join(dir, 'out.jsonl')}` });
+      expect(summary.records).toEqual({ gateway: 4, business: 3 });
+      expect(summary.rejected).toBe(1);
+      expect(summary.staged).toEqual({ predictions: 4, feedback: 2 });
+      expect(summary.written).toMatchObject({ samples: 1, unmatched: 1, deadLetters: 2 });
+      expect(summary.events).toEqual({
+        'rejected-unknown-category': 1,
+        'duplicate-prediction': 1,
+        matched: 1,
+        'duplicate-feedback': 1,
+        unmatched: 1,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
