@@ -342,7 +342,8 @@ export class StreamTask {
       sourceTopic: source.topic,
       sourcePartition: source.partition,
       sourceOffset: source.offset,
-      sourceTimestamp: source.timestamp,
+      // A log timestamp that is no Avro long (fractional, unsafe) must not make the dead letter itself fail.
+      sourceTimestamp: Number.isSafeInteger(source.timestamp) ? source.timestamp : Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, Math.trunc(source.timestamp) || 0)),
       key: source.key,
       payload: payload ?? source.value ?? Buffer.alloc(0),
       payloadRedacted: payload !== undefined,

@@ -2,6 +2,7 @@ import type avro from 'avsc';
 import type { Processor, ProcessorContext } from '../engine/processor.js';
 import type { StreamRecord } from '../engine/record.js';
 import { decodeRecord } from '../schemas/codec.js';
+import { schemaOf } from '../schemas/index.js';
 import type { Feedback, Prediction, Request } from '../schemas/types.js';
 import type { PrivacyPolicy } from './privacy.js';
 
@@ -24,6 +25,7 @@ export interface DecodeOptions {
  */
 export class DecodeProcessor<N extends InputName> implements Processor<Buffer | null, InputValue<N>> {
   private ctx!: ProcessorContext<InputValue<N>>;
+  private fields: ReadonlySet<string> | undefined;
 
   constructor(
     private readonly schema: N,
@@ -45,7 +47,7 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
     }
     const value = result.value as InputValue<N> & { category?: string; attributes?: Record<string, string> };
     if (this.options.knownCategories && value.category !== undefined && !this.options.knownCategories.has(value.category)) {
-      this.reject('unknown-category', `category "${value.category}" is not configured (known: ${[...this.options.knownCategories].join(', ')})`, value as unknown as Record<string, unknown>);
+      this.reject('unknown-category', `category is not configured (known: ${[...this.options.knownCategories].join(', ')}); the record's category is in the payload`, value as unknown as Record<string, unknown>);
       return;
     }
     if (value.attributes !== undefined) value.attributes = this.options.privacy.protect(value.category ?? null, value.attributes);
@@ -54,17 +56,35 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
 
   private reject(reasonCode: string, reason: string, partial: Record<string, unknown> | undefined): void {
     this.ctx.metrics.count(`rejected-${reasonCode}`);
-    if (partial) {
-      this.ctx.deadLetter({ reasonCode, reason, redactedPayload: this.redact(partial) });
+    const redacted = partial && this.redactable(partial) ? this.redact(partial) : undefined;
+    if (redacted) {
+      this.ctx.deadLetter({ reasonCode, reason, redactedPayload: redacted });
       return;
     }
     // Bytes we could not parse may hold sensitive values we cannot find: keep them sealed, never in clear.
-    const original = this.ctx.recordContext()?.value ?? Buffer.alloc(0);
-    this.ctx.deadLetter({ reasonCode, reason, redactedPayload: this.options.privacy.seal(original) ?? Buffer.alloc(0), payloadEncoding: 'sealed' });
+    const sealed = this.options.privacy.seal(this.ctx.recordContext()?.value ?? Buffer.alloc(0));
+    // No privacy key at all (no rule tokenizes): nothing to seal with, the dead letter keeps the original bytes.
+    if (sealed === null) this.ctx.deadLetter({ reasonCode, reason });
+    else this.ctx.deadLetter({ reasonCode, reason, redactedPayload: sealed, payloadEncoding: 'sealed' });
+  }
+
+  /**
+   * Whether a re-encoding can vouch for every sensitive value: not when a field outside the schema is
+   * present (e.g. the raw request a gateway log carries, with its customer data) or an attribute holds
+   * an object or array (sensitive values nested under a key the rules do not name). Those are sealed.
+   */
+  private redactable(partial: Record<string, unknown>): boolean {
+    this.fields ??= new Set((schemaOf(this.schema) as unknown as { fields: Array<{ name: string }> }).fields.map((f) => f.name));
+    for (const key of Object.keys(partial)) if (!this.fields.has(key)) return false;
+    const attributes = partial.attributes;
+    if (attributes === undefined || attributes === null) return true;
+    if (typeof attributes !== 'object' || Array.isArray(attributes)) return false;
+    for (const v of Object.values(attributes as Record<string, unknown>)) if (typeof v === 'object' && v !== null) return false;
+    return true;
   }
 
   /** Re-encodes what could be parsed with its sensitive attributes protected, so dead letters never carry them in clear. */
-  private redact(partial: Record<string, unknown>): Buffer {
+  private redact(partial: Record<string, unknown>): Buffer | undefined {
     const attributes = partial.attributes;
     const category = typeof partial.category === 'string' ? partial.category : null;
     const safe: Record<string, unknown> = { ...partial };
@@ -73,6 +93,11 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
       for (const [k, v] of Object.entries(attributes as Record<string, unknown>)) strings[k] = typeof v === 'string' ? v : JSON.stringify(v);
       safe.attributes = this.options.privacy.protect(category, strings);
     }
-    return Buffer.from(JSON.stringify(safe, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+    try {
+      return Buffer.from(JSON.stringify(safe, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+    } catch {
+      // Nested too deeply to re-encode (JSON.stringify overflows the stack): the original is sealed instead.
+      return undefined;
+    }
   }
 }

@@ -178,7 +178,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
       this.ctx.metrics.count('duplicate-prediction');
       this.ctx.deadLetter({
         reasonCode: 'duplicate-prediction',
-        reason: `a prediction for request ${p.requestId} is already in the join window; the first one is kept`,
+        reason: 'a prediction for this request ID is already in the join window; the first one is kept',
         redactedPayload: Buffer.from(JSON.stringify(p)),
       });
       return;

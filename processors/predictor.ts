@@ -57,7 +57,7 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
       const request = record.value;
       const served = this.options.models.resolve(request.category);
       if (!served) {
-        outcomes[i] = [this.reject('unknown-category', `no model serves category "${request.category}"${this.servingList()}`, request)];
+        outcomes[i] = [this.reject('unknown-category', `no model serves the request's category (it is in the payload)${this.servingList()}`, request)];
         return;
       }
       const row = this.featureRow(request, served);

@@ -241,5 +241,5 @@ function describe(value: unknown): string {
   // Never the value itself: reasons travel in dead-letter headers and logs, and values may be sensitive.
   if (typeof value === 'string') return `a string of ${value.length} characters`;
   if (typeof value === 'number') return Number.isFinite(value) ? 'a number' : `the number ${value}`;
-  return `a ${typeof value}`;
+  return typeof value === 'object' || typeof value === 'undefined' ? `an ${typeof value}` : `a ${typeof value}`;
 }

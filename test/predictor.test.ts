@@ -212,7 +212,8 @@ describe('predictor: what it cannot serve', () => {
     expect((await e.predictions()).map((p) => p.requestId)).toEqual(['ok-1']);
     const dead = await e.deadLetters();
     expect(dead.map((d) => `${d.key}:${d.headers['sampleloop.dlq.reason.code']}:${d.headers['sampleloop.dlq.stage']}`)).toEqual(['u-1:unknown-category:predictor']);
-    expect(dead[0]?.headers['sampleloop.dlq.reason']).toContain('no model serves category "loans"');
+    expect(dead[0]?.headers['sampleloop.dlq.reason']).toContain("no model serves the request's category");
+    expect(dead[0]?.headers['sampleloop.dlq.reason']).not.toContain('loans'); // reasons never quote field values (docs/operations.md)
     expect(dead[0]?.headers['sampleloop.dlq.payload.redacted']).toBe('true');
     const payload = JSON.parse((dead[0]?.value as { payload: string }).payload) as { requestId: string; attributes: Record<string, string> };
     expect(payload.requestId).toBe('u-1');

@@ -86,6 +86,12 @@ export interface ReplaySummary {
   written: Record<ReplayOutput, number>;
   /** Samples emitted by the join, every revision included. */
   samplesEmitted: number;
+  /**
+   * What the topology did with the staged records, by event (`sampleloop_processor_events_total` online,
+   * summed over processors): `matched`, `revised`, `duplicate-feedback`, `feedback-buffered`, `rejected-<reasonCode>`, ...
+   * Feedback that is only counted (`duplicate-feedback`, `superseded-feedback`) shows here and nowhere else.
+   */
+  events: Record<string, number>;
   /** How the records were put in event-time order: merged on the fly, or sorted on disk (and why). */
   order: { mode: 'merge' | 'sort'; reason: string };
   /** Whether the archive was read in a worker thread. */
@@ -117,6 +123,7 @@ interface AttemptResult {
   stats: ReadStats;
   written: Record<ReplayOutput, number>;
   samplesEmitted: number;
+  events: Record<string, number>;
   phases: ReplaySummary['phases'];
   sink: ReplaySink;
   rejects: JsonLinesFile;
@@ -205,6 +212,7 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
         outOfRange: stats.outOfRange,
         written: result.written,
         samplesEmitted: result.samplesEmitted,
+        events: result.events,
         order: attempt,
         readerThread: worker,
         seconds,
@@ -265,7 +273,8 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
     const topics = outputTopics(config.topics);
     const serdes = await registerOutputSchemas(sink.registry, samplesOutputs(config.topics));
     const outputs = new ReplayOutputs(sink, staging, topics);
-    driver = new ReplayTopologyDriver({ config, privacy: c.privacy, serdes, db: staging.database, logger: c.logger, metrics: new EngineMetrics(), onOutputs: (o) => outputs.add(o) });
+    const metrics = new EngineMetrics();
+    driver = new ReplayTopologyDriver({ config, privacy: c.privacy, serdes, db: staging.database, logger: c.logger, metrics, onOutputs: (o) => outputs.add(o) });
     const phases = { read: 0, join: 0, write: 0 };
     checkAborted();
 
@@ -321,7 +330,12 @@ async function runAttempt(attempt: Attempt, target: ReturnType<typeof parseOutpu
     await rejects.commit();
     committed = true;
     phases.write = (performance.now() - writeStart) / 1000;
-    return { stats, written: outputs.written, samplesEmitted: outputs.samplesEmitted, phases, sink, rejects };
+    const events: Record<string, number> = {};
+    for (const { labels, value } of (await metrics.events.get()).values) {
+      const event = String(labels.event);
+      if (value > 0) events[event] = (events[event] ?? 0) + value;
+    }
+    return { stats, written: outputs.written, samplesEmitted: outputs.samplesEmitted, events, phases, sink, rejects };
   } catch (err) {
     if (!committed) await sink?.abort();
     if (err instanceof DisorderError) rejects?.abort();

@@ -69,7 +69,9 @@ export function jsonLinesToRecords(topic: string, text: string, keyField: string
       const parsed = JSON.parse(line) as Record<string, unknown>;
       const k = parsed[keyField];
       if (typeof k === 'string' && k.length > 0) key = Buffer.from(k, 'utf8');
-      if (typeof parsed.timestamp === 'number' && Number.isFinite(parsed.timestamp)) timestamp = parsed.timestamp;
+      // Only a valid timestamp (a non-negative integer, as Avro's timestamp-millis): a fractional or
+      // negative one would become the log timestamp the dead letter of this record must carry.
+      if (typeof parsed.timestamp === 'number' && Number.isSafeInteger(parsed.timestamp) && parsed.timestamp >= 0) timestamp = parsed.timestamp;
     } catch {
       // kept as is: the engine dead-letters it with the reason
     }

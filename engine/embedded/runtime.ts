@@ -42,6 +42,8 @@ export class EmbeddedRuntime {
   private lastCommit = 0;
   private readonly now: () => number;
   private stopped = false;
+  /** Processing threw (the engine stops): the half-done step must never be committed. */
+  private failed = false;
   private readonly commitIntervalMs: number;
   private readonly commitMaxPending: number;
   private readonly fetchSize: number;
@@ -99,24 +101,45 @@ export class EmbeddedRuntime {
    * the records processed. Synchronous: for topologies without batch (async) processors.
    */
   step(budget = 2_000): number {
-    let processed = 0;
-    for (const rt of this.tasks) {
-      processed += this.pull(rt, budget);
-      if (rt.task.hasPendingBatches()) throw new TopologyError(`topology "${rt.task.topology.name}" has batch processors: drive it with stepAsync()`);
-    }
-    this.afterStep();
-    return processed;
+    return this.failOnThrow(() => {
+      let processed = 0;
+      for (const rt of this.tasks) {
+        processed += this.pull(rt, budget);
+        if (rt.task.hasPendingBatches()) throw new TopologyError(`topology "${rt.task.topology.name}" has batch processors: drive it with stepAsync()`);
+      }
+      this.afterStep();
+      return processed;
+    });
   }
 
   /** Like `step`, for any topology: awaits batch processors (model inference) once per task and batch. */
   async stepAsync(budget = 2_000): Promise<number> {
-    let processed = 0;
-    for (const rt of this.tasks) {
-      processed += this.pull(rt, budget);
-      await rt.task.flushBatches();
+    try {
+      let processed = 0;
+      for (const rt of this.tasks) {
+        processed += this.pull(rt, budget);
+        await rt.task.flushBatches();
+      }
+      this.afterStep();
+      return processed;
+    } catch (err) {
+      this.failed = true;
+      throw err;
     }
-    this.afterStep();
-    return processed;
+  }
+
+  /**
+   * A step that throws is half done: committing it (on close, or at the next commit) would mark the
+   * failed record and the rest of its batch as processed without their outputs — a silent loss.
+   * Left uncommitted, a restart processes them again from the last commit.
+   */
+  private failOnThrow<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
   }
 
   private pull(rt: RunningTask, budget: number): number {
@@ -146,6 +169,7 @@ export class EmbeddedRuntime {
 
   /** Makes every task's outputs, state and input offsets durable in one atomic write. */
   commit(): void {
+    if (this.failed) return;
     const started = process.hrtime.bigint();
     const outputs: OutputRecord[] = [];
     const ops: WriteOp[] = [];
@@ -188,7 +212,9 @@ export class EmbeddedRuntime {
 
   /** For bounded inputs: closes every window still open and commits the results. */
   endOfInput(): void {
-    for (const rt of this.tasks) rt.task.endOfInput();
+    this.failOnThrow(() => {
+      for (const rt of this.tasks) rt.task.endOfInput();
+    });
     this.commit();
   }
 
