@@ -149,6 +149,8 @@ export class KafkaRuntime {
   private producerNeedsReset = false;
   /** Exactly-once: a transaction was begun and outputs produced into it ahead of its commit (see sendEarlyInTransaction). */
   private transactionOpen = false;
+  /** `run` threw: what was processed since the last commit is half done and must never be committed. */
+  private failed = false;
   /** False from the start of a commit until it succeeded: no new transaction may begin meanwhile. */
   private commitSucceeded = true;
   /** Input offsets of drained work per task, committed by the next commit (see sendEarly). */
@@ -274,8 +276,20 @@ export class KafkaRuntime {
     return producer;
   }
 
-  /** Polls, processes and commits until `signal` aborts; then commits and closes every task. */
+  /**
+   * Polls, processes and commits until `signal` aborts; then commits and closes every task. When it
+   * throws, the runtime has failed: `close` then commits nothing more (see `failed`).
+   */
   async run(signal: AbortSignal): Promise<void> {
+    try {
+      await this.loop(signal);
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.stopped) {
       await this.runJobs();
       await this.reopenPending();
@@ -869,8 +883,11 @@ export class KafkaRuntime {
     this.stopped = true;
     let committed = false;
     try {
-      await this.commit();
-      committed = true;
+      if (this.failed) await this.abandonUncommitted();
+      else {
+        await this.commit();
+        committed = true;
+      }
     } finally {
       // Without a successful commit the local state is not what the changelogs hold: no checkpoint then.
       for (const key of [...this.tasks.keys()]) await (committed ? this.closeTask(key) : this.dropTask(key));
@@ -878,6 +895,19 @@ export class KafkaRuntime {
       await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
       this.admin.close();
     }
+  }
+
+  /**
+   * After `run` failed: the commit in flight (of complete earlier work) may finish; the work since is
+   * half done (a record that threw, the rest of its batch) and is never committed, nor is the open
+   * transaction. The instance that takes over (or this one restarted) processes it again from the
+   * committed offsets.
+   */
+  private async abandonUncommitted(): Promise<void> {
+    await this.settle().catch(() => undefined);
+    if (!this.transactionOpen) return;
+    this.transactionOpen = false;
+    await call('aborting the transaction', (cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
   }
 }
 
