@@ -189,15 +189,16 @@ export interface TrainingSet {
 }
 
 /**
- * Feature names: every feature key of the samples in natural order (px2 before px10); classes: the
- * configured ones, else every label in natural order. Depends only on the samples, so the same
- * snapshot always gives the same columns. Samples lacking a feature or with a label outside
- * configured classes are skipped.
+ * Feature names: every feature key that more than half of the samples carry, in natural order (px2
+ * before px10), so a key only a few requests carry (a debugging field the model ignores) does not
+ * make every other sample unusable; classes: the configured ones, else every label in natural order.
+ * Depends only on the samples, so the same snapshot always gives the same columns. Samples lacking a
+ * feature or with a label outside configured classes are skipped.
  */
 export function buildTrainingSet(samples: readonly LabeledSample[], configuredClasses?: readonly string[]): TrainingSet {
-  const featureKeys = new Set<string>();
-  for (const s of samples) for (const k of Object.keys(s.features)) featureKeys.add(k);
-  const featureNames = [...featureKeys].sort(naturalCompare);
+  const featureCounts = new Map<string, number>();
+  for (const s of samples) for (const k of Object.keys(s.features)) featureCounts.set(k, (featureCounts.get(k) ?? 0) + 1);
+  const featureNames = [...featureCounts].filter(([, count]) => count * 2 > samples.length).map(([k]) => k).sort(naturalCompare);
   const classes = configuredClasses && configuredClasses.length > 0 ? [...new Set(configuredClasses)] : [...new Set(samples.map((s) => s.label))].sort(naturalCompare);
   const known = new Set(classes);
   const rows: TrainingRow[] = [];

@@ -317,6 +317,18 @@ describe('trainer: reading a snapshot', () => {
       skipped: 1,
     });
   });
+  it('leaves out a feature key only a minority of samples carry instead of skipping every sample without it', () => {
+    const base = { attributes: {}, labelSource: 'CONFIRMED', predictedLabel: '', modelVersion: '', requestTimestamp: 0, feedbackTimestamp: null, revision: 0, origin: 'online', category: 'c' } as const;
+    const samples = Array.from({ length: 5 }, (_, i) => ({ ...base, requestId: `r${i}`, features: { amount: i, risk: 10 + i, ...(i === 3 ? { debugLatencyMs: 12 } : {}) }, label: i % 2 === 0 ? 'legit' : 'fraud' }));
+    const set = buildTrainingSet(samples, ['legit', 'fraud']);
+    expect(set.featureNames).toEqual(['amount', 'risk']);
+    expect(set.skipped).toBe(0);
+    expect(set.rows.map((r) => r.vector)).toEqual([[0, 10], [1, 11], [2, 12], [3, 13], [4, 14]]);
+    // a key most samples carry is a column; the few samples without it are skipped
+    const newFeature = buildTrainingSet(samples.map((s, i) => ({ ...s, features: i < 3 ? { ...s.features, merchantAge: i } : s.features })), ['legit', 'fraud']);
+    expect(newFeature.featureNames).toEqual(['amount', 'merchantAge', 'risk']);
+    expect(newFeature.skipped).toBe(2);
+  });
 });
 
 describe('trainer job: consuming retrain-triggers', () => {
