@@ -35,6 +35,8 @@ export type NewModelVersion = Omit<ModelVersion, 'recordHash' | 'prevRecordHash'
 export interface LedgerPort {
   /** The version serving `category` now: the newest in the ledger, or undefined. */
   latest(category: string): Promise<ModelVersion | undefined>;
+  /** Labels already used in the category, so the candidate's label does not collide with one published by hand. */
+  versions?(category: string): Promise<string[]>;
   publishVersion(version: NewModelVersion): Promise<unknown>;
 }
 
@@ -291,7 +293,11 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   const { category, triggerId } = trigger;
   const progress = (p: TrainerProgress): void => deps.onProgress?.(p);
   const serving = await deps.ledger.latest(category);
-  const candidateVersion = String((serving?.sequence ?? 0) + 1);
+  // serving sequence + 1, or `<that>.1`, `.2`, ... when a version published by hand already took the label
+  const usedLabels = new Set(deps.ledger.versions ? await deps.ledger.versions(category) : []);
+  const nextSequence = String((serving?.sequence ?? 0) + 1);
+  let candidateVersion = nextSequence;
+  for (let n = 1; usedLabels.has(candidateVersion); n++) candidateVersion = `${nextSequence}.${n}`;
   const decision: TrainerDecision = {
     triggerId,
     category,

@@ -141,7 +141,7 @@ async function fixture(partitions = 2): Promise<Fixture> {
 const ALL = (): number[] => digits.rows.map((_, i) => i);
 
 /** Publishes a model trained on the given digits rows as the serving version. */
-async function publishServing(ledger: LedgerClient, indices: readonly number[]): Promise<ModelVersion> {
+async function publishServing(ledger: LedgerClient, indices: readonly number[], version = '1'): Promise<ModelVersion> {
   const model = trainLogistic(
     indices.map((i) => digits.rows[i] as Dataset['rows'][number]),
     digits.featureNames,
@@ -151,7 +151,7 @@ async function publishServing(ledger: LedgerClient, indices: readonly number[]):
   const onnx = exportOnnx(model, { version: '1', category: 'digits' });
   const { record } = await ledger.publishVersion({
     category: 'digits',
-    version: '1',
+    version,
     createdAt: NOW - 1000,
     onnx: Buffer.from(onnx),
     onnxUri: null,
@@ -277,6 +277,16 @@ describe('trainer: determinism and the holdout', () => {
       { version: '1', category: 'digits' },
     );
     expect(modelSha256(onnx as Uint8Array)).toBe(modelSha256(expected));
+  });
+  it('labels the candidate <sequence>.1 when a version published by hand already uses the label <sequence> (it failed "already has a version")', async () => {
+    const f = await fixture();
+    const serving = await publishServing(f.ledger, Array.from({ length: 30 }, (_, i) => i), '2'); // sequence 1, labelled "2"
+    expect(serving.sequence).toBe(1);
+    const offsets = f.appendDigits(ALL().slice(0, 600));
+    const { decision } = await trainOnTrigger(f.trigger(offsets, 600), { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    expect(decision).toMatchObject({ decision: 'promoted', candidateVersion: '2.1', servingVersion: '2' });
+    expect(await f.ledger.latest('digits')).toMatchObject({ version: '2.1', sequence: 2, prevRecordHash: serving.recordHash });
+    expect(await f.ledger.versions('digits')).toEqual(['2', '2.1']);
   });
 });
 
