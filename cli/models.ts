@@ -53,6 +53,11 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
         ...(opts.classes !== undefined ? { classes: list(opts.classes) } : {}),
         ...(opts.features !== undefined ? { featureNames: list(opts.features) } : {}),
       });
+      const known = Object.keys(config.categories);
+      if (known.length > 0 && !known.includes(opts.category)) {
+        // a mistyped --category would otherwise start a ledger no request of the intended category reads
+        process.stderr.write(`warning: category "${opts.category}" is not under categories in the configuration (${known.map((c) => `"${c}"`).join(', ')}); check the name\n`);
+      }
       const configured = config.categories[opts.category]?.classes;
       const unknown = configured ? classes.filter((c) => !configured.includes(c)) : [];
       if (configured && unknown.length > 0) {

@@ -190,9 +190,13 @@ describe('models publish / list with the scikit-learn model', () => {
 
     const ok = await cli('models', 'publish', bare, '-c', config, '--category', 'breast-cancer', '--features', features, '-d', dataDir);
     expect(ok.code).toBe(0);
+    expect(ok.stderr).not.toContain('warning');
+    const typo = await cli('models', 'publish', bare, '-c', config, '--category', 'breast-cancr', '--features', features, '-d', dataDir);
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toContain('warning: category "breast-cancr" is not under categories in the configuration ("breast-cancer"); check the name');
     expect(JSON.parse(ok.stdout[0] as string)).toMatchObject({ version: '1', classes: ['benign', 'malignant'] });
     const list = await cli('models', 'list', '--json', '-d', dataDir);
-    expect(list.stdout).toHaveLength(1);
+    expect(list.stdout).toHaveLength(2);
   });
 });
 
