@@ -63,8 +63,16 @@ export function buildProgram(out: (line: string) => void): Command {
       const config = configFrom(opts);
       const text = readInput(opts.file);
       const partitions = opts.partitions !== undefined ? intOption(opts.partitions, '--partitions') : config.mode === 'kafka' ? config.kafka.partitions : config.embedded.partitions;
-      const result = await withLogAccess(config, (access) => access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions }));
+      const inputs = [config.topics.requests, config.topics.predictions, config.topics.feedback, config.topics.models];
+      const result = await withLogAccess(config, async (access) => {
+        const existed = inputs.includes(topic) || (await access.topics()).some((t) => t.topic === topic);
+        return { ...(await access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions })), created: !existed };
+      });
       out(JSON.stringify({ topic, appended: result.appended }));
+      if (result.created) {
+        // a mistyped topic name would otherwise take the records silently where nothing reads them
+        process.stderr.write(`warning: topic "${topic}" did not exist and was created; the engine reads ${inputs.slice(0, 3).map((t) => `"${t}"`).join(', ')} (and the ledger "${inputs[3]}"), so check the name\n`);
+      }
     });
 
   common(program.command('consume <topic>').description('print the records of a topic as JSON lines (values decoded)'))

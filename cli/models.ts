@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { errorMessage, UsageError } from '../engine/errors.js';
 import { LedgerError, publishVersion, readLedger, type CheckedVersion, type LedgerView } from '../models/ledger.js';
+import { inspectOnnx } from '../models/onnx-inspect.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 
@@ -41,8 +42,8 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
   withCommon(models.command('publish <file>').description('append a new version of a category\'s model (an .onnx file) to the ledger'))
     .requiredOption('--category <name>', 'category the model serves')
     .option('--version <label>', 'version label, unique per category (default: the new sequence number)')
-    .option('--classes <a,b,...>', 'class labels in the order of the probability columns (default: model metadata, sidecar JSON, or the graph)')
-    .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: model metadata or sidecar JSON)')
+    .option('--classes <a,b,...>', 'class labels in the order of the probability columns (default: sidecar JSON, model metadata, or the graph)')
+    .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: sidecar JSON or model metadata)')
     .option('--trainer <name>', 'what produced the model', 'external')
     .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric)
     .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number> }) => {
@@ -52,6 +53,19 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
         ...(opts.classes !== undefined ? { classes: list(opts.classes) } : {}),
         ...(opts.features !== undefined ? { featureNames: list(opts.features) } : {}),
       });
+      const known = Object.keys(config.categories);
+      if (known.length > 0 && !known.includes(opts.category)) {
+        // a mistyped --category would otherwise start a ledger no request of the intended category reads
+        process.stderr.write(`warning: category "${opts.category}" is not under categories in the configuration (${known.map((c) => `"${c}"`).join(', ')}); check the name\n`);
+      }
+      const configured = config.categories[opts.category]?.classes;
+      const unknown = configured ? classes.filter((c) => !configured.includes(c)) : [];
+      if (configured && unknown.length > 0) {
+        throw new UsageError(
+          `${file} predicts class(es) ${JSON.stringify(unknown)} that category "${opts.category}" does not have (categories.${opts.category}.classes = ${JSON.stringify(configured)}); ` +
+            `the model's classes are ${JSON.stringify(classes)}: pass --classes with the category's labels in the order of the probability columns`,
+        );
+      }
       const published = await withLogAccess(config, (access) =>
         publishVersion(
           access,
@@ -124,6 +138,11 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
   const sidecar = readSidecar(file);
   const featureNames = flags.featureNames ?? sidecar.featureNames;
   const classes = flags.classes ?? sidecar.classes;
+  const graphClasses = classes ? inspectGraphClasses(bytes) : undefined;
+  if (classes && graphClasses && classes.length === graphClasses.length && classes.join('\u0000') !== graphClasses.join('\u0000') && [...classes].sort().join('\u0000') === [...graphClasses].sort().join('\u0000')) {
+    const from = flags.classes ? '--classes' : 'the sidecar JSON';
+    throw new UsageError(`${file}: ${from} gives the classes ${JSON.stringify(classes)} but the model's graph orders its probability columns ${JSON.stringify(graphClasses)}; give them in the graph's order (or leave them out)`);
+  }
   let model;
   try {
     model = await loadOnnxModel(bytes, { ...(featureNames ? { featureNames } : {}), ...(classes ? { classes } : {}) });
@@ -138,6 +157,15 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
     return { featureNames: [...model.featureNames], classes: [...model.classes] };
   } finally {
     await model.close();
+  }
+}
+
+/** The class labels the graph names, or undefined (also when the bytes are not an ONNX model: loading reports that). */
+function inspectGraphClasses(bytes: Buffer): string[] | undefined {
+  try {
+    return inspectOnnx(bytes).graphClasses;
+  } catch {
+    return undefined;
   }
 }
 

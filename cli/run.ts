@@ -6,6 +6,27 @@ import { startKafkaApp } from '../engine/kafka/app.js';
 import { startHttpServer } from '../engine/http.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 
+const DEFAULT_SENSITIVE = ['idNumber', 'name', 'phone'];
+
+/**
+ * The default sensitive fields (idNumber, name, phone) that a `privacy.alwaysSensitive` set in the
+ * configuration left out: setting it replaces the defaults, so adding one field by itself would
+ * otherwise let these reach the outputs in clear without a word.
+ */
+export function unprotectedDefaultFields(config: SampleloopConfig): string[] {
+  const always = new Set(config.privacy.alwaysSensitive.map((rule) => rule.field));
+  return DEFAULT_SENSITIVE.filter((field) => !always.has(field));
+}
+
+function warnUnprotectedDefaults(config: SampleloopConfig, logger: { warn: (obj: object, msg: string) => void }): void {
+  const fields = unprotectedDefaultFields(config);
+  if (fields.length === 0) return;
+  logger.warn(
+    { fields },
+    `privacy.alwaysSensitive replaces the defaults and leaves out ${fields.join(', ')}: those attributes are protected only in categories whose "sensitive" lists them (docs/configuration.md)`,
+  );
+}
+
 /** `sampleloop run`: the samples topology on the embedded log until SIGTERM/SIGINT. */
 export async function runEngine(config: SampleloopConfig, options: { signal?: AbortSignal } = {}): Promise<void> {
   if (config.mode === 'kafka') return runOnKafka(config, options);
@@ -24,6 +45,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
   const info: EngineInfo = { pid: process.pid, url: `http://${config.http.host}:${http.port}` };
   writeFileSync(engineInfoPath(config.dataDir), JSON.stringify(info));
   logger.info({ dataDir: config.dataDir, url: info.url, topics: config.topics }, 'sampleloop engine running (embedded mode)');
+  warnUnprotectedDefaults(config, logger);
 
   const controller = new AbortController();
   const stop = (signal: string): void => {
@@ -77,6 +99,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
   process.once('SIGINT', () => stop('SIGINT'));
   options.signal?.addEventListener('abort', () => controller.abort());
   logger.info({ url: `http://${config.http.host}:${http.port}`, guarantee: config.kafka.processingGuarantee }, 'sampleloop engine running (kafka mode)');
+  warnUnprotectedDefaults(config, logger);
   try {
     await runtime.run(controller.signal);
   } finally {

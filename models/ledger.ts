@@ -488,6 +488,8 @@ export type UnchainedVersion = Omit<ModelVersion, 'recordHash' | 'prevRecordHash
 export interface LedgerClient {
   /** The last verified version of `category` (what predictors serve), or undefined. */
   latest(category: string): Promise<ModelVersion | undefined>;
+  /** The version labels of the category's verified versions (labels are unique per category). */
+  versions(category: string): Promise<string[]>;
   publishVersion(version: UnchainedVersion): Promise<Published>;
 }
 
@@ -495,6 +497,8 @@ export interface LedgerClient {
 export function ledgerClient(access: LogAccess, topic = 'models'): LedgerClient {
   return {
     latest: async (category) => (await readLedger(access, topic)).heads.get(category),
+    versions: async (category) =>
+      ((await readLedger(access, topic)).byCategory.get(category) ?? []).flatMap((v) => (v.verification.ok && v.version ? [v.version.version] : [])),
     publishVersion: async (v) => {
       const bytes = modelBytes({ ...v, sequence: 0, prevRecordHash: '', recordHash: '' });
       if (v.modelSha256 !== '' && sha256Hex(bytes) !== v.modelSha256) {

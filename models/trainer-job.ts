@@ -35,6 +35,8 @@ export type NewModelVersion = Omit<ModelVersion, 'recordHash' | 'prevRecordHash'
 export interface LedgerPort {
   /** The version serving `category` now: the newest in the ledger, or undefined. */
   latest(category: string): Promise<ModelVersion | undefined>;
+  /** Labels already used in the category, so the candidate's label does not collide with one published by hand. */
+  versions?(category: string): Promise<string[]>;
   publishVersion(version: NewModelVersion): Promise<unknown>;
 }
 
@@ -189,15 +191,16 @@ export interface TrainingSet {
 }
 
 /**
- * Feature names: every feature key of the samples in natural order (px2 before px10); classes: the
- * configured ones, else every label in natural order. Depends only on the samples, so the same
- * snapshot always gives the same columns. Samples lacking a feature or with a label outside
- * configured classes are skipped.
+ * Feature names: every feature key that more than half of the samples carry, in natural order (px2
+ * before px10), so a key only a few requests carry (a debugging field the model ignores) does not
+ * make every other sample unusable; classes: the configured ones, else every label in natural order.
+ * Depends only on the samples, so the same snapshot always gives the same columns. Samples lacking a
+ * feature or with a label outside configured classes are skipped.
  */
 export function buildTrainingSet(samples: readonly LabeledSample[], configuredClasses?: readonly string[]): TrainingSet {
-  const featureKeys = new Set<string>();
-  for (const s of samples) for (const k of Object.keys(s.features)) featureKeys.add(k);
-  const featureNames = [...featureKeys].sort(naturalCompare);
+  const featureCounts = new Map<string, number>();
+  for (const s of samples) for (const k of Object.keys(s.features)) featureCounts.set(k, (featureCounts.get(k) ?? 0) + 1);
+  const featureNames = [...featureCounts].filter(([, count]) => count * 2 > samples.length).map(([k]) => k).sort(naturalCompare);
   const classes = configuredClasses && configuredClasses.length > 0 ? [...new Set(configuredClasses)] : [...new Set(samples.map((s) => s.label))].sort(naturalCompare);
   const known = new Set(classes);
   const rows: TrainingRow[] = [];
@@ -290,7 +293,11 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   const { category, triggerId } = trigger;
   const progress = (p: TrainerProgress): void => deps.onProgress?.(p);
   const serving = await deps.ledger.latest(category);
-  const candidateVersion = String((serving?.sequence ?? 0) + 1);
+  // serving sequence + 1, or `<that>.1`, `.2`, ... when a version published by hand already took the label
+  const usedLabels = new Set(deps.ledger.versions ? await deps.ledger.versions(category) : []);
+  const nextSequence = String((serving?.sequence ?? 0) + 1);
+  let candidateVersion = nextSequence;
+  for (let n = 1; usedLabels.has(candidateVersion); n++) candidateVersion = `${nextSequence}.${n}`;
   const decision: TrainerDecision = {
     triggerId,
     category,

@@ -144,6 +144,21 @@ describe('sampleloop CLI (node bin/sampleloop.js)', () => {
     expect(version.stdout.trim()).toBe((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
   });
 
+  it('produce warns when it creates a topic the engine does not read (a mistyped name), and only then', async () => {
+    const dataDir = join(base, 'typo');
+    const line = JSON.stringify({ requestId: 'r-typo', timestamp: T0, correct: true });
+    const typo = await cli(['produce', 'feedbak', '--data-dir', dataDir], { input: line });
+    expect(typo.code, typo.stderr).toBe(0);
+    expect(jsonLines(typo.stdout)).toEqual([{ topic: 'feedbak', appended: 1 }]);
+    expect(typo.stderr).toContain('warning: topic "feedbak" did not exist and was created; the engine reads "requests", "predictions", "feedback"');
+    const again = await cli(['produce', 'feedbak', '--data-dir', dataDir], { input: line });
+    expect(again.code).toBe(0);
+    expect(again.stderr).not.toContain('warning');
+    const input = await cli(['produce', 'feedback', '--data-dir', dataDir], { input: line });
+    expect(jsonLines(input.stdout)).toEqual([{ topic: 'feedback', appended: 1 }]);
+    expect(input.stderr).not.toContain('warning');
+  });
+
   it('produce → run → consume while running (HTTP API), healthz, metrics, dead letters, SIGTERM, inspect', async () => {
     const dataDir = join(base, 'e2e');
     const inputFile = join(base, 'predictions.jsonl');

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../engine/config.js';
+import { unprotectedDefaultFields } from '../cli/run.js';
+import { loadConfig, parseConfig } from '../engine/config.js';
 import { ConfigError } from '../engine/errors.js';
 
 describe('loadConfig', () => {
@@ -34,5 +35,25 @@ describe('loadConfig', () => {
     expect(attempt({ a: { classes: ['x'] } })).toMatch(/categories\.a\.classes: a category needs at least 2 classes/);
     expect(attempt({ a: { classes: ['x', 'x'] } })).toMatch(/categories\.a\.classes: classes must be distinct/);
     expect(attempt({ a: { classes: ['x', 'y'], sensitive: [{ field: 'phone', action: 'mask', keepLast: 2 }] } })).toBe('accepted');
+  });
+});
+
+describe('privacy.alwaysSensitive set in the configuration', () => {
+  it('names the default fields it leaves out, which `run` logs as a warning (setting it replaces the defaults)', () => {
+    expect(unprotectedDefaultFields(parseConfig({}))).toEqual([]);
+    const onlyIban = parseConfig({ privacy: { alwaysSensitive: [{ field: 'iban', action: 'tokenize' }] } });
+    expect(onlyIban.privacy.alwaysSensitive.map((r) => r.field)).toEqual(['iban']);
+    expect(unprotectedDefaultFields(onlyIban)).toEqual(['idNumber', 'name', 'phone']);
+    const kept = parseConfig({
+      privacy: {
+        alwaysSensitive: [
+          { field: 'idNumber', action: 'tokenize' },
+          { field: 'name', action: 'tokenize' },
+          { field: 'phone', action: 'mask', keepLast: 2 },
+          { field: 'iban', action: 'tokenize' },
+        ],
+      },
+    });
+    expect(unprotectedDefaultFields(kept)).toEqual([]);
   });
 });

@@ -171,6 +171,33 @@ describe('models publish / list with the scikit-learn model', () => {
       'breast-cancer:1:true',
     ]);
   });
+
+  it('refuses classes the graph orders differently, and a model whose classes are not the configured category\'s', async () => {
+    const dataDir = tempDir('sampleloop-models-cli-');
+    const files = tempDir('sampleloop-models-cli-files-');
+    const bare = join(files, 'cancer.onnx'); // no sidecar: the ZipMap names the classes benign, malignant
+    copyFileSync(SKLEARN_ONNX, bare);
+    const features = sidecar.featureNames.join(',');
+    const swapped = await cli('models', 'publish', bare, '--category', 'breast-cancer', '--features', features, '--classes', 'malignant,benign', '-d', dataDir);
+    expect(swapped.code).toBe(2);
+    expect(swapped.stderr).toContain('--classes gives the classes ["malignant","benign"] but the model\'s graph orders its probability columns ["benign","malignant"]');
+
+    const config = join(files, 'config.json');
+    writeFileSync(config, JSON.stringify({ log: { level: 'silent' }, categories: { 'breast-cancer': { classes: ['benign', 'malignant'] } } }));
+    const numbered = await cli('models', 'publish', bare, '-c', config, '--category', 'breast-cancer', '--features', features, '--classes', '0,1', '-d', dataDir);
+    expect(numbered.code).toBe(2);
+    expect(numbered.stderr).toContain('predicts class(es) ["0","1"] that category "breast-cancer" does not have (categories.breast-cancer.classes = ["benign","malignant"])');
+
+    const ok = await cli('models', 'publish', bare, '-c', config, '--category', 'breast-cancer', '--features', features, '-d', dataDir);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).not.toContain('warning');
+    const typo = await cli('models', 'publish', bare, '-c', config, '--category', 'breast-cancr', '--features', features, '-d', dataDir);
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toContain('warning: category "breast-cancr" is not under categories in the configuration ("breast-cancer"); check the name');
+    expect(JSON.parse(ok.stdout[0] as string)).toMatchObject({ version: '1', classes: ['benign', 'malignant'] });
+    const list = await cli('models', 'list', '--json', '-d', dataDir);
+    expect(list.stdout).toHaveLength(2);
+  });
 });
 
 describe('models verify', () => {

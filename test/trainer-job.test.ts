@@ -141,7 +141,7 @@ async function fixture(partitions = 2): Promise<Fixture> {
 const ALL = (): number[] => digits.rows.map((_, i) => i);
 
 /** Publishes a model trained on the given digits rows as the serving version. */
-async function publishServing(ledger: LedgerClient, indices: readonly number[]): Promise<ModelVersion> {
+async function publishServing(ledger: LedgerClient, indices: readonly number[], version = '1'): Promise<ModelVersion> {
   const model = trainLogistic(
     indices.map((i) => digits.rows[i] as Dataset['rows'][number]),
     digits.featureNames,
@@ -151,7 +151,7 @@ async function publishServing(ledger: LedgerClient, indices: readonly number[]):
   const onnx = exportOnnx(model, { version: '1', category: 'digits' });
   const { record } = await ledger.publishVersion({
     category: 'digits',
-    version: '1',
+    version,
     createdAt: NOW - 1000,
     onnx: Buffer.from(onnx),
     onnxUri: null,
@@ -278,6 +278,16 @@ describe('trainer: determinism and the holdout', () => {
     );
     expect(modelSha256(onnx as Uint8Array)).toBe(modelSha256(expected));
   });
+  it('labels the candidate <sequence>.1 when a version published by hand already uses the label <sequence> (it failed "already has a version")', async () => {
+    const f = await fixture();
+    const serving = await publishServing(f.ledger, Array.from({ length: 30 }, (_, i) => i), '2'); // sequence 1, labelled "2"
+    expect(serving.sequence).toBe(1);
+    const offsets = f.appendDigits(ALL().slice(0, 600));
+    const { decision } = await trainOnTrigger(f.trigger(offsets, 600), { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    expect(decision).toMatchObject({ decision: 'promoted', candidateVersion: '2.1', servingVersion: '2' });
+    expect(await f.ledger.latest('digits')).toMatchObject({ version: '2.1', sequence: 2, prevRecordHash: serving.recordHash });
+    expect(await f.ledger.versions('digits')).toEqual(['2', '2.1']);
+  });
 });
 
 describe('trainer: reading a snapshot', () => {
@@ -316,6 +326,18 @@ describe('trainer: reading a snapshot', () => {
       ],
       skipped: 1,
     });
+  });
+  it('leaves out a feature key only a minority of samples carry instead of skipping every sample without it', () => {
+    const base = { attributes: {}, labelSource: 'CONFIRMED', predictedLabel: '', modelVersion: '', requestTimestamp: 0, feedbackTimestamp: null, revision: 0, origin: 'online', category: 'c' } as const;
+    const samples = Array.from({ length: 5 }, (_, i) => ({ ...base, requestId: `r${i}`, features: { amount: i, risk: 10 + i, ...(i === 3 ? { debugLatencyMs: 12 } : {}) }, label: i % 2 === 0 ? 'legit' : 'fraud' }));
+    const set = buildTrainingSet(samples, ['legit', 'fraud']);
+    expect(set.featureNames).toEqual(['amount', 'risk']);
+    expect(set.skipped).toBe(0);
+    expect(set.rows.map((r) => r.vector)).toEqual([[0, 10], [1, 11], [2, 12], [3, 13], [4, 14]]);
+    // a key most samples carry is a column; the few samples without it are skipped
+    const newFeature = buildTrainingSet(samples.map((s, i) => ({ ...s, features: i < 3 ? { ...s.features, merchantAge: i } : s.features })), ['legit', 'fraud']);
+    expect(newFeature.featureNames).toEqual(['amount', 'merchantAge', 'risk']);
+    expect(newFeature.skipped).toBe(2);
   });
 });
 

@@ -9,6 +9,10 @@ Writes, next to this script:
                                        (a ZipMap: sequence<map<string, float>>)
   breast-cancer-sklearn-tensor.onnx    the same model exported with zipmap=False: `output_probability`
                                        is a float32 tensor [N, 2] in the order of `classes` below
+  breast-cancer-sklearn-double.onnx    the same model with a float64 input [N, 30] (DoubleTensorType,
+                                       zipmap=False): skl2onnx then writes no ai.onnx.ml operators; the
+                                       `label` output picks from a constant `classes` tensor with
+                                       ArrayFeatureExtractor, which is where the class labels are read
   breast-cancer-sklearn.json           sidecar: feature names, classes, input name, split, accuracy
 
 Training uses the fixed split the TypeScript tests use: row i is a training row when i % 10 < 7.
@@ -22,7 +26,7 @@ import onnx
 import skl2onnx
 import sklearn
 from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -41,10 +45,10 @@ def load():
     return header[:-1], features, labels
 
 
-def export(model, zipmap: bool, path: str, feature_count: int) -> None:
+def export(model, zipmap: bool, path: str, feature_count: int, tensor_type=FloatTensorType) -> None:
     onx = to_onnx(
         model,
-        initial_types=[("float_input", FloatTensorType([None, feature_count]))],
+        initial_types=[("float_input", tensor_type([None, feature_count]))],
         target_opset=TARGET_OPSET,
         options={id(model): {"zipmap": zipmap}},
     )
@@ -65,6 +69,7 @@ def main() -> None:
 
     export(model, True, os.path.join(HERE, "breast-cancer-sklearn.onnx"), len(feature_names))
     export(model, False, os.path.join(HERE, "breast-cancer-sklearn-tensor.onnx"), len(feature_names))
+    export(model, False, os.path.join(HERE, "breast-cancer-sklearn-double.onnx"), len(feature_names), DoubleTensorType)
 
     sidecar = {
         "featureNames": feature_names,

@@ -15,16 +15,19 @@ const sidecar = JSON.parse(readFileSync(join(sklearnDir, 'breast-cancer-sklearn.
 const ds = loadDataset('breast-cancer');
 
 describe.each([
-  ['breast-cancer-sklearn.onnx', 'ZipMap probabilities'],
-  ['breast-cancer-sklearn-tensor.onnx', 'tensor probabilities'],
-])('loadOnnxModel on the scikit-learn export %s (%s)', (file) => {
+  ['breast-cancer-sklearn.onnx', 'ZipMap probabilities', 'float32'],
+  ['breast-cancer-sklearn-tensor.onnx', 'tensor probabilities', 'float32'],
+  // float64 input: skl2onnx writes no ai.onnx.ml operator; the labels are the constant tensor its
+  // `label` output picks from with ArrayFeatureExtractor (they used to come out as "0", "1")
+  ['breast-cancer-sklearn-double.onnx', 'float64 input, ArrayFeatureExtractor labels', 'float64'],
+])('loadOnnxModel on the scikit-learn export %s (%s)', (file, _what, inputType) => {
   const bytes = readFileSync(join(sklearnDir, file));
 
-  it('finds the float32 input and the class labels from the graph', async () => {
+  it(`finds the ${inputType} input and the class labels from the graph`, async () => {
     const model = await loadOnnxModel(bytes);
     try {
       expect(model.inputName).toBe(sidecar.inputName);
-      expect(model.inputType).toBe('float32');
+      expect(model.inputType).toBe(inputType);
       expect(model.featureCount).toBe(30);
       expect(model.classes).toEqual(['benign', 'malignant']);
       expect(model.classes).toEqual(sidecar.classes);
