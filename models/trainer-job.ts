@@ -191,16 +191,16 @@ export interface TrainingSet {
 }
 
 /**
- * Feature names: every feature key that more than half of the samples carry, in natural order (px2
- * before px10), so a key only a few requests carry (a debugging field the model ignores) does not
- * make every other sample unusable; classes: the configured ones, else every label in natural order.
- * Depends only on the samples, so the same snapshot always gives the same columns. Samples lacking a
- * feature or with a label outside configured classes are skipped.
+ * Feature names: the serving version's (`servingFeatureNames`, when it names any), so a promoted
+ * version accepts exactly the requests the serving one does; else every feature key that more than
+ * half of the samples carry, in natural order (px2 before px10), so a key only a few requests carry (a
+ * debugging field the model ignores) does not make every other sample unusable. Classes: the
+ * configured ones, else every label in natural order. Depends only on its arguments, so the same
+ * snapshot always gives the same columns. Samples lacking a feature or with a label outside
+ * configured classes are skipped.
  */
-export function buildTrainingSet(samples: readonly LabeledSample[], configuredClasses?: readonly string[]): TrainingSet {
-  const featureCounts = new Map<string, number>();
-  for (const s of samples) for (const k of Object.keys(s.features)) featureCounts.set(k, (featureCounts.get(k) ?? 0) + 1);
-  const featureNames = [...featureCounts].filter(([, count]) => count * 2 > samples.length).map(([k]) => k).sort(naturalCompare);
+export function buildTrainingSet(samples: readonly LabeledSample[], configuredClasses?: readonly string[], servingFeatureNames?: readonly string[]): TrainingSet {
+  const featureNames = servingFeatureNames && servingFeatureNames.length > 0 ? [...servingFeatureNames] : majorityFeatureNames(samples);
   const classes = configuredClasses && configuredClasses.length > 0 ? [...new Set(configuredClasses)] : [...new Set(samples.map((s) => s.label))].sort(naturalCompare);
   const known = new Set(classes);
   const rows: TrainingRow[] = [];
@@ -214,6 +214,12 @@ export function buildTrainingSet(samples: readonly LabeledSample[], configuredCl
     rows.push({ requestId: s.requestId, features: s.features, vector: vector as number[], label: s.label });
   }
   return { featureNames, classes, rows, skipped };
+}
+
+function majorityFeatureNames(samples: readonly LabeledSample[]): string[] {
+  const featureCounts = new Map<string, number>();
+  for (const s of samples) for (const k of Object.keys(s.features)) featureCounts.set(k, (featureCounts.get(k) ?? 0) + 1);
+  return [...featureCounts].filter(([, count]) => count * 2 > samples.length).map(([k]) => k).sort(naturalCompare);
 }
 
 export function splitHoldout(rows: readonly TrainingRow[], fraction: number): { train: TrainingRow[]; holdout: TrainingRow[] } {
@@ -330,7 +336,7 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   let undecodable = 0;
   const samples = await readSnapshotSamples(deps.log, deps.writerSchema, trigger.snapshot, category, () => undecodable++);
   if (undecodable > 0) logger.warn({ triggerId, category, undecodable }, 'trainer: samples that could not be decoded were left out');
-  const set = buildTrainingSet(samples, deps.classesFor?.(category));
+  const set = buildTrainingSet(samples, deps.classesFor?.(category), serving?.featureNames);
   const { train, holdout } = splitHoldout(set.rows, settings.holdoutFraction);
   Object.assign(decision, { sampleCount: samples.length, skippedSamples: set.skipped, trainSize: train.length, holdoutSize: holdout.length });
   if (samples.length !== trigger.snapshot.sampleCount) {

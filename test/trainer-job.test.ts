@@ -338,6 +338,12 @@ describe('trainer: reading a snapshot', () => {
     const newFeature = buildTrainingSet(samples.map((s, i) => ({ ...s, features: i < 3 ? { ...s.features, merchantAge: i } : s.features })), ['legit', 'fraud']);
     expect(newFeature.featureNames).toEqual(['amount', 'merchantAge', 'risk']);
     expect(newFeature.skipped).toBe(2);
+    // with a serving version its features are the columns, in its order: a promoted version accepts
+    // exactly the requests the serving one does, whatever most samples carry
+    const serving = buildTrainingSet(samples.map((s, i) => ({ ...s, features: i < 3 ? { ...s.features, merchantAge: i } : s.features })), ['legit', 'fraud'], ['risk', 'amount']);
+    expect(serving.featureNames).toEqual(['risk', 'amount']);
+    expect(serving.skipped).toBe(0);
+    expect(serving.rows.map((r) => r.vector)).toEqual([[10, 0], [11, 1], [12, 2], [13, 3], [14, 4]]);
   });
 });
 
