@@ -57,7 +57,9 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
     try {
       found = await this.client.getSchema(id);
     } catch (err) {
-      throw new SchemaError(`schema id ${id} is not in the schema registry: ${errorMessage(err)}`, { cause: err });
+      // Only a 404 says the id is unknown; a refused connection, a timeout, a 5xx or a 401 says nothing about it.
+      if ((err as { status?: unknown } | null)?.status === 404) throw new SchemaError(`schema id ${id} is not in the schema registry: ${errorMessage(err)}`, { cause: err });
+      throw new SchemaError(`cannot look up schema id ${id} in the schema registry at ${this.url}: ${describeRegistryError(err)}`, { cause: err, retriable: true });
     }
     const writer = found as { schema?: () => unknown };
     if (typeof writer.schema !== 'function') throw new SchemaError(`schema id ${id} is not an Avro schema`);
@@ -71,15 +73,40 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   }
 }
 
-/** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
-export async function fetchWriterSchemas(registry: SchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
+export interface FetchWriterSchemasOptions {
+  /** How long a registry that cannot be reached (or answers other than 404) is retried before giving up (default 60 s). */
+  retryForMs?: number;
+  /** Called before each retry. */
+  onRetry?: (err: unknown, attempt: number) => void;
+}
+
+/**
+ * Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays
+ * synchronous. An id the registry does not have (404) is left out: its records become dead letters
+ * (`unknown-schema-id`). A registry that cannot answer (unreachable, 5xx, 401, ...) is retried with
+ * backoff for `retryForMs`, then the error is thrown: valid records are never dead-lettered because
+ * of a registry outage.
+ */
+export async function fetchWriterSchemas(registry: SchemaRegistry, records: readonly SourceRecord[], options: FetchWriterSchemasOptions = {}): Promise<void> {
   const missing = new Set<number>();
   for (const r of records) {
     const id = r.value ? referencedSchemaId(r.value) : undefined;
     if (id !== undefined && !registry.cached(id)) missing.add(id);
   }
+  const retryForMs = options.retryForMs ?? 60_000;
   for (const id of missing) {
-    await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
+    const deadline = Date.now() + retryForMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await registry.lookup(id);
+        break;
+      } catch (err) {
+        if (!(err instanceof SchemaError && err.retriable)) break; // unknown id: its records become dead letters
+        if (Date.now() >= deadline) throw err;
+        options.onRetry?.(err, attempt);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 5_000, Math.max(0, deadline - Date.now()))));
+      }
+    }
   }
 }
 
