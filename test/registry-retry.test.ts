@@ -59,3 +59,33 @@ describe('fetchWriterSchemas', () => {
     expect((err as SchemaError).message).toMatch(/cannot look up schema id 7 .*cannot be reached/);
   });
 });
+
+describe('ConfluentSchemaRegistry.register', () => {
+  /** A registry recording its requests; POST /subjects/<s>/versions answers `post`. */
+  async function recordingRegistry(post: [number, unknown]): Promise<{ url: string; requests: string[] }> {
+    const requests: string[] = [];
+    server = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      const [status, body] = req.method === 'POST' ? post : [200, { compatibilityLevel: 'FULL_TRANSITIVE' }];
+      res.writeHead(status, { 'content-type': 'application/vnd.schemaregistry.v1+json' });
+      res.end(JSON.stringify(body));
+    });
+    await new Promise<void>((resolve) => (server as Server).listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/apis/ccompat/v7/`, requests };
+  }
+
+  it("registers into a subject whatever its compatibility level, and never changes the subject's config", async () => {
+    const { url, requests } = await recordingRegistry([200, { id: 42 }]);
+    const reg = new ConfluentSchemaRegistry({ url, username: 'sr-user', password: 'pw' });
+    expect(await reg.register('samples-value', schemaJson('LabeledSample'))).toBe(42);
+    expect(requests).toEqual(['POST /apis/ccompat/v7/subjects/samples-value/versions']);
+    expect(reg.cached(42)).toBeDefined();
+  });
+
+  it('says so when the registry refuses the schema as incompatible (409)', async () => {
+    const { url } = await recordingRegistry([409, { error_code: 409, message: 'Schema being registered is incompatible with an earlier schema' }]);
+    const err = await new ConfluentSchemaRegistry({ url }).register('samples-value', schemaJson('LabeledSample')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SchemaError);
+    expect((err as SchemaError).message).toMatch(/subject "samples-value".*HTTP 409.*incompatible with an earlier schema/);
+  });
+});
