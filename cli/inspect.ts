@@ -10,11 +10,16 @@ export async function inspect(config: SampleloopConfig, options: { json: boolean
   }
   options.out(config.mode === 'kafka' ? `Kafka cluster: ${config.kafka.bootstrapServers ?? String(config.kafka.librdkafka['bootstrap.servers'] ?? '')}` : `data dir: ${config.dataDir}`);
   const width = Math.max(24, ...topics.map((t) => t.topic.length + 2), ...stores.map((s) => s.store.length + 2));
-  options.out(['topic'.padEnd(width), 'partitions'.padStart(10), 'records'.padStart(10), 'end offsets'.padStart(14), '  cleanup'].join(''));
-  for (const t of topics) {
+  // Columns grow with their widest value, so numbers never run into each other.
+  const records = topics.map((t) => (t.records < 0 ? '-' : String(t.records)));
+  const ends = topics.map((t) => t.endOffsets.join(','));
+  const recordsWidth = Math.max(10, ...records.map((r) => r.length + 2));
+  const endsWidth = Math.max(14, ...ends.map((e) => e.length + 2));
+  options.out(['topic'.padEnd(width), 'partitions'.padStart(10), 'records'.padStart(recordsWidth), 'end offsets'.padStart(endsWidth), '  cleanup'].join(''));
+  topics.forEach((t, i) => {
     const cleanup = t.compact === null ? '?' : t.compact ? 'compact' : 'delete';
-    options.out([t.topic.padEnd(width), String(t.partitions).padStart(10), (t.records < 0 ? '-' : String(t.records)).padStart(10), t.endOffsets.join(',').padStart(14), `  ${cleanup}`].join(''));
-  }
+    options.out([t.topic.padEnd(width), String(t.partitions).padStart(10), (records[i] as string).padStart(recordsWidth), (ends[i] as string).padStart(endsWidth), `  ${cleanup}`].join(''));
+  });
   if (config.mode === 'kafka') {
     options.out('(records = high - low watermark, transaction markers included; cleanup policy not readable with this client: "?")');
     return;

@@ -5,6 +5,8 @@ import type { SampleloopConfig } from '../engine/config.js';
 import { startKafkaApp } from '../engine/kafka/app.js';
 import { startHttpServer } from '../engine/http.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
+import { errorMessage } from '../engine/errors.js';
+import type { Logger } from '../engine/logger.js';
 
 const DEFAULT_SENSITIVE = ['idNumber', 'name', 'phone'];
 
@@ -68,14 +70,18 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     }
   }, config.embedded.maintenanceIntervalMs);
 
+  let failure: unknown;
   try {
     await runtime.run(controller.signal);
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     clearInterval(maintenance);
     await http.close();
     await app.close();
     rmSync(engineInfoPath(config.dataDir), { force: true });
-    logger.info('stopped cleanly');
+    logStopped(logger, failure);
   }
 }
 
@@ -100,11 +106,21 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
   options.signal?.addEventListener('abort', () => controller.abort());
   logger.info({ url: `http://${config.http.host}:${http.port}`, guarantee: config.kafka.processingGuarantee }, 'sampleloop engine running (kafka mode)');
   warnUnprotectedDefaults(config, logger);
+  let failure: unknown;
   try {
     await runtime.run(controller.signal);
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     await http.close();
     await app.close();
-    logger.info('stopped cleanly');
+    logStopped(logger, failure);
   }
+}
+
+/** The last log line: a stop after an error must not read as a clean one. */
+export function logStopped(logger: Logger, failure: unknown): void {
+  if (failure === undefined) logger.info('stopped cleanly');
+  else logger.error({ err: errorMessage(failure) }, 'stopped after an error; the next start resumes from the last commit');
 }

@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GroupOffset } from '../engine/embedded/log.js';
 import { KafkaAdmin } from '../engine/kafka/admin.js';
-import { call, ERR, KafkaConsumer, KafkaError, Producer, toHeaders, type KafkaConsumerType, type LibrdkafkaSettings, type ProducerType } from '../engine/kafka/client.js';
+import { call, ERR, flushProducer, KafkaConsumer, KafkaError, Producer, toHeaders, type KafkaConsumerType, type LibrdkafkaSettings, type ProducerType } from '../engine/kafka/client.js';
 import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
 import type { Logger } from '../engine/logger.js';
 import { partitionForKey } from '../engine/partitioner.js';
@@ -113,7 +113,7 @@ export class KafkaTrainerLog implements TrainerLog {
           const partitions = await this.partitions(r.topic);
           this.producer.produce(r.topic, r.key && partitions > 0 ? partitionForKey(r.key, partitions) : null, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
         }
-        await call('flushing trainer decisions', (cb) => this.producer.flush(60_000, cb));
+        await flushProducer(this.producer, 60_000, 'flushing trainer decisions');
       } finally {
         this.producer.removeListener('delivery-report', onReport);
       }

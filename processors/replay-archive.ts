@@ -10,9 +10,13 @@ import { join } from 'node:path';
 import { createGzip, type Gzip } from 'node:zlib';
 import type { DisplayRecord } from '../engine/embedded/access.js';
 import { UsageError } from '../engine/errors.js';
+import { decodeRecord, type InputSchemaName } from '../schemas/codec.js';
 import type { PrivacyPolicy } from './privacy.js';
 
 export type ArchiveKind = 'gateway' | 'business' | 'requests';
+
+/** The record type of each kind's topic (what the engine decodes it as). */
+const KIND_SCHEMA: Record<ArchiveKind, InputSchemaName> = { gateway: 'Prediction', business: 'Feedback', requests: 'Request' };
 
 /** Reads topics page by page (the embedded log directly, or a running engine's HTTP API). */
 export interface ArchiveSource {
@@ -80,7 +84,7 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
     });
     try {
       for await (const { partition, record } of mergedByEventTime(source, topic, partitions, positions)) {
-        const line = archiveLine(record.value, options.privacy);
+        const line = archiveLine(rawAvroValue(KIND_SCHEMA[kind], record.value), options.privacy);
         if (line === null) summary.tombstones++;
         else if (typeof line === 'object') {
           summary.skipped++;
@@ -148,6 +152,22 @@ async function refill(source: ArchiveSource, topic: string, cursor: { partition:
   if (cursor.page.length === 0) return false;
   cursor.from = (cursor.page[cursor.page.length - 1] as DisplayRecord).offset + 1;
   return true;
+}
+
+/**
+ * The engine also accepts raw Avro (no Confluent frame) written with our schema; the display decoder
+ * cannot tell which schema that is and shows it as `{base64}`. Decode it as the topic's record type,
+ * as the engine does, so what became a sample online is archived too. Anything else is unchanged.
+ */
+function rawAvroValue(name: InputSchemaName, value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const keys = Object.keys(value);
+  const base64 = (value as { base64?: unknown }).base64;
+  if (keys.length !== 1 || typeof base64 !== 'string') return value;
+  const bytes = Buffer.from(base64, 'base64');
+  if (bytes.length === 0 || bytes[0] === 0) return value; // empty, or framed with an unknown schema id
+  const decoded = decodeRecord<Record<string, unknown>>(name, bytes, { maxBytes: Number.MAX_SAFE_INTEGER });
+  return decoded.ok ? decoded.value : value;
 }
 
 /**

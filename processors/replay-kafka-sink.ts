@@ -5,7 +5,7 @@ import type { SampleloopConfig } from '../engine/config.js';
 import { ConfigError } from '../engine/errors.js';
 import { KafkaAdmin } from '../engine/kafka/admin.js';
 import { librdkafkaSettings } from '../engine/kafka/app.js';
-import { call, KafkaError, Producer, toHeaders, type ProducerType } from '../engine/kafka/client.js';
+import { call, flushProducer, KafkaError, Producer, toHeaders, type ProducerType } from '../engine/kafka/client.js';
 import { ConfluentSchemaRegistry } from '../engine/kafka/registry.js';
 import { silentLogger } from '../engine/logger.js';
 import { partitionForKey } from '../engine/partitioner.js';
@@ -97,7 +97,7 @@ export class KafkaSink implements ReplaySink {
   }
 
   async commit(): Promise<void> {
-    await call('flushing the producer', (cb) => this.producer.flush(120_000, cb));
+    await flushProducer(this.producer, 120_000);
     await this.close();
     const failed = this.deliveryErrors[0];
     if (failed) throw failed;

@@ -13,6 +13,7 @@ import { directAccess } from '../engine/embedded/access.js';
 import { openEmbeddedLog } from '../engine/embedded/app.js';
 import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
+import { schemaOf } from '../schemas/index.js';
 import { MANIFEST_FILE, SKIPPED_FILE } from '../processors/replay-archive.js';
 import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
 
@@ -126,6 +127,21 @@ describe('sampleloop archive', () => {
     expect(JSON.parse(skipped)).toEqual({ topic: 'predictions', partition: 0, offset: 20, reason: 'not valid JSON' });
     expect(skipped).not.toContain('Secret');
     for (const file of gatewayFiles) expect(gunzipSync(readFileSync(join(outDir, file))).toString('utf8')).not.toContain('Customer');
+  });
+
+  it('archives raw Avro records (no Confluent frame), which the engine accepts, as JSON', async () => {
+    const feedback = { requestId: 'req-1', timestamp: T0 + 1500, source: '', actualLabel: 'fraud', correct: null };
+    await produce(async (access, append) => {
+      append('predictions', schemaOf('Prediction').toBuffer(prediction(1)), 'req-1');
+      append('feedback', schemaOf('Feedback').toBuffer(feedback), 'req-1');
+      append('predictions', Buffer.from('not avro, not json'), 'req-2');
+    });
+    const outDir = join(root, 'archive');
+    const summary = await runArchive(config, { outDir, maxFileBytes: 1 << 20, raw: false, fromStart: false });
+    expect(lines(outDir, 'gateway')).toEqual([{ ...prediction(1), attributes: protectAsDocumented(prediction(1).attributes as Record<string, string>) }]);
+    expect(lines(outDir, 'business')).toEqual([feedback]);
+    expect(summary).toMatchObject({ records: { gateway: 1, business: 1 }, skipped: 1 });
+    expect(JSON.parse(readFileSync(join(outDir, SKIPPED_FILE), 'utf8'))).toMatchObject({ topic: 'predictions', offset: 1 });
   });
 
   it('continues after the previous run: only new records, in new files', async () => {

@@ -8,7 +8,7 @@ import type { SchemaRegistry } from '../../schemas/registry.js';
 import { KafkaAdmin } from './admin.js';
 import { KafkaPartitionReader } from './partition-reader.js';
 import { fetchWriterSchemas } from './registry.js';
-import { call, KafkaConsumer, Producer, toHeaders, type LibrdkafkaSettings } from './client.js';
+import { call, flushProducer, KafkaConsumer, KafkaError, Producer, toHeaders, type LibrdkafkaSettings } from './client.js';
 import type { Logger } from '../logger.js';
 
 /**
@@ -45,8 +45,8 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
       for (const r of records) {
         producer.produce(r.topic, r.key ? partitionForKey(r.key, partitions) : null, r.value, r.key, r.timestamp, undefined, toHeaders(r.headers));
       }
-      await call('flushing', (cb) => producer.flush(60_000, cb));
-      if (failures.length > 0) throw new UsageError(`${failures.length} record(s) could not be delivered`);
+      await flushProducer(producer, 60_000, 'flushing');
+      if (failures.length > 0) throw deliveryError(failures, records.length);
     } finally {
       await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
     }
@@ -123,4 +123,24 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
     },
     stores: () => Promise.resolve([]),
   };
+}
+
+/**
+ * The broker's reasons, counted (e.g. "Broker: Invalid timestamp"), with a hint for the one a CLI
+ * user causes: `produce` uses each line's `timestamp` as the Kafka timestamp, and brokers refuse
+ * timestamps too far in the future (`message.timestamp.after.max.ms`, 1 h by default since Kafka 3.6)
+ * or past (`message.timestamp.before.max.ms`).
+ */
+function deliveryError(failures: unknown[], total: number): KafkaError {
+  const reasons = new Map<string, number>();
+  for (const f of failures) {
+    const text = (f as { message?: unknown } | null)?.message;
+    const reason = typeof text === 'string' && text.length > 0 ? text : String(f);
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+  }
+  const listed = [...reasons].map(([reason, n]) => `${reason} (${n})`).join('; ');
+  const timestamp = [...reasons.keys()].some((r) => /timestamp/i.test(r))
+    ? ". Each record's Kafka timestamp is its line's `timestamp`; the broker refuses timestamps beyond message.timestamp.after.max.ms (default 1 h) in the future or message.timestamp.before.max.ms in the past"
+    : '';
+  return new KafkaError(`${failures.length} of ${total} record(s) could not be delivered: ${listed}${timestamp}`);
 }

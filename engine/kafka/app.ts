@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { EngineMetrics } from '../metrics.js';
 import { privacyPolicyFor } from '../embedded/app.js';
@@ -109,7 +109,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     deadLetterTopic: config.topics.deadLetters,
     encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
     sealPayload: (bytes) => privacy.seal(bytes),
-    beforeBatch: (records) => fetchWriterSchemas(registry, records),
+    beforeBatch: (records) => fetchWriterSchemas(registry, records, { onRetry: (err, attempt) => logger.warn({ err: errorMessage(err), attempt }, 'schema registry unavailable; retrying before decoding') }),
   });
   await runtime.start();
   const trainer = config.trainer.enabled ? await startKafkaTrainer(config, { settings, registry, logger, metrics }) : undefined;

@@ -72,6 +72,20 @@ export function call<T = void>(what: string, fn: (cb: (err: LibrdKafkaError | nu
   });
 }
 
+/**
+ * Flushes the producer and lets the delivery reports it triggered reach their 'delivery-report'
+ * listeners before returning. The flush callback and the reports come back to the event loop on
+ * separate libuv async handles, and the flush callback can run first: a caller that checks its
+ * delivery errors right after flush() then misses a failed record (seen with a broker that refused a
+ * record's timestamp: exit 0, the record lost). One trip through the check phase runs the pending
+ * report dispatch.
+ */
+export async function flushProducer(producer: { flush(timeout: number, cb: (err: LibrdKafkaError | null | undefined) => void): unknown }, timeoutMs: number, what = 'flushing the producer'): Promise<void> {
+  await call(what, (cb) => producer.flush(timeoutMs, cb));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 export function toSourceRecord(m: Message): SourceRecord {
   const headers: Headers = {};
   for (const h of (m.headers ?? []) as MessageHeader[]) {

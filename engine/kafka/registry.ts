@@ -7,14 +7,12 @@ import { referencedSchemaId } from '../../schemas/codec.js';
 import type { SourceRecord } from '../record.js';
 
 interface ConfluentClient {
-  register(schema: { type: string; schema: string }, options: { subject: string }): Promise<{ id: number }>;
   getSchema(id: number): Promise<{ schema?: () => unknown } | object>;
 }
 
 const require = createRequire(import.meta.url);
-const { SchemaRegistry: ConfluentSchemaRegistryClient, SchemaType } = require('@kafkajs/confluent-schema-registry') as {
+const { SchemaRegistry: ConfluentSchemaRegistryClient } = require('@kafkajs/confluent-schema-registry') as {
   SchemaRegistry: new (args: { host: string; auth?: { username: string; password: string } }) => ConfluentClient;
-  SchemaType: { AVRO: string };
 };
 
 /**
@@ -27,27 +25,71 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   private readonly types = new Map<number, avro.Type>();
 
   private readonly url: string;
+  private readonly authorization: string | undefined;
 
   constructor(options: { url: string; username?: string; password?: string }) {
     this.url = options.url;
+    this.authorization = options.username !== undefined ? `Basic ${Buffer.from(`${options.username}:${options.password ?? ''}`).toString('base64')}` : undefined;
     this.client = new ConfluentSchemaRegistryClient({
       host: options.url,
       ...(options.username !== undefined ? { auth: { username: options.username, password: options.password ?? '' } } : {}),
     });
   }
 
+  /**
+   * POST /subjects/<subject>/versions, as Confluent serializers do with auto.register.schemas: the
+   * id of that schema (existing or new version); the registry's own compatibility rule decides. The
+   * subject's compatibility level is neither checked against a fixed one nor changed (the
+   * @kafkajs client's register() refuses subjects not at BACKWARD and sets new subjects to BACKWARD).
+   */
   async register(subject: string, schema: string): Promise<number> {
     try {
-      const { id } = await this.client.register({ type: SchemaType.AVRO, schema }, { subject });
+      const id = await this.postSchema(subject, schema);
       if (!this.types.has(id)) this.types.set(id, parseSchema(schema));
       return id;
     } catch (err) {
+      if ((err as { status?: unknown }).status === 409) {
+        throw new SchemaError(
+          `cannot register the schema of subject "${subject}" in the schema registry at ${this.url}: ${errorMessage(err)}. ` +
+            `sampleloop's schemas only add fields with defaults (BACKWARD and FORWARD compatible with its earlier releases); a subject holding another schema needs its own topic name (topics.*)`,
+          { cause: err },
+        );
+      }
       throw new SchemaError(
         `cannot register the schema of subject "${subject}" in the schema registry at ${this.url} (kafka.schemaRegistry.url): ${describeRegistryError(err)}. ` +
           'Check that the registry runs and that the URL is its Confluent-compatible API (Apicurio: .../apis/ccompat/v7)',
         { cause: err, retriable: true },
       );
     }
+  }
+
+  private async postSchema(subject: string, schema: string): Promise<number> {
+    const headers: Record<string, string> = { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' };
+    if (this.authorization !== undefined) headers.authorization = this.authorization;
+    let response: Response;
+    try {
+      response = await fetch(`${this.url.replace(/\/+$/, '')}/subjects/${encodeURIComponent(subject)}/versions`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ schema }),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+      throw new Error(`${errorMessage(err)}${cause ? ` (${String(cause.code ?? cause.message)})` : ''}`, { cause: err });
+    }
+    const text = await response.text();
+    let body: { id?: unknown; message?: unknown; error_code?: unknown } = {};
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // not JSON: reported below with the status
+    }
+    if (response.ok && typeof body.id === 'number') return body.id;
+    if (response.status === 409) {
+      throw Object.assign(new Error(`HTTP 409: the registry refuses it as incompatible with the subject's existing versions under the subject's compatibility level (${typeof body.message === 'string' ? body.message : text.slice(0, 200)})`), { status: 409 });
+    }
+    throw Object.assign(new Error(`HTTP ${response.status}: ${typeof body.message === 'string' ? body.message : text.slice(0, 200)}`), { status: response.status });
   }
 
   async lookup(id: number): Promise<avro.Type> {
@@ -57,7 +99,9 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
     try {
       found = await this.client.getSchema(id);
     } catch (err) {
-      throw new SchemaError(`schema id ${id} is not in the schema registry: ${errorMessage(err)}`, { cause: err });
+      // Only a 404 says the id is unknown; a refused connection, a timeout, a 5xx or a 401 says nothing about it.
+      if ((err as { status?: unknown } | null)?.status === 404) throw new SchemaError(`schema id ${id} is not in the schema registry: ${errorMessage(err)}`, { cause: err });
+      throw new SchemaError(`cannot look up schema id ${id} in the schema registry at ${this.url}: ${describeRegistryError(err)}`, { cause: err, retriable: true });
     }
     const writer = found as { schema?: () => unknown };
     if (typeof writer.schema !== 'function') throw new SchemaError(`schema id ${id} is not an Avro schema`);
@@ -71,15 +115,40 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   }
 }
 
-/** Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays synchronous. */
-export async function fetchWriterSchemas(registry: SchemaRegistry, records: readonly SourceRecord[]): Promise<void> {
+export interface FetchWriterSchemasOptions {
+  /** How long a registry that cannot be reached (or answers other than 404) is retried before giving up (default 60 s). */
+  retryForMs?: number;
+  /** Called before each retry. */
+  onRetry?: (err: unknown, attempt: number) => void;
+}
+
+/**
+ * Fetches the writer schemas of Confluent-framed records not seen before, so decoding stays
+ * synchronous. An id the registry does not have (404) is left out: its records become dead letters
+ * (`unknown-schema-id`). A registry that cannot answer (unreachable, 5xx, 401, ...) is retried with
+ * backoff for `retryForMs`, then the error is thrown: valid records are never dead-lettered because
+ * of a registry outage.
+ */
+export async function fetchWriterSchemas(registry: SchemaRegistry, records: readonly SourceRecord[], options: FetchWriterSchemasOptions = {}): Promise<void> {
   const missing = new Set<number>();
   for (const r of records) {
     const id = r.value ? referencedSchemaId(r.value) : undefined;
     if (id !== undefined && !registry.cached(id)) missing.add(id);
   }
+  const retryForMs = options.retryForMs ?? 60_000;
   for (const id of missing) {
-    await registry.lookup(id).catch(() => undefined); // unknown ids become dead letters (unknown-schema-id)
+    const deadline = Date.now() + retryForMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await registry.lookup(id);
+        break;
+      } catch (err) {
+        if (!(err instanceof SchemaError && err.retriable)) break; // unknown id: its records become dead letters
+        if (Date.now() >= deadline) throw err;
+        options.onRetry?.(err, attempt);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 5_000, Math.max(0, deadline - Date.now()))));
+      }
+    }
   }
 }
 

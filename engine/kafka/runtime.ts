@@ -17,6 +17,7 @@ import {
   ERR,
   KafkaConsumer,
   KafkaError,
+  flushProducer,
   Producer,
   toHeaders,
   toSourceRecord,
@@ -841,7 +842,7 @@ export class KafkaRuntime {
   }
 
   private async finishAtLeastOnce(offsets: TopicPartitionOffset[], started: bigint): Promise<void> {
-    await call('flushing the producer', (cb) => this.producer.flush(60_000, cb));
+    await flushProducer(this.producer, 60_000);
     if (this.deliveryErrors.length > 0) {
       const first = this.deliveryErrors[0] as Error;
       this.deliveryErrors = [];

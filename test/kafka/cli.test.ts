@@ -95,4 +95,18 @@ describe.skipIf(endpoints === null)('sampleloop CLI in Kafka mode', () => {
     expect(topic).toMatchObject({ partitions: 2, records: 7, compact: null });
     expect(topic?.endOffsets.reduce((a, b) => a + b, 0)).toBe(7);
   }, 120_000);
+
+  it('produce: a record the broker refuses exits 1 with the broker\'s reason (a line timestamp 2 h ahead: invalid timestamp)', async () => {
+    const test = createTestApp(endpoints!, 'cli-produce', 1);
+    apps.push(test);
+    const file = join(test.dir, 'kafka.json');
+    writeFileSync(file, JSON.stringify(test.config({ instanceId: 'cli-4' })));
+    const lines = join(test.dir, 'feedback.jsonl');
+    const now = Date.now();
+    writeFileSync(lines, [{ requestId: 'f-1', timestamp: now + 2 * 3_600_000, correct: true }, { requestId: 'f-2', timestamp: now, correct: true }].map((l) => JSON.stringify(l)).join('\n'));
+    const r = await runCli(['produce', test.topics.feedback, '--config', file, '--file', lines], 60_000);
+    expect(r.code).toBe(1);
+    // The broker refuses the whole batch of a partition, so the valid record may fail with it.
+    expect(r.stderr).toMatch(/SL_KAFKA.*[12] of 2 record\(s\) could not be delivered: .*Invalid timestamp.*message\.timestamp\.after\.max\.ms/);
+  }, 120_000);
 });
