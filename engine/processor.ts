@@ -20,7 +20,7 @@ export interface DeadLetterRequest {
   /** Replaces the original bytes (which may hold sensitive values) when given. */
   redactedPayload?: Buffer;
   /** How `redactedPayload` is encoded: a re-encoding with sensitive fields protected (default), or the original bytes sealed (encrypted). */
-  payloadEncoding?: 'redacted' | 'sealed';
+  payloadEncoding?: 'redacted' | 'sealed' | 'withheld';
 }
 
 /** Counters a processor reports; the runtime turns them into Prometheus metrics. */

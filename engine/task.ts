@@ -18,8 +18,8 @@ export interface TaskServices {
   deadLetterTopic: string;
   createStore(spec: StoreSpec, taskId: string): CommittableStore<unknown>;
   encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
-  /** Encrypts raw input bytes a dead letter would otherwise carry in clear (see PrivacyPolicy.seal). */
-  sealPayload?(bytes: Buffer): Buffer | null;
+  /** Raw input bytes as a dead letter may carry them (see PrivacyPolicy.protectRaw); null: the original may stay in clear. */
+  protectPayload?(bytes: Buffer): { payload: Buffer; encoding: 'sealed' | 'withheld' } | null;
   /** Wall clock, injectable for tests. */
   now(): number;
 }
@@ -328,12 +328,12 @@ export class StreamTask {
     const now = this.services.now();
     let payload = request.redactedPayload;
     let encoding = request.redactedPayload === undefined ? 'original' : (request.payloadEncoding ?? 'redacted');
-    if (payload === undefined && source.value !== null && this.services.sealPayload) {
+    if (payload === undefined && source.value !== null && this.services.protectPayload) {
       // A processor failed on a raw input record: its bytes may hold sensitive values in clear.
-      const sealed = this.services.sealPayload(source.value);
-      if (sealed) {
-        payload = sealed;
-        encoding = 'sealed';
+      const protectedPayload = this.services.protectPayload(source.value);
+      if (protectedPayload) {
+        payload = protectedPayload.payload;
+        encoding = protectedPayload.encoding;
       }
     }
     const envelope: DeadLetterEnvelope = {

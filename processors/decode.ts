@@ -62,10 +62,10 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
       return;
     }
     // Bytes we could not parse may hold sensitive values we cannot find: keep them sealed, never in clear.
-    const sealed = this.options.privacy.seal(this.ctx.recordContext()?.value ?? Buffer.alloc(0));
-    // No privacy key at all (no rule tokenizes): nothing to seal with, the dead letter keeps the original bytes.
-    if (sealed === null) this.ctx.deadLetter({ reasonCode, reason });
-    else this.ctx.deadLetter({ reasonCode, reason, redactedPayload: sealed, payloadEncoding: 'sealed' });
+    const protectedPayload = this.options.privacy.protectRaw(this.ctx.recordContext()?.value ?? Buffer.alloc(0));
+    // No rule names a sensitive attribute: the dead letter keeps the original bytes.
+    if (protectedPayload === null) this.ctx.deadLetter({ reasonCode, reason });
+    else this.ctx.deadLetter({ reasonCode, reason, redactedPayload: protectedPayload.payload, payloadEncoding: protectedPayload.encoding });
   }
 
   /**

@@ -48,6 +48,12 @@ interface CompiledRules {
   fields: ReadonlySet<string>;
 }
 
+/** Raw bytes as a dead letter carries them: encrypted, or withheld (empty) when there is no key to seal with. */
+export interface ProtectedPayload {
+  payload: Buffer;
+  encoding: 'sealed' | 'withheld';
+}
+
 /**
  * Protects sensitive attributes (see docs/join-semantics.md, "Privacy"). Rules are merged and compiled
  * per category once, at construction; `protect` only walks the compiled list.
@@ -57,11 +63,13 @@ export class PrivacyPolicy {
   private readonly anyCategory: CompiledRules;
   private readonly needsKey: boolean;
   private readonly sealKey: Buffer | null;
+  private readonly rulesExist: boolean;
 
   constructor(config: PrivacyConfig, key: Buffer | null) {
     const allRules = [...config.alwaysSensitive, ...Object.values(config.categories).flat()];
     allRules.forEach(checkRule);
     this.needsKey = allRules.some((rule) => rule.action === 'tokenize');
+    this.rulesExist = allRules.length > 0;
     if (this.needsKey && key === null) {
       throw new ConfigError(`privacy rules tokenize attributes but no privacy key was given: ${HOW_TO_SET_KEY}`);
     }
@@ -113,6 +121,18 @@ export class PrivacyPolicy {
     const cipher = createCipheriv('aes-256-gcm', this.sealKey, nonce);
     const body = Buffer.concat([cipher.update(bytes), cipher.final()]);
     return Buffer.concat([SEAL_MAGIC, nonce, body, cipher.getAuthTag()]);
+  }
+
+  /**
+   * What a dead letter may carry of raw input bytes whose sensitive values cannot be located: sealed
+   * with the key; withheld (no bytes) when rules name sensitive attributes but no key is configured to
+   * seal with (mask rules alone need none); null when no rule names any (the bytes hold nothing
+   * sensitive by the configuration and may stay in clear).
+   */
+  protectRaw(bytes: Buffer): ProtectedPayload | null {
+    const sealed = this.seal(bytes);
+    if (sealed !== null) return { payload: sealed, encoding: 'sealed' };
+    return this.rulesExist ? { payload: Buffer.alloc(0), encoding: 'withheld' } : null;
   }
 
   /** Decrypts what `seal` produced; throws when the bytes were not sealed with this key. */

@@ -81,7 +81,7 @@ export class ReplayTopologyDriver {
         metrics: options.metrics,
         deadLetterTopic: config.topics.deadLetters,
         encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
-        sealPayload: (bytes) => privacy.seal(bytes),
+        protectPayload: (bytes) => privacy.protectRaw(bytes),
         now: Date.now,
         // Each replay attempt opens a new scratch database: no store has rows in it yet.
         createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, options.db, spec.codec, spec.readCacheEntries, spec.rangeScans, { startsEmpty: true }),

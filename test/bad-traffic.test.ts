@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../engine/config.js';
 import { jsonLinesToRecords } from '../engine/embedded/access.js';
+import { PrivacyPolicy } from '../processors/privacy.js';
 import { runReplay } from '../topologies/replay.js';
-import { startHarness, type EngineHarness } from './helpers/engine-harness.js';
+import { HARNESS_PRIVACY_KEY, startHarness, type EngineHarness } from './helpers/engine-harness.js';
 
 const T0 = 1_767_603_600_000;
 
@@ -121,15 +122,26 @@ describe('dead letters of records that a re-encoding cannot vouch for are sealed
     expect(text).not.toContain('processing-error');
   });
 
-  it('without any privacy key (no rule tokenizes) an unparsable record keeps its original bytes', async () => {
+  it('mask rules alone: an unparsable record is sealed with the configured key (recoverable), never kept in clear', async () => {
     harness = await startHarness({ config: { privacy: { alwaysSensitive: [{ field: 'phone', action: 'mask', keepLast: 4 }] } } });
-    const original = '{"requestId": "r-broken", "category": "loan", "features": {';
+    const original = `{"requestId": "r-broken", "category": "loan", "attributes": {"phone": "${PHONE}"}, "features": {`;
     harness.sendRaw('predictions', Buffer.from(original), { key: null, timestamp: T0 });
     const [letter] = await harness.records('dead-letters');
     expect(letter?.headers['sampleloop.dlq.reason.code']).toBe('undecodable');
+    expect(letter?.headers['sampleloop.dlq.payload.encoding']).toBe('sealed');
+    expect(JSON.stringify(letter)).not.toContain(PHONE);
+    const policy = new PrivacyPolicy({ alwaysSensitive: [], categories: {} }, HARNESS_PRIVACY_KEY);
+    const sealed = Buffer.from((letter?.value as { payload: { base64: string } }).payload.base64, 'base64');
+    expect(policy.openSealed(sealed).toString('utf8')).toBe(original);
+  });
+
+  it('no rule names a sensitive attribute: an unparsable record keeps its original bytes', async () => {
+    harness = await startHarness({ config: { privacy: { alwaysSensitive: [] } } });
+    const original = '{"requestId": "r-broken", "category": "loan", "features": {';
+    harness.sendRaw('predictions', Buffer.from(original), { key: null, timestamp: T0 });
+    const [letter] = await harness.records('dead-letters');
     expect(letter?.headers['sampleloop.dlq.payload.encoding']).toBe('original');
-    const payload = (letter?.value as { payload: unknown }).payload;
-    expect(JSON.stringify(payload)).toContain('r-broken');
+    expect(JSON.stringify(letter)).toContain('r-broken');
   });
 });
 

@@ -233,3 +233,24 @@ describe('resolvePrivacyKey', () => {
     expect(() => resolvePrivacyKey({ allowGenerate: true })).toThrow(/SAMPLELOOP_PRIVACY_KEY.*privacy\.keyFile/);
   });
 });
+
+describe('PrivacyPolicy.protectRaw: raw bytes a dead letter carries', () => {
+  const raw = Buffer.from('{"requestId": "r-1", "attributes": {"phone": "+44 7700 900123"}, "feat');
+  const maskOnly: PrivacyConfig = { alwaysSensitive: [{ field: 'phone', action: 'mask', keepLast: 4 }], categories: {} };
+
+  it('seals them with the key (openSealed gives the exact bytes back)', () => {
+    const policy = new PrivacyPolicy(maskOnly, keyA);
+    const out = policy.protectRaw(raw);
+    expect(out?.encoding).toBe('sealed');
+    expect(out?.payload.includes(Buffer.from('7700'))).toBe(false);
+    expect(policy.openSealed(out!.payload)).toEqual(raw);
+  });
+
+  it('withholds them (no bytes) when rules name sensitive attributes but there is no key to seal with', () => {
+    expect(new PrivacyPolicy(maskOnly, null).protectRaw(raw)).toEqual({ payload: Buffer.alloc(0), encoding: 'withheld' });
+  });
+
+  it('leaves them in clear (null) when no rule names any sensitive attribute', () => {
+    expect(new PrivacyPolicy({ alwaysSensitive: [], categories: {} }, null).protectRaw(raw)).toBeNull();
+  });
+});

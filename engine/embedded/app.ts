@@ -44,8 +44,12 @@ export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolea
   const categories: Record<string, SampleloopConfig['privacy']['alwaysSensitive']> = {};
   for (const [name, c] of Object.entries(config.categories)) categories[name] = c.sensitive;
   const policyConfig = { alwaysSensitive: config.privacy.alwaysSensitive, categories };
-  const needsKey = [...config.privacy.alwaysSensitive, ...Object.values(categories).flat()].some((r) => r.action === 'tokenize');
-  if (!needsKey) return new PrivacyPolicy(policyConfig, null);
+  const rules = [...config.privacy.alwaysSensitive, ...Object.values(categories).flat()];
+  if (rules.length === 0) return new PrivacyPolicy(policyConfig, null);
+  // Mask rules alone need no key, but a key seals the dead letters of unparsable records (without one
+  // their bytes are withheld): use the configured key, or generate one where allowed.
+  const keyConfigured = (process.env[config.privacy.keyEnv]?.trim() ?? '') !== '' || (config.privacy.keyFile ?? '') !== '';
+  if (!rules.some((r) => r.action === 'tokenize') && !keyConfigured && !(allowGenerate && config.dataDir !== '')) return new PrivacyPolicy(policyConfig, null);
   const { key } = resolvePrivacyKey({
     envVar: config.privacy.keyEnv,
     ...(config.privacy.keyFile ? { keyFile: config.privacy.keyFile } : {}),
@@ -85,7 +89,7 @@ export async function startEmbeddedApp(
       metrics,
       deadLetterTopic: config.topics.deadLetters,
       encodeDeadLetter: (envelope: DeadLetterEnvelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
-      sealPayload: (bytes: Buffer) => privacy.seal(bytes),
+      protectPayload: (bytes: Buffer) => privacy.protectRaw(bytes),
       commitIntervalMs: config.embedded.commitIntervalMs,
       punctuateIntervalMs: config.join.punctuateIntervalMs,
       defaultTopic: { partitions: config.embedded.partitions, retentionMs: config.embedded.retentionMs },

@@ -15,7 +15,7 @@ export interface EmbeddedRuntimeOptions {
   metrics: EngineMetrics;
   deadLetterTopic: string;
   encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
-  sealPayload?(bytes: Buffer): Buffer | null;
+  protectPayload?(bytes: Buffer): { payload: Buffer; encoding: 'sealed' | 'withheld' } | null;
   /** Commit at least this often while records flow (ms). */
   commitIntervalMs?: number;
   /** Commit early once this many outputs or state writes are pending. */
@@ -77,7 +77,7 @@ export class EmbeddedRuntime {
           metrics: this.options.metrics,
           deadLetterTopic: this.options.deadLetterTopic,
           encodeDeadLetter: this.options.encodeDeadLetter,
-          ...(this.options.sealPayload ? { sealPayload: this.options.sealPayload } : {}),
+          ...(this.options.protectPayload ? { protectPayload: this.options.protectPayload } : {}),
           now: this.now,
           createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, this.log.db, spec.codec, spec.readCacheEntries, spec.rangeScans),
         });

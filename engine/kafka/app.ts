@@ -108,7 +108,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     metrics,
     deadLetterTopic: config.topics.deadLetters,
     encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
-    sealPayload: (bytes) => privacy.seal(bytes),
+    protectPayload: (bytes) => privacy.protectRaw(bytes),
     beforeBatch: (records) => fetchWriterSchemas(registry, records, { onRetry: (err, attempt) => logger.warn({ err: errorMessage(err), attempt }, 'schema registry unavailable; retrying before decoding') }),
   });
   await runtime.start();

@@ -51,7 +51,7 @@ export interface KafkaRuntimeOptions {
   metrics: EngineMetrics;
   deadLetterTopic: string;
   encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
-  sealPayload?(bytes: Buffer): Buffer | null;
+  protectPayload?(bytes: Buffer): { payload: Buffer; encoding: 'sealed' | 'withheld' } | null;
   /** Called before a batch is processed, e.g. to fetch unknown writer schemas. */
   beforeBatch?(records: readonly SourceRecord[]): Promise<void>;
   now?: () => number;
@@ -570,7 +570,7 @@ export class KafkaRuntime {
       metrics: o.metrics,
       deadLetterTopic: o.deadLetterTopic,
       encodeDeadLetter: o.encodeDeadLetter,
-      ...(o.sealPayload ? { sealPayload: o.sealPayload } : {}),
+      ...(o.protectPayload ? { protectPayload: o.protectPayload } : {}),
       now: this.now,
       createStore: (spec, taskId) => new CachedKeyValueStore(spec.name, taskId, db, spec.codec, spec.readCacheEntries, spec.rangeScans),
     });
