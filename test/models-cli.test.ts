@@ -200,6 +200,37 @@ describe('models publish / list with the scikit-learn model', () => {
   });
 });
 
+describe('models publish --snapshot (an external trainer records the trigger it trained on)', () => {
+  it('stores the trigger\'s snapshot as trainingSnapshot, from the snapshot or the whole trigger, and refuses a malformed one', async () => {
+    const dataDir = tempDir('sampleloop-models-cli-');
+    const files = tempDir('sampleloop-models-cli-files-');
+    const file = join(files, 'digits.onnx');
+    writeFileSync(file, digitsOnnx(150, '1'));
+    const snapshot = { topic: 'samples', offsets: [{ partition: 0, offset: 348 }, { partition: 1, offset: 252 }], sampleCount: 600 };
+    const trigger = { triggerId: 'digits-1-1', category: 'digits', reason: 'sample-count', details: {}, servingVersion: '1', snapshot, createdAt: T0 };
+    expect((await cli('models', 'publish', file, '--category', 'digits', '--snapshot', JSON.stringify(snapshot), '-d', dataDir)).code).toBe(0);
+    expect((await cli('models', 'publish', file, '--category', 'digits', '--snapshot', JSON.stringify(trigger), '--trainer', 'bank/1', '-d', dataDir)).code).toBe(0);
+    expect((await cli('models', 'publish', file, '--category', 'digits', '-d', dataDir)).code).toBe(0);
+    for (const bad of ['{"topic":"samples"}', 'not json', '{"topic":"samples","offsets":[{"partition":0,"offset":-1}],"sampleCount":3}']) {
+      const refused = await cli('models', 'publish', file, '--category', 'digits', '--snapshot', bad, '-d', dataDir);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('--snapshot: ');
+    }
+    const log = await openEmbeddedLog(configFor(dataDir));
+    try {
+      const view = await readLedger(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+      expect(view.failures).toEqual([]);
+      expect(view.versions.map((v) => [v.version?.version, v.version?.trainer, v.version?.trainingSnapshot])).toEqual([
+        ['1', 'external', snapshot],
+        ['2', 'bank/1', snapshot],
+        ['3', 'external', null],
+      ]);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
 describe('models verify', () => {
   it('passes an intact ledger, then fails naming the version whose stored bytes changed', async () => {
     const dataDir = tempDir('sampleloop-models-cli-');
