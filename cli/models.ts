@@ -87,6 +87,22 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
         ),
       );
       const r = published.record;
+      const previous = published.previous;
+      if (previous !== undefined) {
+        // the predictor swaps to the new version at its next batch: a request lacking a feature the new
+        // version reads (and no default for it) becomes a missing-feature dead letter from then on
+        const defaults = { ...(config.predictor.featureDefaults['*'] ?? {}), ...(config.predictor.featureDefaults[r.category] ?? {}) };
+        const added = r.featureNames.filter((f) => !previous.featureNames.includes(f) && defaults[f] === undefined);
+        if (added.length > 0) {
+          process.stderr.write(
+            `warning: version "${r.version}" reads feature(s) ${JSON.stringify(added)} that the version it replaces ("${previous.version}") did not, and predictor.featureDefaults gives no value for them: ` +
+              `once the predictor swaps to it, requests without them are dead letters (missing-feature)\n`,
+          );
+        }
+        if (previous.modelSha256 === r.modelSha256) {
+          process.stderr.write(`warning: version "${r.version}" has the same ONNX bytes as version "${previous.version}", which it replaces (published twice?); the retrain trigger counts new samples from zero for it\n`);
+        }
+      }
       if (published.failures.length > 0) {
         process.stderr.write(`warning: the ledger holds ${published.failures.length} record(s) that fail verification (run "sampleloop models verify"); the new version links to the last verified one\n`);
       }
