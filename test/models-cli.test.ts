@@ -228,6 +228,11 @@ describe('models publish --snapshot (an external trainer records the trigger it 
     } finally {
       await log.close();
     }
+
+    const list = await cli('models', 'list', '--json', '-d', dataDir);
+    const listed = list.stdout.map((l) => JSON.parse(l) as { version: string; featureNames: string[]; classes: string[]; trainingSnapshot: unknown; serving: boolean });
+    expect(listed.map((v) => [v.version, v.trainingSnapshot, v.serving])).toEqual([['1', snapshot, false], ['2', snapshot, false], ['3', null, true]]);
+    expect(listed[2]).toMatchObject({ featureNames: digits.featureNames, classes: digits.classes });
   });
 });
 
