@@ -5,6 +5,7 @@ import { errorMessage, UsageError } from '../engine/errors.js';
 import { LedgerError, publishVersion, readLedger, type CheckedVersion, type LedgerView } from '../models/ledger.js';
 import { inspectOnnx } from '../models/onnx-inspect.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
+import type { TrainingSnapshot } from '../schemas/types.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 
 function withCommon(cmd: Command): Command {
@@ -46,8 +47,10 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: sidecar JSON or model metadata)')
     .option('--trainer <name>', 'what produced the model', 'external')
     .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric)
-    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number> }) => {
+    .option('--snapshot <json>', 'the training snapshot the model was trained on: the `snapshot` of a retrain-triggers record ({"topic", "offsets", "sampleCount"}) or the whole record, as JSON')
+    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string }) => {
       const config = configFrom(opts);
+      const trainingSnapshot = opts.snapshot !== undefined ? parseSnapshot(opts.snapshot) : null;
       const bytes = readModelFile(file);
       const { featureNames, classes } = await describeModel(bytes, file, {
         ...(opts.classes !== undefined ? { classes: list(opts.classes) } : {}),
@@ -77,12 +80,29 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
             classes,
             metrics: opts.metric ?? {},
             trainer: opts.trainer,
+            trainingSnapshot,
             createdAt: Date.now(),
           },
           { topic: config.topics.models },
         ),
       );
       const r = published.record;
+      const previous = published.previous;
+      if (previous !== undefined) {
+        // the predictor swaps to the new version at its next batch: a request lacking a feature the new
+        // version reads (and no default for it) becomes a missing-feature dead letter from then on
+        const defaults = { ...(config.predictor.featureDefaults['*'] ?? {}), ...(config.predictor.featureDefaults[r.category] ?? {}) };
+        const added = r.featureNames.filter((f) => !previous.featureNames.includes(f) && defaults[f] === undefined);
+        if (added.length > 0) {
+          process.stderr.write(
+            `warning: version "${r.version}" reads feature(s) ${JSON.stringify(added)} that the version it replaces ("${previous.version}") did not, and predictor.featureDefaults gives no value for them: ` +
+              `once the predictor swaps to it, requests without them are dead letters (missing-feature)\n`,
+          );
+        }
+        if (previous.modelSha256 === r.modelSha256) {
+          process.stderr.write(`warning: version "${r.version}" has the same ONNX bytes as version "${previous.version}", which it replaces (published twice?); the retrain trigger counts new samples from zero for it\n`);
+        }
+      }
       if (published.failures.length > 0) {
         process.stderr.write(`warning: the ledger holds ${published.failures.length} record(s) that fail verification (run "sampleloop models verify"); the new version links to the last verified one\n`);
       }
@@ -99,6 +119,27 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
       }
       out(`ok: ${view.versions.length} version(s) of ${view.byCategory.size} categor${view.byCategory.size === 1 ? 'y' : 'ies'} verified`);
     });
+}
+
+/** `--snapshot`: a TrainingSnapshot as JSON, or a RetrainTrigger (its `snapshot` is taken). */
+function parseSnapshot(text: string): TrainingSnapshot {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--snapshot: not JSON (${errorMessage(err)}); give the trigger's snapshot, e.g. '{"topic":"samples","offsets":[{"partition":0,"offset":348}],"sampleCount":600}'`);
+  }
+  const obj = parsed as Record<string, unknown> | null;
+  const snap = (obj !== null && typeof obj === 'object' && typeof obj.snapshot === 'object' ? obj.snapshot : obj) as Record<string, unknown> | null;
+  const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (
+    snap === null || typeof snap !== 'object' || typeof snap.topic !== 'string' || snap.topic === '' || !isCount(snap.sampleCount) || !Array.isArray(snap.offsets) ||
+    !snap.offsets.every((o: unknown) => typeof o === 'object' && o !== null && isCount((o as Record<string, unknown>).partition) && isCount((o as Record<string, unknown>).offset))
+  ) {
+    throw new UsageError('--snapshot: expected {"topic": <samples topic>, "offsets": [{"partition": <int>, "offset": <int>}, ...], "sampleCount": <int>} (the snapshot of a retrain-triggers record, or the record itself)');
+  }
+  const offsets = (snap.offsets as Array<{ partition: number; offset: number }>).map((o) => ({ partition: o.partition, offset: o.offset }));
+  return { topic: snap.topic, offsets, sampleCount: snap.sampleCount };
 }
 
 function readModelFile(file: string): Buffer {
@@ -189,6 +230,9 @@ function printList(view: LedgerView, json: boolean, out: (line: string) => void)
           createdAt: r?.createdAt ?? null,
           trainer: r?.trainer ?? null,
           metrics: r?.metrics ?? {},
+          featureNames: r?.featureNames ?? null,
+          classes: r?.classes ?? null,
+          trainingSnapshot: r?.trainingSnapshot ?? null,
           verified: v.verification.ok,
           serving: r !== undefined && view.heads.get(v.category)?.recordHash === r.recordHash && v.verification.ok,
           ...(v.verification.ok ? {} : { failure: v.verification.code, reason: v.verification.reason }),

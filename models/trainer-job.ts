@@ -331,6 +331,17 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   if (serving?.trainer === TRAINER_ID && serving.trainingSnapshot && sameSnapshot(serving.trainingSnapshot, trigger.snapshot)) {
     return { decision: decide('skipped', 'already-trained', `version ${serving.version} was already trained on this snapshot`) };
   }
+  if (serving !== undefined && serving.version !== trigger.servingVersion) {
+    // a new serving version ends the trigger (retraining.md): e.g. an external trainer already handled it,
+    // or an operator rolled back; training on it would judge a version the trigger never looked at
+    return {
+      decision: decide(
+        'skipped',
+        'superseded',
+        `the trigger judged version "${trigger.servingVersion}" but version ${serving.version} has been published since; the trigger counts new samples for it`,
+      ),
+    };
+  }
 
   progress({ phase: 'reading', triggerId, category });
   let undecodable = 0;

@@ -200,6 +200,73 @@ describe('models publish / list with the scikit-learn model', () => {
   });
 });
 
+describe('models publish --snapshot (an external trainer records the trigger it trained on)', () => {
+  it('stores the trigger\'s snapshot as trainingSnapshot, from the snapshot or the whole trigger, and refuses a malformed one', async () => {
+    const dataDir = tempDir('sampleloop-models-cli-');
+    const files = tempDir('sampleloop-models-cli-files-');
+    const file = join(files, 'digits.onnx');
+    writeFileSync(file, digitsOnnx(150, '1'));
+    const snapshot = { topic: 'samples', offsets: [{ partition: 0, offset: 348 }, { partition: 1, offset: 252 }], sampleCount: 600 };
+    const trigger = { triggerId: 'digits-1-1', category: 'digits', reason: 'sample-count', details: {}, servingVersion: '1', snapshot, createdAt: T0 };
+    expect((await cli('models', 'publish', file, '--category', 'digits', '--snapshot', JSON.stringify(snapshot), '-d', dataDir)).code).toBe(0);
+    expect((await cli('models', 'publish', file, '--category', 'digits', '--snapshot', JSON.stringify(trigger), '--trainer', 'bank/1', '-d', dataDir)).code).toBe(0);
+    expect((await cli('models', 'publish', file, '--category', 'digits', '-d', dataDir)).code).toBe(0);
+    for (const bad of ['{"topic":"samples"}', 'not json', '{"topic":"samples","offsets":[{"partition":0,"offset":-1}],"sampleCount":3}']) {
+      const refused = await cli('models', 'publish', file, '--category', 'digits', '--snapshot', bad, '-d', dataDir);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('--snapshot: ');
+    }
+    const log = await openEmbeddedLog(configFor(dataDir));
+    try {
+      const view = await readLedger(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+      expect(view.failures).toEqual([]);
+      expect(view.versions.map((v) => [v.version?.version, v.version?.trainer, v.version?.trainingSnapshot])).toEqual([
+        ['1', 'external', snapshot],
+        ['2', 'bank/1', snapshot],
+        ['3', 'external', null],
+      ]);
+    } finally {
+      await log.close();
+    }
+
+    const list = await cli('models', 'list', '--json', '-d', dataDir);
+    const listed = list.stdout.map((l) => JSON.parse(l) as { version: string; featureNames: string[]; classes: string[]; trainingSnapshot: unknown; serving: boolean });
+    expect(listed.map((v) => [v.version, v.trainingSnapshot, v.serving])).toEqual([['1', snapshot, false], ['2', snapshot, false], ['3', null, true]]);
+    expect(listed[2]).toMatchObject({ featureNames: digits.featureNames, classes: digits.classes });
+  });
+});
+
+describe('models publish warnings against the serving version', () => {
+  it('warns about a feature the replaced version did not read and no featureDefaults covers, and about the same bytes published again', async () => {
+    const dataDir = tempDir('sampleloop-models-cli-');
+    const files = tempDir('sampleloop-models-cli-files-');
+    const bare = join(files, 'cancer.onnx');
+    copyFileSync(SKLEARN_ONNX, bare);
+    const config = join(files, 'config.json');
+    writeFileSync(config, JSON.stringify({ log: { level: 'silent' }, predictor: { featureDefaults: { 'breast-cancer': { tenure_years: 0 }, '*': { region: 1 } } } }));
+    const features = (last: string) => [...sidecar.featureNames.slice(0, -1), last].join(',');
+    const publish = (names: string) => cli('models', 'publish', bare, '-c', config, '-d', dataDir, '--category', 'breast-cancer', '--features', names);
+    const first = await publish(sidecar.featureNames.join(','));
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    const renamed = await publish(features('credit_score'));
+    expect(renamed.code).toBe(0);
+    expect(renamed.stderr).toContain('warning: version "2" reads feature(s) ["credit_score"] that the version it replaces ("1") did not, and predictor.featureDefaults gives no value for them');
+    expect(renamed.stderr).toContain('warning: version "2" has the same ONNX bytes as version "1", which it replaces');
+    const defaulted = await publish(features('tenure_years'));
+    expect(defaulted.stderr).not.toContain('reads feature(s)');
+    const wildcard = await publish(features('region'));
+    expect(wildcard.stderr).not.toContain('reads feature(s)');
+    const digitsFile = join(files, 'digits.onnx');
+    writeFileSync(digitsFile, digitsOnnx(150, '1'));
+    const other = await cli('models', 'publish', digitsFile, '-c', config, '-d', dataDir, '--category', 'breast-cancer');
+    expect(other.code).toBe(0);
+    expect(other.stderr).toContain('reads feature(s) ["px0",');
+    expect(other.stderr).not.toContain('same ONNX bytes');
+    const list = await cli('models', 'list', '--json', '-d', dataDir);
+    expect(list.stdout.map((l) => (JSON.parse(l) as { version: string; verified: boolean }).verified)).toEqual([true, true, true, true, true]);
+  });
+});
+
 describe('models verify', () => {
   it('passes an intact ledger, then fails naming the version whose stored bytes changed', async () => {
     const dataDir = tempDir('sampleloop-models-cli-');

@@ -237,6 +237,22 @@ describe('trainer: the promotion gate', () => {
   });
 });
 
+describe('trainer: a trigger whose serving version was replaced', () => {
+  it('skips (superseded) a trigger judged on a version an external trainer has replaced since, and publishes nothing', async () => {
+    const f = await fixture();
+    await publishServing(f.ledger, Array.from({ length: 30 }, (_, i) => i)); // "1": the version the trigger judged
+    const offsets = f.appendDigits(ALL().slice(0, 600));
+    const trigger = f.trigger(offsets, 600); // servingVersion "1"
+    const external = await publishServing(f.ledger, Array.from({ length: 40 }, (_, i) => i), 'bank-2'); // the external trainer answered it
+    const { decision, onnx } = await trainOnTrigger(trigger, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    expect(decision).toMatchObject({ decision: 'skipped', reason: 'superseded', servingVersion: 'bank-2', candidateSha256: '', sampleCount: 0 });
+    expect(decision.message).toContain('the trigger judged version "1" but version bank-2 has been published since');
+    expect(onnx).toBeUndefined();
+    expect(await f.ledger.latest('digits')).toMatchObject({ version: 'bank-2', recordHash: external.recordHash });
+    expect(await f.ledger.versions('digits')).toEqual(['1', 'bank-2']);
+  });
+});
+
 describe('trainer: determinism and the holdout', () => {
   it('same snapshot → same ONNX bytes, also when the samples sit in other partitions in another order', async () => {
     const a = await fixture(2);
@@ -283,7 +299,7 @@ describe('trainer: determinism and the holdout', () => {
     const serving = await publishServing(f.ledger, Array.from({ length: 30 }, (_, i) => i), '2'); // sequence 1, labelled "2"
     expect(serving.sequence).toBe(1);
     const offsets = f.appendDigits(ALL().slice(0, 600));
-    const { decision } = await trainOnTrigger(f.trigger(offsets, 600), { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
+    const { decision } = await trainOnTrigger({ ...f.trigger(offsets, 600), servingVersion: '2' }, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
     expect(decision).toMatchObject({ decision: 'promoted', candidateVersion: '2.1', servingVersion: '2' });
     expect(await f.ledger.latest('digits')).toMatchObject({ version: '2.1', sequence: 2, prevRecordHash: serving.recordHash });
     expect(await f.ledger.versions('digits')).toEqual(['2', '2.1']);
