@@ -1,0 +1,110 @@
+/**
+ * Day-2 operations through the compiled CLI (docs/operations.md, docs/cli.md): what an operator sees
+ * on /metrics of a running engine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, ROOT } from './helpers/dist.js';
+
+const BIN = join(ROOT, 'bin', 'sampleloop.js');
+
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SAMPLELOOP')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+function startCli(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+function cli(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = startCli(args, options.env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdin!.end(options.input ?? '');
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(150);
+  }
+}
+
+const T0 = Date.UTC(2026, 0, 5, 9, 0, 0);
+const PREDICTION = {
+  requestId: 'ops-1',
+  category: 'loan',
+  features: { amount: 100 },
+  attributes: { name: 'Customer One' },
+  predictedLabel: 'approve',
+  scores: { approve: 0.8, deny: 0.2 },
+  modelVersion: '1.0.0',
+  requestTimestamp: T0,
+  timestamp: T0,
+};
+
+describe('day-2 operations', () => {
+  const base = mkdtempSync(join(tmpdir(), 'sampleloop-ops-'));
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    await ensureBuilt();
+  });
+
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  /** Starts `run` on dataDir and returns its URL and a stop function (SIGTERM, resolves the exit code). */
+  async function startEngine(dataDir: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
+    const engine = startCli(['run', '--data-dir', dataDir, '--http-port', '0'], env);
+    children.push(engine);
+    engine.stderr!.resume();
+    const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
+    const infoPath = join(dataDir, 'engine.json');
+    const info = await waitFor('engine.json', () => (existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { url: string }) : undefined));
+    return {
+      url: info.url,
+      stop: async () => {
+        engine.kill('SIGTERM');
+        return exited;
+      },
+    };
+  }
+
+  it('exports sampleloop_consumer_lag on a scrape of /metrics alone, current with the log', async () => {
+    const dataDir = join(base, 'lag');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: `${JSON.stringify(PREDICTION)}\n` })).code).toBe(0);
+    const engine = await startEngine(dataDir);
+    try {
+      // No /healthz call and no maintenance run (every 60 s): the scrape itself must carry the lag.
+      const lagLines = await waitFor('consumer lag on /metrics', async () => {
+        const text = await (await fetch(`${engine.url}/metrics`)).text();
+        const lines = text.split('\n').filter((l) => l.startsWith('sampleloop_consumer_lag{'));
+        return lines.length > 0 ? lines : undefined;
+      }, 5_000);
+      expect(lagLines).toEqual(expect.arrayContaining([expect.stringMatching(/^sampleloop_consumer_lag\{topic="predictions",partition="0"\} \d+$/)]));
+      // Once the prediction is processed, the next scrape says 0 (not a value left from start-up).
+      const processed = await waitFor('lag 0', async () => {
+        const text = await (await fetch(`${engine.url}/metrics`)).text();
+        return text.includes('sampleloop_consumer_lag{topic="predictions",partition="0"} 0') ? true : undefined;
+      });
+      expect(processed).toBe(true);
+    } finally {
+      expect(await engine.stop()).toBe(0);
+    }
+  });
+});
