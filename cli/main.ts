@@ -5,7 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { registerDemoCommand } from './demo.js';
-import { unsealDeadLetters } from './unseal.js';
+import { unsealDeadLetters, unsealFailure } from './unseal.js';
 import { privacyPolicyFor } from '../engine/embedded/app.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
@@ -91,8 +91,9 @@ export function buildProgram(out: (line: string) => void): Command {
         }),
         { readOnly: true },
       );
-      if (opts.unseal) unsealDeadLetters(records, privacyPolicyFor(config, config.mode === 'embedded'));
+      const unsealFailed = opts.unseal ? unsealDeadLetters(records, privacyPolicyFor(config, config.mode === 'embedded')) : 0;
       for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
+      if (unsealFailed > 0) throw unsealFailure(unsealFailed);
     });
 
   common(program.command('inspect').description('topics with partitions, offsets and record counts; state stores with entries and bytes per task'))

@@ -1,6 +1,6 @@
 /**
  * Day-2 operations through the compiled CLI (docs/operations.md, docs/cli.md): what an operator sees
- * on /metrics of a running engine.
+ * on /metrics of a running engine and from `consume --unseal` after a privacy key change.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -106,5 +106,30 @@ describe('day-2 operations', () => {
     } finally {
       expect(await engine.stop()).toBe(0);
     }
+  });
+
+  it('consume --unseal with another privacy key marks the payloads it cannot open and exits 2 after printing', async () => {
+    const dataDir = join(base, 'unseal');
+    const keyA = 'a'.repeat(64);
+    const keyB = 'b'.repeat(64);
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: '{"requestId": "ops-broken", "name": "Customer Two"\n' })).code).toBe(0);
+    const engine = await startEngine(dataDir, { SAMPLELOOP_PRIVACY_KEY: keyA });
+    await waitFor('a dead letter', async () => {
+      const r = await cli(['consume', 'dead-letters', '--data-dir', dataDir]);
+      return r.stdout.trim() !== '' ? true : undefined;
+    });
+    expect(await engine.stop()).toBe(0);
+
+    const right = await cli(['consume', 'dead-letters', '--data-dir', dataDir, '--unseal'], { env: { SAMPLELOOP_PRIVACY_KEY: keyA } });
+    expect(right.code).toBe(0);
+    expect((JSON.parse(right.stdout.trim()) as { payloadUnsealed: string }).payloadUnsealed).toBe('{"requestId": "ops-broken", "name": "Customer Two"');
+
+    const wrong = await cli(['consume', 'dead-letters', '--data-dir', dataDir, '--unseal'], { env: { SAMPLELOOP_PRIVACY_KEY: keyB } });
+    expect(wrong.code).toBe(2);
+    const printed = JSON.parse(wrong.stdout.trim()) as Record<string, unknown>;
+    expect(printed.payloadUnsealed).toBeUndefined();
+    expect(printed.payloadUnsealError).toMatch(/not sealed under the configured privacy key/);
+    expect(wrong.stderr).toMatch(/^error \[SL_CONFIG\]: 1 sealed dead-letter payload\(s\) could not be unsealed/);
+    expect(wrong.stdout + wrong.stderr).not.toContain('Customer Two');
   });
 });
