@@ -132,4 +132,24 @@ describe('day-2 operations', () => {
     expect(wrong.stderr).toMatch(/^error \[SL_CONFIG\]: 1 sealed dead-letter payload\(s\) could not be unsealed/);
     expect(wrong.stdout + wrong.stderr).not.toContain('Customer Two');
   });
+
+  it('refuses to run a data dir under another applicationId than the one that processed it (exit 2), instead of reading every input again', async () => {
+    const dataDir = join(base, 'appid');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: `${JSON.stringify(PREDICTION)}\n` })).code).toBe(0);
+    const engine = await startEngine(dataDir);
+    await waitFor('the prediction processed', async () => {
+      const health = (await (await fetch(`${engine.url}/healthz`)).json()) as { lag: Array<{ lag: number }> };
+      return health.lag.every((l) => l.lag === 0) ? true : undefined;
+    });
+    expect(await engine.stop()).toBe(0);
+
+    const renamed = await cli(['run', '--data-dir', dataDir, '--http-port', '0'], { env: { SAMPLELOOP__applicationId: 'loans-v2' } });
+    expect(renamed.code).toBe(2);
+    expect(renamed.stderr).toContain('error [SL_CONFIG]: applicationId: this data dir was processed as applicationId "sampleloop"');
+    expect(renamed.stderr).toContain('Set applicationId back to "sampleloop", or use a new dataDir');
+    // Nothing was reprocessed: no duplicate-prediction dead letter.
+    const deadLetters = await cli(['consume', 'dead-letters', '--data-dir', dataDir]);
+    expect(deadLetters.code).toBe(0);
+    expect(deadLetters.stdout.trim()).toBe('');
+  });
 });

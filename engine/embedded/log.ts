@@ -9,6 +9,7 @@ import {
   encodeEntry,
   groupOffsetKey,
   KEY_END_OFFSET,
+  KEY_GROUP_OFFSET,
   KEY_RECORD,
   KEY_TOPIC,
   offsetOfRecordKey,
@@ -205,6 +206,17 @@ export class EmbeddedLog {
     const prefix = this.prefix(topic, partition);
     const first = this.db.range(prefix, prefixEnd(prefix), 1)[0];
     return first ? offsetOfRecordKey(first[0]) : this.endOffset(topic, partition);
+  }
+
+  /** Every consumer group that has committed an offset in this log. */
+  consumerGroups(): string[] {
+    const start = Buffer.from([KEY_GROUP_OFFSET]);
+    const groups = new Set<string>();
+    for (const [k] of this.db.range(start, prefixEnd(start))) {
+      const end = k.indexOf(0, 1);
+      if (end > 1) groups.add(k.toString('utf8', 1, end));
+    }
+    return [...groups];
   }
 
   committedOffset(group: string, topic: string, partition: number): number | undefined {
