@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, ROOT } from './helpers/dist.js';
+import { EmbeddedLog } from '../engine/embedded/log.js';
 
 const BIN = join(ROOT, 'bin', 'sampleloop.js');
 
@@ -151,5 +152,34 @@ describe('day-2 operations', () => {
     const deadLetters = await cli(['consume', 'dead-letters', '--data-dir', dataDir]);
     expect(deadLetters.code).toBe(0);
     expect(deadLetters.stdout.trim()).toBe('');
+  });
+});
+
+describe('embedded.retentionMs', () => {
+  it('deletes old records from non-compacted topics only; a compacted topic (samples) keeps its latest values', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-retention-'));
+    const log = await EmbeddedLog.open(dir);
+    try {
+      const now = Date.UTC(2026, 5, 1);
+      const old = now - 10 * 60_000;
+      log.ensureTopic('unmatched', { partitions: 1, compact: false, retentionMs: 60_000 });
+      log.ensureTopic('samples', { partitions: 1, compact: true, retentionMs: 60_000 });
+      // A data dir from before the rule: the topic was stored non-compacted with a retention, then upgraded.
+      log.ensureTopic('legacy-samples', { partitions: 1, compact: false, retentionMs: 60_000 });
+      log.ensureTopic('legacy-samples', { compact: true });
+      const rec = (topic: string, key: string, timestamp: number) => ({ topic, key: Buffer.from(key), value: Buffer.from('{}'), timestamp, headers: {}, partition: 0 });
+      log.append([rec('unmatched', 'a', old), rec('unmatched', 'b', now), rec('samples', 'a', old), rec('samples', 'b', old), rec('legacy-samples', 'a', old)]);
+
+      expect(log.topic('samples')?.retentionMs).toBeNull();
+      log.compact('samples');
+      log.compact('legacy-samples');
+      expect(log.enforceRetention(now)).toBe(1);
+      expect(log.count('unmatched', 0)).toBe(1);
+      expect(log.count('samples', 0)).toBe(2);
+      expect(log.count('legacy-samples', 0)).toBe(1);
+    } finally {
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

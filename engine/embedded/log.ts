@@ -92,7 +92,10 @@ export class EmbeddedLog {
       }
       return existing;
     }
-    const config: TopicConfig = { partitions: wanted.partitions ?? 1, compact: wanted.compact ?? false, retentionMs: wanted.retentionMs ?? null };
+    // Retention is for non-compacted topics only (docs/configuration.md): on a compacted topic such as
+    // samples it would delete the latest value of every key once it is older than retentionMs.
+    const compact = wanted.compact ?? false;
+    const config: TopicConfig = { partitions: wanted.partitions ?? 1, compact, retentionMs: compact ? null : (wanted.retentionMs ?? null) };
     if (!Number.isInteger(config.partitions) || config.partitions < 1) throw new ConfigError(`topic "${name}": partitions must be a positive integer, got ${config.partitions}`);
     this.db.write([{ type: 'put', key: topicKey(name), value: Buffer.from(JSON.stringify(config)) }]);
     this.topics.set(name, config);
@@ -268,7 +271,9 @@ export class EmbeddedLog {
   enforceRetention(now = Date.now()): number {
     let removed = 0;
     for (const [topic, config] of this.topics) {
-      if (config.retentionMs === null) continue;
+      // Compacted topics keep their latest values; data dirs created before this rule may hold a
+      // compacted topic with a retention set, which is ignored.
+      if (config.retentionMs === null || config.compact) continue;
       const cutoff = now - config.retentionMs;
       for (let p = 0; p < config.partitions; p++) {
         const ops: WriteOp[] = [];
