@@ -153,7 +153,30 @@ describe('day-2 operations', () => {
     expect(deadLetters.code).toBe(0);
     expect(deadLetters.stdout.trim()).toBe('');
   });
+
+  it('refuses to generate a new privacy key in a data dir processed under the generated one that went missing (exit 2)', async () => {
+    const dataDir = join(base, 'lostkey');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: `${JSON.stringify(PREDICTION)}\n` })).code).toBe(0);
+    const engine = await startEngine(dataDir);
+    const keyFile = join(dataDir, 'privacy.key');
+    const key = readFileSync(keyFile, 'utf8');
+    await waitFor('the prediction processed', async () => {
+      const health = (await (await fetch(`${engine.url}/healthz`)).json()) as { lag: Array<{ lag: number }> };
+      return health.lag.every((l) => l.lag === 0) ? true : undefined;
+    });
+    expect(await engine.stop()).toBe(0);
+
+    rmSync(keyFile);
+    const restarted = await cli(['run', '--data-dir', dataDir, '--http-port', '0']);
+    expect(restarted.code).toBe(2);
+    expect(restarted.stderr).toContain(`error [SL_CONFIG]: privacy key: ${dataDir} was processed with the key generated in ${keyFile}, which is missing`);
+    expect(existsSync(keyFile)).toBe(false);
+    // Given the key another way, it starts.
+    const withEnv = await startEngine(dataDir, { SAMPLELOOP_PRIVACY_KEY: key.trim() });
+    expect(await withEnv.stop()).toBe(0);
+  });
 });
+
 
 describe('embedded.retentionMs', () => {
   it('deletes old records from non-compacted topics only; a compacted topic (samples) keeps its latest values', async () => {
