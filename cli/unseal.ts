@@ -7,8 +7,9 @@ import type { PrivacyPolicy } from '../processors/privacy.js';
  * A payload the configured key cannot open (sealed under another privacy key, or damaged) gets
  * `payloadUnsealError` instead, so the other records still print; returns how many failed.
  */
-export function unsealDeadLetters(records: DisplayRecord[], privacy: PrivacyPolicy): number {
+export function unsealDeadLetters(records: DisplayRecord[], policy: () => PrivacyPolicy): number {
   let failed = 0;
+  let privacy: PrivacyPolicy | undefined;
   for (const r of records) {
     if (r.headers['sampleloop.dlq.payload.encoding'] !== 'sealed') continue;
     const value = r.value as { payload?: string | { base64: string } } | null;
@@ -16,6 +17,7 @@ export function unsealDeadLetters(records: DisplayRecord[], privacy: PrivacyPoli
     if (!value || payload === undefined) continue;
     const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload.base64, 'base64');
     try {
+      privacy ??= policy();
       (value as Record<string, unknown>).payloadUnsealed = privacy.openSealed(bytes).toString('utf8');
     } catch (err) {
       if (err instanceof ConfigError && !/not a sealed/.test(err.message)) throw err;

@@ -175,6 +175,24 @@ describe('day-2 operations', () => {
     const withEnv = await startEngine(dataDir, { SAMPLELOOP_PRIVACY_KEY: key.trim() });
     expect(await withEnv.stop()).toBe(0);
   });
+
+  it('consume --unseal opens with the generated data-dir key and never creates one', async () => {
+    const dataDir = join(base, 'unseal-generated');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: '{"requestId": "ops-gen", "name": "Customer Three"\n' })).code).toBe(0);
+    const engine = await startEngine(dataDir);
+    await waitFor('a dead letter', async () => ((await cli(['consume', 'dead-letters', '--data-dir', dataDir])).stdout.trim() !== '' ? true : undefined));
+    expect(await engine.stop()).toBe(0);
+    const opened = await cli(['consume', 'dead-letters', '--data-dir', dataDir, '--unseal']);
+    expect(opened.code).toBe(0);
+    expect((JSON.parse(opened.stdout.trim()) as { payloadUnsealed: string }).payloadUnsealed).toBe('{"requestId": "ops-gen", "name": "Customer Three"');
+
+    const keyFile = join(dataDir, 'privacy.key');
+    rmSync(keyFile);
+    const noKey = await cli(['consume', 'dead-letters', '--data-dir', dataDir, '--unseal']);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/^error \[SL_CONFIG\]: no privacy key/);
+    expect(existsSync(keyFile)).toBe(false);
+  });
 });
 
 
