@@ -1,12 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../engine/paths.js';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { registerDemoCommand } from './demo.js';
-import { unsealDeadLetters } from './unseal.js';
+import { unsealDeadLetters, unsealFailure } from './unseal.js';
 import { privacyPolicyFor } from '../engine/embedded/app.js';
+import { GENERATED_KEY_FILE, type PrivacyPolicy } from '../processors/privacy.js';
+import type { SampleloopConfig } from '../engine/config.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
 import { registerModelsCommand } from './models.js';
@@ -91,8 +93,9 @@ export function buildProgram(out: (line: string) => void): Command {
         }),
         { readOnly: true },
       );
-      if (opts.unseal) unsealDeadLetters(records, privacyPolicyFor(config, config.mode === 'embedded'));
+      const unsealFailed = opts.unseal ? unsealDeadLetters(records, () => unsealPolicy(config)) : 0;
       for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
+      if (unsealFailed > 0) throw unsealFailure(unsealFailed);
     });
 
   common(program.command('inspect').description('topics with partitions, offsets and record counts; state stores with entries and bytes per task'))
@@ -128,4 +131,15 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
     }
     throw err;
   }
+}
+
+/**
+ * The privacy policy `consume --unseal` opens dead letters with: the configured key, or the one the
+ * engine generated in the data dir. A reading command never generates a key (it could only fail to
+ * open, and the next `run` would tokenize with it).
+ */
+function unsealPolicy(config: SampleloopConfig): PrivacyPolicy {
+  const generated = join(config.dataDir, GENERATED_KEY_FILE);
+  const useGenerated = config.mode === 'embedded' && (process.env[config.privacy.keyEnv]?.trim() ?? '') === '' && (config.privacy.keyFile ?? '') === '' && existsSync(generated);
+  return privacyPolicyFor(useGenerated ? { ...config, privacy: { ...config.privacy, keyFile: generated } } : config, false);
 }

@@ -42,6 +42,9 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     routes: {
       health: () => ({ healthy: true, details: { mode: 'embedded', tasks: runtime.taskList().length, lag: runtime.lag() } }),
       log: directAccess(log, app.registry),
+      // sampleloop_consumer_lag is computed from the log's offsets: without this a scrape saw it only
+      // after a /healthz call or a maintenance run (every embedded.maintenanceIntervalMs), stale between.
+      refreshMetrics: () => void runtime.lag(),
     },
   });
   const info: EngineInfo = { pid: process.pid, url: `http://${config.http.host}:${http.port}` };

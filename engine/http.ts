@@ -9,6 +9,8 @@ export interface HttpRoutes {
   health(): { healthy: boolean; details: Record<string, unknown> };
   /** The embedded log, for the CLI while this process holds it (produce, consume, inspect). */
   log?: LogAccess;
+  /** Brings gauges computed on demand (embedded consumer lag) up to date before each scrape. */
+  refreshMetrics?(): void;
 }
 
 /** /metrics (Prometheus), /healthz, and in embedded mode POST /topics/<topic>/records. */
@@ -45,6 +47,7 @@ export async function startHttpServer(options: { host: string; port: number; met
 async function handle(req: IncomingMessage, res: ServerResponse, options: { metrics: EngineMetrics; routes: HttpRoutes }): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (req.method === 'GET' && url.pathname === '/metrics') {
+    options.routes.refreshMetrics?.();
     res.writeHead(200, { 'content-type': options.metrics.registry.contentType });
     res.end(await options.metrics.registry.metrics());
     return;

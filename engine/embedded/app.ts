@@ -1,10 +1,12 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../config.js';
 import { createLogger, type Logger } from '../logger.js';
 import { EngineMetrics } from '../metrics.js';
 import { LocalSchemaRegistry } from '../../schemas/registry.js';
 import { encodeFramed } from '../../schemas/codec.js';
-import { PrivacyPolicy, resolvePrivacyKey } from '../../processors/privacy.js';
+import { GENERATED_KEY_FILE, PrivacyPolicy, resolvePrivacyKey } from '../../processors/privacy.js';
+import { ConfigError } from '../errors.js';
 import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../../topologies/samples.js';
 import { registerOutputSchemas, type OutputSerdes } from '../../topologies/serde.js';
 import { EmbeddedLog } from './log.js';
@@ -59,6 +61,31 @@ export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolea
   return new PrivacyPolicy(policyConfig, key);
 }
 
+/**
+ * A data dir that has been processed under its generated `privacy.key` and lost that file must not
+ * silently get a new key: every token would change (samples no longer join or deduplicate with the
+ * earlier ones) and its sealed dead letters could no longer be opened.
+ */
+async function refuseLostGeneratedKey(config: SampleloopConfig): Promise<void> {
+  const rules = [...config.privacy.alwaysSensitive, ...Object.values(config.categories).flatMap((c) => c.sensitive)];
+  if (!rules.some((r) => r.action === 'tokenize')) return;
+  if ((process.env[config.privacy.keyEnv]?.trim() ?? '') !== '' || (config.privacy.keyFile ?? '') !== '') return;
+  const keyFile = join(config.dataDir, GENERATED_KEY_FILE);
+  if (existsSync(keyFile) || !existsSync(logDirOf(config.dataDir))) return;
+  const log = await openEmbeddedLog(config);
+  let processed: boolean;
+  try {
+    processed = log.consumerGroups().length > 0;
+  } finally {
+    await log.close();
+  }
+  if (!processed) return;
+  throw new ConfigError(
+    `privacy key: ${config.dataDir} was processed with the key generated in ${keyFile}, which is missing; a new key would change every token and leave the sealed dead letters unreadable. ` +
+      `Restore the file from a backup (or give that key with ${config.privacy.keyEnv} or privacy.keyFile); to start over with a new key on purpose, write one there (\`openssl rand -hex 32 > ${keyFile}\`)`,
+  );
+}
+
 /** Opens the embedded log and starts the samples topology on it (not yet processing: call runtime.run/step). */
 export async function startEmbeddedApp(
   config: SampleloopConfig,
@@ -66,6 +93,7 @@ export async function startEmbeddedApp(
 ): Promise<EmbeddedApp> {
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
+  await refuseLostGeneratedKey(config);
   const privacy = privacyPolicyFor(config, true);
   const log = await openEmbeddedLog(config);
   try {

@@ -9,6 +9,7 @@ import {
   encodeEntry,
   groupOffsetKey,
   KEY_END_OFFSET,
+  KEY_GROUP_OFFSET,
   KEY_RECORD,
   KEY_TOPIC,
   offsetOfRecordKey,
@@ -91,7 +92,10 @@ export class EmbeddedLog {
       }
       return existing;
     }
-    const config: TopicConfig = { partitions: wanted.partitions ?? 1, compact: wanted.compact ?? false, retentionMs: wanted.retentionMs ?? null };
+    // Retention is for non-compacted topics only (docs/configuration.md): on a compacted topic such as
+    // samples it would delete the latest value of every key once it is older than retentionMs.
+    const compact = wanted.compact ?? false;
+    const config: TopicConfig = { partitions: wanted.partitions ?? 1, compact, retentionMs: compact ? null : (wanted.retentionMs ?? null) };
     if (!Number.isInteger(config.partitions) || config.partitions < 1) throw new ConfigError(`topic "${name}": partitions must be a positive integer, got ${config.partitions}`);
     this.db.write([{ type: 'put', key: topicKey(name), value: Buffer.from(JSON.stringify(config)) }]);
     this.topics.set(name, config);
@@ -207,6 +211,17 @@ export class EmbeddedLog {
     return first ? offsetOfRecordKey(first[0]) : this.endOffset(topic, partition);
   }
 
+  /** Every consumer group that has committed an offset in this log. */
+  consumerGroups(): string[] {
+    const start = Buffer.from([KEY_GROUP_OFFSET]);
+    const groups = new Set<string>();
+    for (const [k] of this.db.range(start, prefixEnd(start))) {
+      const end = k.indexOf(0, 1);
+      if (end > 1) groups.add(k.toString('utf8', 1, end));
+    }
+    return [...groups];
+  }
+
   committedOffset(group: string, topic: string, partition: number): number | undefined {
     const v = this.db.get(groupOffsetKey(group, topic, partition));
     return v ? readU64(v, 0) : undefined;
@@ -256,7 +271,9 @@ export class EmbeddedLog {
   enforceRetention(now = Date.now()): number {
     let removed = 0;
     for (const [topic, config] of this.topics) {
-      if (config.retentionMs === null) continue;
+      // Compacted topics keep their latest values; data dirs created before this rule may hold a
+      // compacted topic with a retention set, which is ignored.
+      if (config.retentionMs === null || config.compact) continue;
       const cutoff = now - config.retentionMs;
       for (let p = 0; p < config.partitions; p++) {
         const ops: WriteOp[] = [];

@@ -70,6 +70,7 @@ export class EmbeddedRuntime {
       for (const topic of sources) this.ensureTopic(topic, false);
       const partitions = checkCoPartitioned(topology, sources.map((t) => [t, this.log.topic(t)?.partitions ?? 1] as const));
       const consumerGroup = `${this.options.applicationId}.${topology.name}`;
+      this.refuseOtherApplicationId(consumerGroup, topology.name, sources);
       for (let p = 0; p < partitions; p++) {
         const task = new StreamTask(topology, p, {
           applicationId: this.options.applicationId,
@@ -89,6 +90,28 @@ export class EmbeddedRuntime {
     }
     this.options.metrics.tasks.set(this.tasks.length);
     this.lastCommit = this.now();
+  }
+
+  /**
+   * State stores are not namespaced by applicationId, consumer groups are: a data dir whose
+   * topology progressed under another applicationId would be read again from offset 0 against the
+   * state that already holds its results (every prediction a duplicate-prediction dead letter,
+   * every feedback a second revision). Refuse instead.
+   */
+  private refuseOtherApplicationId(consumerGroup: string, topologyName: string, sources: string[]): void {
+    const ours = sources.some((topic) => {
+      const partitions = this.log.topic(topic)?.partitions ?? 1;
+      for (let p = 0; p < partitions; p++) if (this.log.committedOffset(consumerGroup, topic, p) !== undefined) return true;
+      return false;
+    });
+    if (ours) return;
+    const other = this.log.consumerGroups().find((g) => g !== consumerGroup && g.endsWith(`.${topologyName}`));
+    if (other === undefined) return;
+    const previous = other.slice(0, -(topologyName.length + 1));
+    throw new ConfigError(
+      `applicationId: this data dir was processed as applicationId "${previous}" (consumer group ${other}), not "${this.options.applicationId}"; ` +
+        `its state would see every input again. Set applicationId back to "${previous}", or use a new dataDir for "${this.options.applicationId}"`,
+    );
   }
 
   private ensureTopic(topic: string, compact: boolean): void {
