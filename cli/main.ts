@@ -6,7 +6,7 @@ import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { registerDemoCommand } from './demo.js';
 import { unsealDeadLetters, unsealFailure } from './unseal.js';
-import { privacyPolicyFor } from '../engine/embedded/app.js';
+import { privacyKeyConfigured, privacyPolicyFor } from '../engine/embedded/app.js';
 import { GENERATED_KEY_FILE, type PrivacyPolicy } from '../processors/privacy.js';
 import type { SampleloopConfig } from '../engine/config.js';
 import { runEngine } from './run.js';
@@ -140,6 +140,6 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
  */
 function unsealPolicy(config: SampleloopConfig): PrivacyPolicy {
   const generated = join(config.dataDir, GENERATED_KEY_FILE);
-  const useGenerated = config.mode === 'embedded' && (process.env[config.privacy.keyEnv]?.trim() ?? '') === '' && (config.privacy.keyFile ?? '') === '' && existsSync(generated);
+  const useGenerated = config.mode === 'embedded' && !privacyKeyConfigured(config) && existsSync(generated);
   return privacyPolicyFor(useGenerated ? { ...config, privacy: { ...config.privacy, keyFile: generated } } : config, false);
 }

@@ -1,14 +1,14 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { startEmbeddedApp } from '../engine/embedded/app.js';
 import { directAccess } from '../engine/embedded/access.js';
-import type { SampleloopConfig } from '../engine/config.js';
+import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../engine/config.js';
 import { startKafkaApp } from '../engine/kafka/app.js';
 import { startHttpServer } from '../engine/http.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 import { errorMessage } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
 
-const DEFAULT_SENSITIVE = ['idNumber', 'name', 'phone'];
+const DEFAULT_SENSITIVE = DEFAULT_SENSITIVE_RULES.map((rule) => rule.field);
 
 /**
  * The default sensitive fields (idNumber, name, phone) that a `privacy.alwaysSensitive` set in the

@@ -11,6 +11,13 @@ const fieldRule = z.discriminatedUnion('action', [
 
 const nonNegativeMs = z.number().int().min(0);
 
+/** `privacy.alwaysSensitive` when the configuration does not set it (setting it replaces this list). */
+export const DEFAULT_SENSITIVE_RULES: ReadonlyArray<z.output<typeof fieldRule>> = [
+  { field: 'idNumber', action: 'tokenize' },
+  { field: 'name', action: 'tokenize' },
+  { field: 'phone', action: 'mask', keepLast: 4 },
+];
+
 const topicsSchema = z
   .object({
     requests: z.string().default('requests'),
@@ -76,21 +83,13 @@ export const configSchema = z
       .default({}),
     privacy: z
       .object({
-        alwaysSensitive: z.array(fieldRule).default([
-          { field: 'idNumber', action: 'tokenize' },
-          { field: 'name', action: 'tokenize' },
-          { field: 'phone', action: 'mask', keepLast: 4 },
-        ]),
+        alwaysSensitive: z.array(fieldRule).default(() => DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r }))),
         keyEnv: z.string().default('SAMPLELOOP_PRIVACY_KEY'),
         keyFile: z.string().optional(),
       })
       .strict()
       .default({
-        alwaysSensitive: [
-          { field: 'idNumber', action: 'tokenize' },
-          { field: 'name', action: 'tokenize' },
-          { field: 'phone', action: 'mask', keepLast: 4 },
-        ],
+        alwaysSensitive: DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r })),
         keyEnv: 'SAMPLELOOP_PRIVACY_KEY',
       }),
     input: z

@@ -1,7 +1,7 @@
 import { chmodSync, constants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SampleloopConfig } from '../engine/config.js';
-import { privacyPolicyFor } from '../engine/embedded/app.js';
+import { privacyKeyConfigured, privacyKeyRequired, privacyPolicyFor } from '../engine/embedded/app.js';
 import { ConfigError } from '../engine/errors.js';
 import { GENERATED_KEY_FILE, resolvePrivacyKey, type PrivacyPolicy } from './privacy.js';
 
@@ -14,10 +14,10 @@ import { GENERATED_KEY_FILE, resolvePrivacyKey, type PrivacyPolicy } from './pri
  */
 export function replayPrivacySettings(config: SampleloopConfig, keyDirs: readonly string[], generateIn?: string): SampleloopConfig['privacy'] {
   const privacy = config.privacy;
-  if ((process.env[privacy.keyEnv]?.trim() ?? '') !== '' || (privacy.keyFile ?? '') !== '') return privacy;
+  if (privacyKeyConfigured(config)) return privacy;
   const found = keyDirs.map((dir) => join(dir, GENERATED_KEY_FILE)).find((file) => existsSync(file));
   if (found !== undefined) return { ...privacy, keyFile: generateIn === undefined ? found : adoptKey(found, generateIn) };
-  if (generateIn === undefined || !needsKey(config)) return privacy;
+  if (generateIn === undefined || !privacyKeyRequired(config)) return privacy;
   resolvePrivacyKey({ envVar: privacy.keyEnv, dataDir: generateIn, allowGenerate: true });
   return { ...privacy, keyFile: join(generateIn, GENERATED_KEY_FILE) };
 }
@@ -47,9 +47,4 @@ function adoptKey(keyFile: string, targetDir: string): string {
   copyFileSync(keyFile, target, constants.COPYFILE_EXCL);
   chmodSync(target, 0o600);
   return target;
-}
-
-function needsKey(config: SampleloopConfig): boolean {
-  const rules = [...config.privacy.alwaysSensitive, ...Object.values(config.categories).flatMap((c) => c.sensitive)];
-  return rules.some((r) => r.action === 'tokenize');
 }

@@ -42,16 +42,29 @@ export async function openEmbeddedLog(config: SampleloopConfig): Promise<Embedde
   return EmbeddedLog.open(logDirOf(config.dataDir), { syncWrites: config.embedded.syncWrites });
 }
 
+/** Every privacy rule of the configuration: `privacy.alwaysSensitive` and each category's `sensitive`. */
+export function privacyRules(config: SampleloopConfig): SampleloopConfig['privacy']['alwaysSensitive'] {
+  return [...config.privacy.alwaysSensitive, ...Object.values(config.categories).flatMap((c) => c.sensitive)];
+}
+
+/** A rule tokenizes, so the configuration cannot run without a privacy key. */
+export function privacyKeyRequired(config: SampleloopConfig): boolean {
+  return privacyRules(config).some((r) => r.action === 'tokenize');
+}
+
+/** The key is given explicitly: in the environment variable `privacy.keyEnv` names, or as `privacy.keyFile`. */
+export function privacyKeyConfigured(config: SampleloopConfig): boolean {
+  return (process.env[config.privacy.keyEnv]?.trim() ?? '') !== '' || (config.privacy.keyFile ?? '') !== '';
+}
+
 export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolean): PrivacyPolicy {
   const categories: Record<string, SampleloopConfig['privacy']['alwaysSensitive']> = {};
   for (const [name, c] of Object.entries(config.categories)) categories[name] = c.sensitive;
   const policyConfig = { alwaysSensitive: config.privacy.alwaysSensitive, categories };
-  const rules = [...config.privacy.alwaysSensitive, ...Object.values(categories).flat()];
-  if (rules.length === 0) return new PrivacyPolicy(policyConfig, null);
+  if (privacyRules(config).length === 0) return new PrivacyPolicy(policyConfig, null);
   // Mask rules alone need no key, but a key seals the dead letters of unparsable records (without one
   // their bytes are withheld): use the configured key, or generate one where allowed.
-  const keyConfigured = (process.env[config.privacy.keyEnv]?.trim() ?? '') !== '' || (config.privacy.keyFile ?? '') !== '';
-  if (!rules.some((r) => r.action === 'tokenize') && !keyConfigured && !(allowGenerate && config.dataDir !== '')) return new PrivacyPolicy(policyConfig, null);
+  if (!privacyKeyRequired(config) && !privacyKeyConfigured(config) && !(allowGenerate && config.dataDir !== '')) return new PrivacyPolicy(policyConfig, null);
   const { key } = resolvePrivacyKey({
     envVar: config.privacy.keyEnv,
     ...(config.privacy.keyFile ? { keyFile: config.privacy.keyFile } : {}),
@@ -66,20 +79,10 @@ export function privacyPolicyFor(config: SampleloopConfig, allowGenerate: boolea
  * silently get a new key: every token would change (samples no longer join or deduplicate with the
  * earlier ones) and its sealed dead letters could no longer be opened.
  */
-async function refuseLostGeneratedKey(config: SampleloopConfig): Promise<void> {
-  const rules = [...config.privacy.alwaysSensitive, ...Object.values(config.categories).flatMap((c) => c.sensitive)];
-  if (!rules.some((r) => r.action === 'tokenize')) return;
-  if ((process.env[config.privacy.keyEnv]?.trim() ?? '') !== '' || (config.privacy.keyFile ?? '') !== '') return;
+function refuseLostGeneratedKey(config: SampleloopConfig, log: EmbeddedLog): void {
+  if (!privacyKeyRequired(config) || privacyKeyConfigured(config)) return;
   const keyFile = join(config.dataDir, GENERATED_KEY_FILE);
-  if (existsSync(keyFile) || !existsSync(logDirOf(config.dataDir))) return;
-  const log = await openEmbeddedLog(config);
-  let processed: boolean;
-  try {
-    processed = log.consumerGroups().length > 0;
-  } finally {
-    await log.close();
-  }
-  if (!processed) return;
+  if (existsSync(keyFile) || log.consumerGroups().length === 0) return;
   throw new ConfigError(
     `privacy key: ${config.dataDir} was processed with the key generated in ${keyFile}, which is missing; a new key would change every token and leave the sealed dead letters unreadable. ` +
       `Restore the file from a backup (or give that key with ${config.privacy.keyEnv} or privacy.keyFile); to start over with a new key on purpose, write one there (\`openssl rand -hex 32 > ${keyFile}\`)`,
@@ -93,10 +96,10 @@ export async function startEmbeddedApp(
 ): Promise<EmbeddedApp> {
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
-  await refuseLostGeneratedKey(config);
-  const privacy = privacyPolicyFor(config, true);
   const log = await openEmbeddedLog(config);
   try {
+    refuseLostGeneratedKey(config, log);
+    const privacy = privacyPolicyFor(config, true);
     const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
     const serdes = await registerOutputSchemas(registry, samplesOutputs(config.topics));
     const deadLetterId = serdes.schemaId(config.topics.deadLetters) as number;
