@@ -27,7 +27,7 @@ import { decodeRecord, encodeFramed, type DecodeOptions } from '../schemas/codec
 import { schemaJson } from '../schemas/index.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import type { Prediction } from '../schemas/types.js';
-import type { WriteOp } from '../state/rocks.js';
+import type { WriteOp } from '../engine/state/rocks.js';
 import { collectGarbage, cpuDelta, threadCpuSeconds } from './measure.js';
 import type { BenchTraffic, InputFormat } from './traffic.js';
 

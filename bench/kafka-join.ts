@@ -20,11 +20,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KafkaJS } from '@confluentinc/kafka-javascript';
-import { parseConfig, type SampleloopConfig } from '../engine/config.js';
+import { parseConfig, type SampleloopConfig } from '../config/config.js';
 import { UsageError, errorMessage } from '../engine/errors.js';
-import { startKafkaApp } from '../engine/kafka/app.js';
+import { startKafkaApp } from '../app/kafka.js';
 import { createLogger } from '../engine/logger.js';
-import { packageRoot } from '../engine/paths.js';
+import { packageRoot } from '../config/paths.js';
 import { decodeFramed } from '../schemas/codec.js';
 import { schemaOf } from '../schemas/index.js';
 import {
@@ -121,7 +121,7 @@ export interface EngineRunSpec {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// sampleloop's Kafka mode (engine/kafka/app.ts), run in a child process until close().
+// sampleloop's Kafka mode (app/kafka.ts), run in a child process until close().
 // ---------------------------------------------------------------------------------------------------
 export interface SampleloopKafkaBenchOptions {
   bootstrap: string;
@@ -190,7 +190,7 @@ async function startViaKafkaApp(options: SampleloopKafkaBenchOptions): Promise<R
 
 /** How the benchmark starts sampleloop (a union so a run can still report an engine as unavailable). */
 export function loadSampleloopKafka(): Promise<{ start: StartSampleloopKafka; via: string } | { unavailable: string }> {
-  return Promise.resolve({ start: startViaKafkaApp, via: 'engine/kafka/app startKafkaApp' });
+  return Promise.resolve({ start: startViaKafkaApp, via: 'app/kafka startKafkaApp' });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { packageRoot } from '../engine/paths.js';
+import { packageRoot } from '../config/paths.js';
 
 export interface MemoryPeak {
   /** Resident set size at the start of the phase (inputs already generated). */

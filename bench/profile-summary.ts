@@ -8,7 +8,7 @@ import { dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../engine/errors.js';
 import { formatTable, isMainModule } from './measure.js';
-import { packageRoot } from '../engine/paths.js';
+import { packageRoot } from '../config/paths.js';
 
 interface CpuProfileNode {
   id: number;

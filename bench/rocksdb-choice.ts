@@ -1,6 +1,6 @@
 /**
  * `rocksdb` (discontinued upstream; leveldown callback API) versus `@nxtedition/rocksdb` (maintained
- * fork; used synchronously by state/rocks.ts) on the state-store workload: batch puts of ~600-byte
+ * fork; used synchronously by engine/state/rocks.ts) on the state-store workload: batch puts of ~600-byte
  * values keyed by request ID, point gets, bounded range scans. Every contender gets the engine's
  * 64 MiB block cache (and the fork its uncompressed WAL) except the "binding defaults" row.
  * Run: `npm run build && node --expose-gc dist/bench/rocksdb-choice.js [--ops N]`.
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { StateError, UsageError } from '../engine/errors.js';
-import { RocksDatabase } from '../state/rocks.js';
+import { RocksDatabase } from '../engine/state/rocks.js';
 import { collectGarbage, formatTable, isMainModule, machineInfo, rate, resultPath, writeResult, type MachineInfo } from './measure.js';
 import { benchRequestId, mulberry32 } from './traffic.js';
 
@@ -122,7 +122,7 @@ interface NxtDb {
 type NxtCtor = new (location: string, options: object) => NxtDb;
 const BUFFERS = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const;
 const NO_OPTIONS = {};
-/** The engine's tuning in state/rocks.ts, given to every contender that supports it (the classic package has no WAL compression). */
+/** The engine's tuning in engine/state/rocks.ts, given to every contender that supports it (the classic package has no WAL compression). */
 const ENGINE_CACHE_BYTES = 64 << 20;
 const ENGINE_NXT_OPTIONS = { walCompression: false, cacheSize: ENGINE_CACHE_BYTES };
 
@@ -166,10 +166,10 @@ const nxtAsync: Contender = {
   },
 };
 
-/** The engine's facade (state/rocks.ts): synchronous batch write, multi-get and bounded query. */
+/** The engine's facade (engine/state/rocks.ts): synchronous batch write, multi-get and bounded query. */
 const nxtSync: Contender = {
   name: '@nxtedition/rocksdb 12.2.12',
-  api: 'sync, via state/rocks.ts',
+  api: 'sync, via engine/state/rocks.ts',
   async open(dir) {
     const db = await RocksDatabase.open(dir);
     return {
@@ -199,7 +199,7 @@ const nxtSync: Contender = {
 
 /**
  * The engine's synchronous calls with the binding's default options (WAL compressed with ZSTD on the
- * writing thread, 8 MiB block cache) instead of state/rocks.ts's tuning: separates API from tuning.
+ * writing thread, 8 MiB block cache) instead of engine/state/rocks.ts's tuning: separates API from tuning.
  */
 const nxtSyncDefaults: Contender = {
   name: '@nxtedition/rocksdb 12.2.12',

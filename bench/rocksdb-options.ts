@@ -1,5 +1,5 @@
 /**
- * RocksDB open options (state/rocks.ts ROCKS_TUNING) compared on a synthetic copy of the embedded
+ * RocksDB open options (engine/state/rocks.ts ROCKS_TUNING) compared on a synthetic copy of the embedded
  * engine's storage workload, one child process per run so each gets its own RocksDB threads:
  * - an append-only log: keys = topic/partition prefix + big-endian offset, JSON values of 0.5–1.5 KB;
  * - a state store keyed by request ID: per prediction two point gets that miss, a put and an expiry-index
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../engine/errors.js';
-import { ROCKS_TUNING, RocksDatabase, type WriteOp } from '../state/rocks.js';
+import { ROCKS_TUNING, RocksDatabase, type WriteOp } from '../engine/state/rocks.js';
 import { cpuDelta, formatTable, isMainModule, mib, rate, threadCpuSeconds } from './measure.js';
 import { benchRequestId, mulberry32 } from './traffic.js';
 

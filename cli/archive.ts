@@ -2,18 +2,19 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { httpAccess, toDisplay } from '../engine/embedded/access.js';
-import { openEmbeddedLog, privacyPolicyFor } from '../engine/embedded/app.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
-import type { SampleloopConfig } from '../engine/config.js';
-import { librdkafkaSettings } from '../engine/kafka/app.js';
+import { toDisplay } from '../access/embedded.js';
+import { httpAccess } from '../access/http.js';
+import { openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
+import type { SampleloopConfig } from '../config/config.js';
+import { librdkafkaSettings } from '../app/kafka.js';
 import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
-import { ConfluentSchemaRegistry, fetchWriterSchemas } from '../engine/kafka/registry.js';
+import { ConfluentSchemaRegistry, fetchWriterSchemas } from '../schemas/confluent-registry.js';
 import { createLogger, type Logger } from '../engine/logger.js';
 import { ConfigError, StateError, UsageError } from '../engine/errors.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
-import { archiveTopics, type ArchiveSource, type ArchiveSummary } from '../processors/replay-archive.js';
-import { replayPrivacySettings } from '../processors/replay-privacy.js';
+import { archiveTopics, type ArchiveSource, type ArchiveSummary } from '../replay/archive.js';
+import { replayPrivacySettings } from '../replay/privacy.js';
 import { configFrom, engineInfoPath, type CommonOptions, type EngineInfo } from './context.js';
 
 interface ArchiveCliOptions extends CommonOptions {

@@ -1,14 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { logDirOf, openEmbeddedLog } from '../engine/embedded/app.js';
-import { directAccess, httpAccess, type LogAccess } from '../engine/embedded/access.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
-import { loadConfig, type SampleloopConfig } from '../engine/config.js';
+import { logDirOf, openEmbeddedLog } from '../app/embedded.js';
+import { directAccess, type LogAccess } from '../access/embedded.js';
+import { httpAccess } from '../access/http.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
+import { loadConfig, type SampleloopConfig } from '../config/config.js';
 import { StateError, UsageError } from '../engine/errors.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
-import { kafkaAccess } from '../engine/kafka/access.js';
-import { librdkafkaSettings } from '../engine/kafka/app.js';
-import { ConfluentSchemaRegistry } from '../engine/kafka/registry.js';
+import { kafkaAccess } from '../access/kafka.js';
+import { librdkafkaSettings } from '../app/kafka.js';
+import { ConfluentSchemaRegistry } from '../schemas/confluent-registry.js';
 import { silentLogger } from '../engine/logger.js';
 
 export interface CommonOptions {

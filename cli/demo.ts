@@ -14,9 +14,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { parseConfig, type ConfigInput, type SampleloopConfig } from '../engine/config.js';
-import { directAccess, type LogAccess } from '../engine/embedded/access.js';
-import { startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
+import { parseConfig, type ConfigInput, type SampleloopConfig } from '../config/config.js';
+import { directAccess, type LogAccess } from '../access/embedded.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';

@@ -1,4 +1,4 @@
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import { withLogAccess } from './context.js';
 
 /** `sampleloop inspect`: per-topic counts and offsets. */

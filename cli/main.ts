@@ -1,14 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../engine/paths.js';
+import { packageRoot } from '../config/paths.js';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { registerDemoCommand } from './demo.js';
 import { unsealDeadLetters, unsealFailure } from './unseal.js';
-import { privacyKeyConfigured, privacyPolicyFor } from '../engine/embedded/app.js';
+import { privacyKeyConfigured, privacyPolicyFor } from '../app/embedded.js';
 import { GENERATED_KEY_FILE, type PrivacyPolicy } from '../processors/privacy.js';
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import { runEngine } from './run.js';
 import { inspect } from './inspect.js';
 import { registerModelsCommand } from './models.js';

@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import { UsageError } from '../engine/errors.js';
 import { createLogger } from '../engine/logger.js';
-import { parseEventTime, parseMapping } from '../processors/replay-mapping.js';
-import { runReplay } from '../topologies/replay.js';
+import { parseEventTime, parseMapping } from '../replay/input/mapping.js';
+import { runReplay } from '../replay/topology.js';
 import { configFrom, type CommonOptions } from './context.js';
 
 interface ReplayCliOptions extends CommonOptions {

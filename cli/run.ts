@@ -1,9 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
-import { startEmbeddedApp } from '../engine/embedded/app.js';
-import { directAccess } from '../engine/embedded/access.js';
-import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../engine/config.js';
-import { startKafkaApp } from '../engine/kafka/app.js';
-import { startHttpServer } from '../engine/http.js';
+import { startEmbeddedApp } from '../app/embedded.js';
+import { directAccess } from '../access/embedded.js';
+import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../config/config.js';
+import { startKafkaApp } from '../app/kafka.js';
+import { startHttpServer } from '../app/http.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 import { errorMessage } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';

@@ -1,4 +1,4 @@
-import type { DisplayRecord } from '../engine/embedded/access.js';
+import type { DisplayRecord } from '../access/embedded.js';
 import { ConfigError, errorMessage } from '../engine/errors.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { KeyValueStore } from '../state/kv-store.js';
+import type { KeyValueStore } from './state/kv-store.js';
 import type { Headers, StreamRecord } from './record.js';
 
 /** Where the record being processed came from. */

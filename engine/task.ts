@@ -1,6 +1,5 @@
-import type { CommittableStore, StoreChange } from '../state/kv-store.js';
-import type { DeadLetter } from '../schemas/types.js';
-import type { WriteOp } from '../state/rocks.js';
+import type { CommittableStore, StoreChange } from './state/kv-store.js';
+import type { WriteOp } from './state/rocks.js';
 import { errorMessage, TopologyError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
@@ -8,8 +7,23 @@ import { isBatchProcessor, type AnyProcessor, type BatchProcessor, type DeadLett
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
 
-/** Everything a dead-letter record carries: the DeadLetter schema (schemas/DeadLetter.avsc); the runtime encodes it. */
-export type DeadLetterEnvelope = DeadLetter;
+/**
+ * Everything a dead-letter record carries; the application's `encodeDeadLetter` gives it a wire
+ * format (sampleloop: the DeadLetter Avro schema).
+ */
+export interface DeadLetterEnvelope {
+  reasonCode: string;
+  reason: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  sourceTimestamp: number;
+  key: Buffer | null;
+  payload: Buffer;
+  payloadRedacted: boolean;
+  stage: string;
+  failedAt: number;
+}
 
 export interface TaskServices {
   applicationId: string;

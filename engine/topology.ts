@@ -1,4 +1,4 @@
-import type { Codec } from '../state/kv-store.js';
+import type { Codec } from './state/kv-store.js';
 import { TopologyError } from './errors.js';
 import type { Processor, ProcessorSupplier } from './processor.js';
 import type { Headers, StreamRecord } from './record.js';

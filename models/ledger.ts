@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type avro from 'avsc';
 import { SampleloopError, errorMessage, type ErrorOptions } from '../engine/errors.js';
-import type { DisplayRecord, LogAccess } from '../engine/embedded/access.js';
+import type { DisplayRecord, LogAccess } from '../access/embedded.js';
 import { decodeFramed, referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
 import { parseSchema, schemaJson, schemaOf, type SchemaName } from '../schemas/index.js';
 import type { ModelVersion, TrainingSnapshot } from '../schemas/types.js';

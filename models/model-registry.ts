@@ -7,7 +7,9 @@
  */
 import type { EmbeddedLog } from '../engine/embedded/log.js';
 import { errorMessage } from '../engine/errors.js';
-import type { WriterSchemaLookup } from '../schemas/codec.js';
+import type { SourceRecord } from '../engine/record.js';
+import { referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
+import type { SchemaRegistry } from '../schemas/registry.js';
 import type { ModelVersion } from '../schemas/types.js';
 import { decodeLedgerValue, LedgerBook, type LedgerRecord } from './ledger.js';
 import { loadOnnxModel, type LoadOnnxOptions, type OnnxModel, type Prediction } from './onnx-runtime.js';
@@ -28,6 +30,18 @@ export function toLedgerRecord(r: { partition: number; offset: number; timestamp
   } catch (err) {
     return { ...base, decodeError: errorMessage(err) };
   }
+}
+
+/**
+ * Decodes models-topic records for a Kafka global table: a writer schema the registry has not cached
+ * yet is fetched first (a failed fetch leaves the record undecodable: verification reports it).
+ */
+export function ledgerRecordDecoder(registry: SchemaRegistry): (record: SourceRecord) => Promise<LedgerRecord> {
+  return async (record) => {
+    const id = record.value ? referencedSchemaId(record.value) : undefined;
+    if (id !== undefined && !registry.cached(id)) await registry.lookup(id).catch(() => undefined);
+    return toLedgerRecord(record, (i) => registry.cached(i));
+  };
 }
 
 /** The models topic of the embedded log, decoded with the given schema lookup (the app's registry). */

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { packageRoot } from '../engine/paths.js';
+import { packageRoot } from '../config/paths.js';
 import { trainLogistic, type LabeledRow, type LogisticModel, type TrainOptions } from './logistic-regression.js';
 import { ModelError } from './model-error.js';
 

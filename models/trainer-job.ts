@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import { DecodeError, errorMessage, SampleloopError } from '../engine/errors.js';
-import { directAccess } from '../engine/embedded/access.js';
+import { directAccess } from '../access/embedded.js';
 import type { EmbeddedLog, GroupOffset } from '../engine/embedded/log.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { EngineMetrics } from '../engine/metrics.js';

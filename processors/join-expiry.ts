@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../state/kv-store.js';
+import type { KeyValueStore } from '../engine/state/kv-store.js';
 
 /**
  * The join's expiry index (key = close time | kind | request ID, in key order) with its first

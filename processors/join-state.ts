@@ -1,5 +1,5 @@
 import avro from 'avsc';
-import type { Codec } from '../state/kv-store.js';
+import type { Codec } from '../engine/state/kv-store.js';
 import { schemaOf } from '../schemas/index.js';
 import type { Feedback, Prediction } from '../schemas/types.js';
 

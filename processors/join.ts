@@ -1,7 +1,7 @@
 import type { Processor, ProcessorContext } from '../engine/processor.js';
 import type { StreamRecord } from '../engine/record.js';
 import type { JoinSpec } from '../engine/topology.js';
-import type { KeyValueStore } from '../state/kv-store.js';
+import type { KeyValueStore } from '../engine/state/kv-store.js';
 import type {
   Feedback,
   LabeledSample,

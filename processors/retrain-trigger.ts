@@ -11,7 +11,7 @@ import type { Processor, ProcessorContext } from '../engine/processor.js';
 import type { StreamRecord } from '../engine/record.js';
 import type { Serializer, StoreSpec } from '../engine/topology.js';
 import { decodeFramed, referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
-import type { KeyValueStore, Codec } from '../state/kv-store.js';
+import type { KeyValueStore, Codec } from '../engine/state/kv-store.js';
 import type { LabelSource, RetrainTrigger } from '../schemas/types.js';
 
 /** What the repartition topic carries, keyed by category. */

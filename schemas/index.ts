@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import avro from 'avsc';
-import { schemaDir } from '../engine/paths.js';
+import { schemaDir } from '../config/paths.js';
 import { SchemaError, errorMessage } from '../engine/errors.js';
 
 export const SCHEMA_NAMESPACE = 'io.sampleloop';

@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runArchive } from '../cli/archive.js';
-import { parseConfig, type SampleloopConfig } from '../engine/config.js';
-import { directAccess } from '../engine/embedded/access.js';
-import { openEmbeddedLog } from '../engine/embedded/app.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { parseConfig, type SampleloopConfig } from '../config/config.js';
+import { directAccess } from '../access/embedded.js';
+import { openEmbeddedLog } from '../app/embedded.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { schemaOf } from '../schemas/index.js';
-import { MANIFEST_FILE, SKIPPED_FILE } from '../processors/replay-archive.js';
+import { MANIFEST_FILE, SKIPPED_FILE } from '../replay/archive.js';
 import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
 
 const T0 = Date.UTC(2026, 0, 5);

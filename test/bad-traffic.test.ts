@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../engine/config.js';
-import { jsonLinesToRecords } from '../engine/embedded/access.js';
+import { parseConfig } from '../config/config.js';
+import { jsonLinesToRecords } from '../access/embedded.js';
 import { PrivacyPolicy } from '../processors/privacy.js';
-import { runReplay } from '../topologies/replay.js';
+import { runReplay } from '../replay/topology.js';
 import { HARNESS_PRIVACY_KEY, startHarness, type EngineHarness } from './helpers/engine-harness.js';
 
 const T0 = 1_767_603_600_000;

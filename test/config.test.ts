@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { unprotectedDefaultFields } from '../cli/run.js';
-import { loadConfig, parseConfig } from '../engine/config.js';
+import { loadConfig, parseConfig } from '../config/config.js';
 import { ConfigError } from '../engine/errors.js';
 
 describe('loadConfig', () => {

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { inspect } from '../cli/inspect.js';
-import { parseConfig, type SampleloopConfig } from '../engine/config.js';
-import { directAccess } from '../engine/embedded/access.js';
-import { openEmbeddedLog } from '../engine/embedded/app.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { parseConfig, type SampleloopConfig } from '../config/config.js';
+import { directAccess } from '../access/embedded.js';
+import { openEmbeddedLog } from '../app/embedded.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 
 let root: string;

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExpiryIndex } from '../processors/join-expiry.js';
-import { CachedKeyValueStore } from '../state/kv-store.js';
-import { RocksDatabase } from '../state/rocks.js';
+import { CachedKeyValueStore } from '../engine/state/kv-store.js';
+import { RocksDatabase } from '../engine/state/rocks.js';
 import { matchedFlagCodec } from '../processors/join-state.js';
 import { mulberry32 } from './reference/traffic.js';
 

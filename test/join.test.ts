@@ -6,8 +6,8 @@
  * closeP = tp + 150 and closeF = tf + 160.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConfigInput } from '../engine/config.js';
-import type { DisplayRecord } from '../engine/embedded/access.js';
+import type { ConfigInput } from '../config/config.js';
+import type { DisplayRecord } from '../access/embedded.js';
 import type { Feedback, LabeledSample, LabelSource, LateRecord, OrphanFeedback, Prediction, ReviewRecord, UnmatchedPrediction } from '../schemas/types.js';
 import { protectAsDocumented, startHarness, type EngineHarness } from './helpers/engine-harness.js';
 

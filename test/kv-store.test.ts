@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CachedKeyValueStore, jsonCodec } from '../state/kv-store.js';
-import { RocksDatabase } from '../state/rocks.js';
+import { CachedKeyValueStore, jsonCodec } from '../engine/state/kv-store.js';
+import { RocksDatabase } from '../engine/state/rocks.js';
 import { mulberry32 } from './reference/traffic.js';
 
 describe('CachedKeyValueStore.prefetch', () => {

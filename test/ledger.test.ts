@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import avro from 'avsc';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { directAccess, type LogAccess } from '../engine/embedded/access.js';
+import { directAccess, type LogAccess } from '../access/embedded.js';
 import { EmbeddedLog } from '../engine/embedded/log.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { loadDataset } from '../models/datasets/index.js';
 import {
   buildVersion,

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../engine/config.js';
-import { startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
+import { parseConfig } from '../config/config.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
 import { silentLogger } from '../engine/logger.js';
 import { decodeFramed } from '../schemas/codec.js';
 

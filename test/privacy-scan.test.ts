@@ -10,13 +10,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type SampleloopConfig } from '../engine/config.js';
-import { directAccess, toDisplay, type DisplayRecord } from '../engine/embedded/access.js';
-import { startEmbeddedApp, type EmbeddedApp } from '../engine/embedded/app.js';
+import { parseConfig, type SampleloopConfig } from '../config/config.js';
+import { directAccess, toDisplay, type DisplayRecord } from '../access/embedded.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
 import { KEY_RECORD, partitionPrefix } from '../engine/embedded/log-codec.js';
 import { silentLogger } from '../engine/logger.js';
 import type { OutputRecord } from '../engine/record.js';
-import { prefixEnd } from '../state/rocks.js';
+import { prefixEnd } from '../engine/state/rocks.js';
 
 const KEY = Buffer.from('c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc', 'hex');
 const T0 = 1_750_000_000_000;

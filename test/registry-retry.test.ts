@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SchemaError } from '../engine/errors.js';
-import { ConfluentSchemaRegistry, fetchWriterSchemas } from '../engine/kafka/registry.js';
+import { ConfluentSchemaRegistry, fetchWriterSchemas } from '../schemas/confluent-registry.js';
 import type { SourceRecord } from '../engine/record.js';
 import { encodeFramed } from '../schemas/codec.js';
 import { schemaJson } from '../schemas/index.js';

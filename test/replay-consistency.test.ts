@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runArchive } from '../cli/archive.js';
-import { runReplay, type ReplaySummary } from '../topologies/replay.js';
+import { runReplay, type ReplaySummary } from '../replay/topology.js';
 import { startHarness, type EngineHarness } from './helpers/engine-harness.js';
 import { generateTraffic } from './reference/traffic.js';
 

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type SampleloopConfig } from '../engine/config.js';
-import { directAccess } from '../engine/embedded/access.js';
-import { openEmbeddedLog } from '../engine/embedded/app.js';
-import { rocksRegistryStorage } from '../engine/embedded/registry-storage.js';
+import { parseConfig, type SampleloopConfig } from '../config/config.js';
+import { directAccess } from '../access/embedded.js';
+import { openEmbeddedLog } from '../app/embedded.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
-import { runReplay, type ReplayRequest, type ReplaySummary } from '../topologies/replay.js';
+import { runReplay, type ReplayRequest, type ReplaySummary } from '../replay/topology.js';
 import { HARNESS_PRIVACY_KEY } from './helpers/engine-harness.js';
 
 const T0 = Date.UTC(2026, 0, 5, 9, 0, 0);

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../engine/config.js';
-import { runReplay, type ReplaySummary } from '../topologies/replay.js';
+import { parseConfig } from '../config/config.js';
+import { runReplay, type ReplaySummary } from '../replay/topology.js';
 import { HARNESS_PRIVACY_KEY } from './helpers/engine-harness.js';
 import { generateTraffic } from './reference/traffic.js';
 

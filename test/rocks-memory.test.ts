@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RocksDatabase } from '../state/rocks.js';
+import { RocksDatabase } from '../engine/state/rocks.js';
 
 /**
- * state/rocks.ts `write()` must not leave its batch attached to the database: abstract-level keeps
+ * engine/state/rocks.ts `write()` must not leave its batch attached to the database: abstract-level keeps
  * attached batches (and the Buffers they were given) reachable until the database closes, which
  * made the heap grow by every byte written (found by the join benchmark and the replay heap test).
  */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { SchemaError } from '../engine/errors.js';
-import { packageRoot, schemaDir } from '../engine/paths.js';
+import { packageRoot, schemaDir } from '../config/paths.js';
 import { isBoundedType, parseSchema, schemaJson, schemaNames, schemaOf, type SchemaName } from '../schemas/index.js';
 import { LocalSchemaRegistry, memoryRegistryStorage, type RegistryEntry, type RegistryStorage } from '../schemas/registry.js';
 import type { DeadLetter, LabeledSample, LateRecord, Prediction, SchemaValueTypes } from '../schemas/types.js';

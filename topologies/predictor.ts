@@ -1,4 +1,4 @@
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import type { EmbeddedLog, TopicConfig } from '../engine/embedded/log.js';
 import { StreamsBuilder, type Topology } from '../engine/topology.js';
 import { embeddedLedgerSource, ModelRegistry, type ModelLoader } from '../models/model-registry.js';

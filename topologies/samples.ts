@@ -1,4 +1,4 @@
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import { StreamsBuilder, type Topology } from '../engine/topology.js';
 import { DecodeProcessor } from '../processors/decode.js';
 import { predictionFeedbackJoin, JoinOutput, type JoinOptions } from '../processors/join.js';

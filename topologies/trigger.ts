@@ -1,4 +1,4 @@
-import type { SampleloopConfig } from '../engine/config.js';
+import type { SampleloopConfig } from '../config/config.js';
 import type { EmbeddedLog } from '../engine/embedded/log.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { SchemaRegistry } from '../schemas/registry.js';

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { ConfigError, LogError } from '../errors.js';
 import { partitionForKey } from '../partitioner.js';
 import type { OutputRecord, SourceRecord } from '../record.js';
-import { prefixEnd, RocksDatabase, type WriteOp } from '../../state/rocks.js';
+import { prefixEnd, RocksDatabase, type WriteOp } from '../state/rocks.js';
 import {
   decodeEntry,
   encodeEntry,

@@ -4,10 +4,10 @@ import type { EngineMetrics } from '../metrics.js';
 import { PartitionGroup } from '../partition-group.js';
 import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
-import { CachedKeyValueStore } from '../../state/kv-store.js';
+import { CachedKeyValueStore } from '../state/kv-store.js';
 import type { EmbeddedLog, GroupOffset, TopicConfig } from './log.js';
 import type { OutputRecord, SourceRecord } from '../record.js';
-import type { WriteOp } from '../../state/rocks.js';
+import type { WriteOp } from '../state/rocks.js';
 
 export interface EmbeddedRuntimeOptions {
   applicationId: string;

@@ -8,8 +8,8 @@ import { partitionForKey } from '../partitioner.js';
 import type { OutputRecord, SourceRecord } from '../record.js';
 import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
-import { CachedKeyValueStore } from '../../state/kv-store.js';
-import { RocksDatabase } from '../../state/rocks.js';
+import { CachedKeyValueStore } from '../state/kv-store.js';
+import { RocksDatabase } from '../state/rocks.js';
 import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
 import { TaskInput } from './task-input.js';
 import {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { packageRoot } from '../../engine/paths.js';
+import { packageRoot } from '../../config/paths.js';
 import { ModelError } from '../model-error.js';
 
 export interface Dataset {

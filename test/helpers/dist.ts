@@ -3,7 +3,7 @@
  * newer than its output. A lock directory keeps test files running in parallel from building at once.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUILD_DIRS = ['engine', 'state', 'processors', 'topologies', 'schemas', 'cli', 'models', 'bench'];
+/** The source folders `npm run build` compiles (tsconfig.build.json's include). */
+export const BUILD_DIRS: readonly string[] = (JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] }).include;
 
 function listTs(dir: string): string[] {
   const out: string[] = [];

@@ -9,9 +9,9 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, type ConfigInput, type SampleloopConfig } from '../../engine/config.js';
-import { directAccess, type DisplayRecord } from '../../engine/embedded/access.js';
-import { startEmbeddedApp, type EmbeddedApp } from '../../engine/embedded/app.js';
+import { parseConfig, type ConfigInput, type SampleloopConfig } from '../../config/config.js';
+import { directAccess, type DisplayRecord } from '../../access/embedded.js';
+import { startEmbeddedApp, type EmbeddedApp } from '../../app/embedded.js';
 import { silentLogger } from '../../engine/logger.js';
 import { EngineMetrics } from '../../engine/metrics.js';
 

@@ -11,13 +11,13 @@ import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runArchive } from '../../cli/archive.js';
-import { parseConfig } from '../../engine/config.js';
+import { parseConfig } from '../../config/config.js';
 import { KafkaAdmin } from '../../engine/kafka/admin.js';
 import { call, Producer, type ProducerType } from '../../engine/kafka/client.js';
 import { UsageError } from '../../engine/errors.js';
 import { partitionForKey } from '../../engine/partitioner.js';
-import { MANIFEST_FILE, SKIPPED_FILE } from '../../processors/replay-archive.js';
-import { runReplay } from '../../topologies/replay.js';
+import { MANIFEST_FILE, SKIPPED_FILE } from '../../replay/archive.js';
+import { runReplay } from '../../replay/topology.js';
 import { protectAsDocumented } from '../helpers/engine-harness.js';
 import { connectConsumer, connectProducer, createTestApp, disconnect, highWatermarks, kafkaEndpoints, produceKeyed, readTopic, uniqueRunName, type TestApp } from './helpers.js';
 

@@ -22,12 +22,13 @@ import { fileURLToPath } from 'node:url';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { pino } from 'pino';
 import { inject } from 'vitest';
-import { parseConfig, type ConfigInput } from '../../engine/config.js';
-import { startKafkaApp, type KafkaApp } from '../../engine/kafka/app.js';
+import { parseConfig, type ConfigInput } from '../../config/config.js';
+import { startKafkaApp, type KafkaApp } from '../../app/kafka.js';
 import { EngineMetrics } from '../../engine/metrics.js';
 import { call, KafkaConsumer, Producer, type KafkaConsumerType, type Message, type ProducerType } from '../../engine/kafka/client.js';
 import { partitionForKey } from '../../engine/partitioner.js';
 import { HARNESS_PRIVACY_KEY, startHarness } from '../helpers/engine-harness.js';
+import { BUILD_DIRS } from '../helpers/dist.js';
 import type { RefInput } from '../reference/join-model.js';
 import { DEFAULT_TRAFFIC_CATEGORIES, generateTraffic, TRAFFIC_BASE_TIME } from '../reference/traffic.js';
 import type { ProvidedKafka } from './global-setup.js';
@@ -565,7 +566,7 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
  * Workers run the compiled engine: a source file newer than its dist/ counterpart means the test
  * would exercise old code. Returns the first stale source ('' when dist/ is current).
  */
-export function staleDistSource(dirs: readonly string[] = ['engine', 'processors', 'topologies', 'schemas', 'state']): string {
+export function staleDistSource(dirs: readonly string[] = BUILD_DIRS): string {
   for (const dir of dirs) {
     for (const entry of readdirSync(join(REPO, dir), { recursive: true, encoding: 'utf8' })) {
       if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue;

@@ -5,8 +5,8 @@
  */
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kafkaAccess } from '../../engine/kafka/access.js';
-import { ConfluentSchemaRegistry } from '../../engine/kafka/registry.js';
+import { kafkaAccess } from '../../access/kafka.js';
+import { ConfluentSchemaRegistry } from '../../schemas/confluent-registry.js';
 import { silentLogger } from '../../engine/logger.js';
 import { loadDataset } from '../../models/datasets/index.js';
 import { publishVersion } from '../../models/ledger.js';

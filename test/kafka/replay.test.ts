@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../engine/config.js';
+import { parseConfig } from '../../config/config.js';
 import { partitionForKey } from '../../engine/partitioner.js';
-import { runReplay } from '../../topologies/replay.js';
+import { runReplay } from '../../replay/topology.js';
 import { createTestApp, kafkaEndpoints, readTopic, type TestApp } from './helpers.js';
 
 const endpoints = kafkaEndpoints();

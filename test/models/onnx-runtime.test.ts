@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../../engine/paths.js';
+import { packageRoot } from '../../config/paths.js';
 import { loadDataset } from '../../models/datasets/index.js';
 import { loadOnnxModel } from '../../models/onnx-runtime.js';
 import { fixedSplit } from './helpers.js';

@@ -1,0 +1,274 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from '../engine/errors.js';
+
+const fieldRule = z.discriminatedUnion('action', [
+  z.object({ field: z.string().min(1), action: z.literal('tokenize') }).strict(),
+  z.object({ field: z.string().min(1), action: z.literal('mask'), keepLast: z.number().int().min(0).default(4) }).strict(),
+]);
+
+const nonNegativeMs = z.number().int().min(0);
+
+/** `privacy.alwaysSensitive` when the configuration does not set it (setting it replaces this list). */
+export const DEFAULT_SENSITIVE_RULES: ReadonlyArray<z.output<typeof fieldRule>> = [
+  { field: 'idNumber', action: 'tokenize' },
+  { field: 'name', action: 'tokenize' },
+  { field: 'phone', action: 'mask', keepLast: 4 },
+];
+
+const topicsSchema = z
+  .object({
+    requests: z.string().default('requests'),
+    predictions: z.string().default('predictions'),
+    feedback: z.string().default('feedback'),
+    samples: z.string().default('samples'),
+    unmatched: z.string().default('unmatched'),
+    orphans: z.string().default('orphans'),
+    late: z.string().default('late'),
+    review: z.string().default('review'),
+    deadLetters: z.string().default('dead-letters'),
+    /** The model ledger (ModelVersion records keyed by category); never compacted in embedded mode. */
+    models: z.string().default('models'),
+    /** RetrainTrigger records keyed by category (docs/retraining.md). */
+    retrainTriggers: z.string().default('retrain-triggers'),
+    /** The built-in trainer's promote / reject decisions (JSON, keyed by category). */
+    trainerDecisions: z.string().default('trainer-decisions'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    applicationId: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" or "-"').default('sampleloop'),
+    mode: z.enum(['embedded', 'kafka']).default('embedded'),
+    dataDir: z.string().min(1).default('./sampleloop-data'),
+    topics: topicsSchema.default(topicsSchema.parse({})),
+    embedded: z
+      .object({
+        partitions: z.number().int().min(1).max(1024).default(1),
+        syncWrites: z.boolean().default(false),
+        commitIntervalMs: z.number().int().min(1).default(100),
+        maintenanceIntervalMs: z.number().int().min(1000).default(60_000),
+        retentionMs: z.number().int().min(1).nullable().default(null),
+      })
+      .strict()
+      .default({ partitions: 1, syncWrites: false, commitIntervalMs: 100, maintenanceIntervalMs: 60_000, retentionMs: null }),
+    join: z
+      .object({
+        beforeMs: nonNegativeMs.default(60_000),
+        afterMs: nonNegativeMs.default(24 * 3600_000),
+        graceMs: nonNegativeMs.default(3600_000),
+        duplicates: z.enum(['latest', 'first']).default('latest'),
+        onTimeout: z.enum(['unmatched', 'confirm']).default('unmatched'),
+        idleAdvance: z.boolean().default(true),
+        punctuateIntervalMs: z.number().int().min(10).default(1000),
+      })
+      .strict()
+      .default({ beforeMs: 60_000, afterMs: 24 * 3600_000, graceMs: 3600_000, duplicates: 'latest', onTimeout: 'unmatched', idleAdvance: true, punctuateIntervalMs: 1000 }),
+    categories: z
+      .record(
+        z.string().min(1),
+        z
+          .object({
+            classes: z
+              .array(z.string().min(1))
+              .min(2, 'a category needs at least 2 classes')
+              .refine((classes) => new Set(classes).size === classes.length, { message: 'classes must be distinct' })
+              .optional(),
+            sensitive: z.array(fieldRule).default([]),
+          })
+          .strict(),
+      )
+      .default({}),
+    privacy: z
+      .object({
+        alwaysSensitive: z.array(fieldRule).default(() => DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r }))),
+        keyEnv: z.string().default('SAMPLELOOP_PRIVACY_KEY'),
+        keyFile: z.string().optional(),
+      })
+      .strict()
+      .default({
+        alwaysSensitive: DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r })),
+        keyEnv: 'SAMPLELOOP_PRIVACY_KEY',
+      }),
+    input: z
+      .object({
+        maxRecordBytes: z.number().int().min(64).default(1024 * 1024),
+        rejectUnknownCategories: z.boolean().default(false),
+      })
+      .strict()
+      .default({ maxRecordBytes: 1024 * 1024, rejectUnknownCategories: false }),
+    predictor: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** Event time of a prediction: the request's time plus the inference time, or the wall clock. */
+        timestamp: z.enum(['request-plus-latency', 'wall-clock']).default('request-plus-latency'),
+        /** Values for features a request lacks, per category ("*" = every category); a missing feature without one is a dead letter. */
+        featureDefaults: z.record(z.string().min(1), z.record(z.string().min(1), z.number().finite())).default({}),
+      })
+      .strict()
+      .default({ enabled: false, timestamp: 'request-plus-latency', featureDefaults: {} }),
+    models: z
+      .object({
+        /** Category whose model serves requests of categories that have none (unset: those requests are dead letters). */
+        defaultCategory: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    trigger: z
+      .object({
+        enabled: z.boolean().default(false),
+        minNewSamples: z.number().int().min(1).default(1000),
+        minLiveAccuracy: z.number().min(0).max(1).default(0.8),
+        minWindowSamples: z.number().int().min(1).default(100),
+        windowSamples: z.number().int().min(1).default(500),
+        maxAgeMs: z.number().int().min(1).nullable().default(7 * 24 * 3600_000),
+        minNewSamplesForAge: z.number().int().min(1).default(1),
+        debounceMs: nonNegativeMs.default(3600_000),
+        checkIntervalMs: z.number().int().min(10).default(10_000),
+        /** Internal topic of samples and model versions re-keyed by category; default `<applicationId>-retrain-trigger-by-category-repartition`. */
+        repartitionTopic: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ enabled: false, minNewSamples: 1000, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 500, maxAgeMs: 7 * 24 * 3600_000, minNewSamplesForAge: 1, debounceMs: 3600_000, checkIntervalMs: 10_000 }),
+    trainer: z
+      .object({
+        enabled: z.boolean().default(false),
+        holdoutFraction: z.number().gt(0).lt(1).default(0.2),
+        minTrainSamples: z.number().int().min(2).default(50),
+        minHoldoutSamples: z.number().int().min(1).default(20),
+        /** The candidate is promoted when its holdout accuracy >= the serving version's + this. */
+        minImprovement: z.number().min(-1).max(1).default(0),
+        l2: z.number().min(0).default(1e-3),
+        maxIterations: z.number().int().min(1).default(500),
+        tolerance: z.number().min(0).default(1e-5),
+        pollIntervalMs: z.number().int().min(10).default(1000),
+        progressEveryIterations: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({ enabled: false, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0, l2: 1e-3, maxIterations: 500, tolerance: 1e-5, pollIntervalMs: 1000, progressEveryIterations: 10 }),
+    kafka: z
+      .object({
+        /** Shortcut for librdkafka["bootstrap.servers"]. */
+        bootstrapServers: z.string().min(1).optional(),
+        processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+        /** Stable name of this instance (transactional id under exactly_once); give each instance its own. */
+        instanceId: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" or "-"').default(defaultInstanceId()),
+        /** Local RocksDB state of the tasks; default <dataDir>/state. */
+        stateDir: z.string().min(1).optional(),
+        /** Replication factor of topics the engine creates (-1 = the broker's default). */
+        replicationFactor: z.number().int().min(-1).default(-1),
+        /** Partitions of topics the engine creates. */
+        partitions: z.number().int().min(1).default(4),
+        commitIntervalMs: z.number().int().min(1).default(100),
+        pollRecords: z.number().int().min(1).default(1000),
+        /** Any librdkafka property, passed to every client (security.protocol, sasl.mechanisms, ssl.ca.location, ...). */
+        librdkafka: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+        schemaRegistry: z
+          .object({ url: z.string().url(), username: z.string().optional(), password: z.string().optional() })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({ processingGuarantee: 'at_least_once', instanceId: defaultInstanceId(), replicationFactor: -1, partitions: 4, commitIntervalMs: 100, pollRecords: 1000, librdkafka: {} }),
+    replay: z
+      .object({
+        /** Where `replay` stages the archive and runs its temporary log (needs room for about twice the uncompressed archive); default: the OS temp dir. */
+        tempDir: z.string().min(1).optional(),
+        /** How often `replay` prints progress on stderr (TTY or --progress). */
+        progressIntervalMs: z.number().int().min(50).default(1000),
+        /** `archive`: start a new file once this many uncompressed bytes are written to the current one. */
+        archiveMaxFileBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        /**
+         * Join state entries `replay` keeps in memory before writing them to its scratch database (also
+         * written once the heap's old generation is half full); 0 writes them at every commit (5,000 records).
+         */
+        stateMemoryEntries: z.number().int().min(0).default(200_000),
+      })
+      .strict()
+      .default({ progressIntervalMs: 1000, archiveMaxFileBytes: 64 * 1024 * 1024, stateMemoryEntries: 200_000 }),
+    http: z
+      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
+      .strict()
+      .default({ host: '127.0.0.1', port: 9464 }),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+
+export type SampleloopConfig = z.infer<typeof configSchema>;
+
+function defaultInstanceId(): string {
+  return hostname().replace(/[^A-Za-z0-9._-]/g, '-') || 'instance';
+}
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Prefix of environment overrides: SAMPLELOOP__join__graceMs=5000 sets join.graceMs. */
+export const ENV_PREFIX = 'SAMPLELOOP__';
+
+export function parseConfig(input: unknown, origin = 'configuration'): SampleloopConfig {
+  const result = configSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+    return `  - ${path}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid ${origin}:\n${problems.join('\n')}\nSee docs/configuration.md for every setting and its default.`);
+}
+
+/** Reads the JSON config file (if any), applies SAMPLELOOP__ environment overrides, validates. */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput } = {}): SampleloopConfig {
+  let base: Record<string, unknown> = {};
+  if (options.file) {
+    const path = resolve(options.file);
+    if (!existsSync(path)) throw new ConfigError(`config file ${path} does not exist; pass an existing JSON file with --config`);
+    try {
+      base = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const merged = deepMerge(deepMerge(base, envOverrides(options.env ?? process.env)), (options.overrides ?? {}) as Record<string, unknown>);
+  return parseConfig(merged, options.file ? `configuration (${options.file} + environment)` : 'configuration');
+}
+
+/** Shorthand for SAMPLELOOP__log__level (which wins when both are set). */
+export const LOG_LEVEL_ENV = 'SAMPLELOOP_LOG_LEVEL';
+
+export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const shorthand = env[LOG_LEVEL_ENV];
+  if (shorthand !== undefined && shorthand !== '') out.log = { level: shorthand };
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || raw === undefined) continue;
+    const path = name.slice(ENV_PREFIX.length).split('__').filter(Boolean);
+    if (path.length === 0) continue;
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
+    let node = out;
+    for (let i = 0; i < path.length - 1; i++) {
+      const key = path[i] as string;
+      node[key] = typeof node[key] === 'object' && node[key] !== null ? node[key] : {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1] as string] = value;
+  }
+  return out;
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = isPlainObject(prev) && isPlainObject(v) ? deepMerge(prev, v) : v;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
