@@ -37,6 +37,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
   const http = await startHttpServer({
     host: config.http.host,
     port: config.http.port,
+    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
     metrics: app.metrics,
     logger,
     routes: {
@@ -95,6 +96,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
   const http = await startHttpServer({
     host: config.http.host,
     port: config.http.port,
+    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
     metrics: app.metrics,
     logger,
     routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
