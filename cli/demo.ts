@@ -23,7 +23,7 @@ import { EngineMetrics } from '../engine/metrics.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import { loadDataset, type Dataset, type DatasetName } from '../models/datasets/index.js';
 import { holdoutPosition } from '../models/holdout.js';
-import { publishVersion, readLedger, type LedgerView } from '../models/ledger.js';
+import { ledgerKeysFor, publishVersion, readLedger, trustPolicyFor, type LedgerView } from '../models/ledger.js';
 import { trainLogistic, type TrainOptions } from '../models/logistic-regression.js';
 import { exportOnnx } from '../models/onnx-export.js';
 import { onnxHoldoutAccuracy, type TrainerDecision, type TrainerJob, type TrainingRow } from '../models/trainer-job.js';
@@ -442,7 +442,7 @@ class ClosedLoop {
       await publishVersion(
         this.access,
         { category: dataset.name, version: '1', onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: { trainSize: d.seed.length }, trainer: SEED_TRAINER, createdAt: this.clock.now },
-        { topic: this.config.topics.models },
+        { topic: this.config.topics.models, ...ledgerKeysFor(this.config, { generate: true }) },
       );
       const seedAccuracy = await testAccuracy(onnx, d);
       const oracle = exportOnnx(trainLogistic(d.pool, dataset.featureNames, dataset.classes, options), { version: 'oracle', category: dataset.name });
@@ -541,7 +541,7 @@ class ClosedLoop {
       const decided = await this.trainer.processPending();
       if (decided.length === 0) return;
       this.decisions.push(...decided);
-      const ledger = await readLedger(this.access, this.config.topics.models);
+      const ledger = await readLedger(this.access, this.config.topics.models, trustPolicyFor(this.config, { generate: false }));
       for (const d of decided) await this.report(d, ledger);
       await this.settle();
     }
@@ -654,7 +654,7 @@ async function collectResult(input: SummaryInput): Promise<DemoResult> {
   const unmatched = perCategory(await values(config.topics.unmatched));
   const review = perCategory(await values(config.topics.review));
 
-  const ledger = await readLedger(access, config.topics.models);
+  const ledger = await readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false }));
   const failures = ledger.failures.map((f) => `${f.category} version ${f.version?.version ?? '?'} (offset ${f.offset}): ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
 
   const raw = new Set(plan.flatMap((r) => [r.attributes.name, r.attributes.phone, r.attributes.idNumber] as string[]));
@@ -753,7 +753,7 @@ function printSummary(result: DemoResult, out: (line: string) => void): void {
   );
   out(`sample labels vs ground truth: ${percent(result.labelCorrectness, 2)} of samples right (latest revision of each)`);
   const { ledger } = result;
-  if (ledger.failures.length === 0) out(`model ledger: ok: ${ledger.versions} version(s) of ${ledger.categories} categories verified (ONNX bytes, record hashes, hash chain)`);
+  if (ledger.failures.length === 0) out(`model ledger: ok: ${ledger.versions} version(s) of ${ledger.categories} categories verified (ONNX bytes, record hashes, hash chain, signatures)`);
   else for (const f of ledger.failures) out(`model ledger: FAIL ${f}`);
   out(`raw sensitive values found in outputs: ${result.leaks} (names, phones, ID numbers; ${result.scannedRecords} records of ${result.scannedTopics} topics scanned)`);
   if (result.chartPath) out(`chart: ${result.chartPath}`);

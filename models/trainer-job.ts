@@ -18,7 +18,7 @@ import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import type { LabeledSample, ModelVersion, RetrainTrigger, TrainingSnapshot } from '../schemas/types.js';
 import { inHoldout } from './holdout.js';
-import { ledgerClient } from './ledger.js';
+import { ledgerClient, ledgerKeysFor } from './ledger.js';
 import type { LogisticModel } from './logistic-regression.js';
 import { trainInWorker } from './train-async.js';
 import { ModelError } from './model-error.js';
@@ -644,7 +644,7 @@ export function startEmbeddedTrainer(
   const job = new TrainerJob({
     log: embeddedTrainerLog(deps.log, [config.topics.retrainTriggers, config.topics.trainerDecisions]),
     writerSchema: (id) => deps.registry.cached(id),
-    ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models),
+    ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models, ledgerKeysFor(config, { generate: true })),
     settings: trainerSettingsFromConfig(config),
     topics: { triggers: config.topics.retrainTriggers, decisions: config.topics.trainerDecisions },
     applicationId: config.applicationId,
