@@ -7,6 +7,7 @@ import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import avro from 'avsc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
@@ -18,6 +19,7 @@ import {
   buildCheckpoint,
   buildVersion,
   computeRecordHash,
+  decodeLedgerValue,
   GENERATED_SIGNING_KEY_FILE,
   LedgerBook,
   ledgerKeysFor,
@@ -27,6 +29,7 @@ import {
   signerFromPrivateKey,
   signVersion,
   trustPolicy,
+  UNHASHED_FIELDS,
   verifyCheckpoint,
   verifyVersion,
   versionSigningMessage,
@@ -37,6 +40,7 @@ import {
 } from '../models/ledger.js';
 import { defaultTrainOptions, trainLogistic } from '../models/logistic-regression.js';
 import { exportOnnx } from '../models/onnx-export.js';
+import { schemaJson } from '../schemas/index.js';
 import type { ModelVersion, Prediction } from '../schemas/types.js';
 
 const digits = loadDataset('digits');
@@ -100,6 +104,21 @@ describe('Ed25519 signatures of versions', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ModelVersion schema evolution', () => {
+  it('reads a record written under the schema from before signing as unsigned, with the same record hash', () => {
+    const schema = JSON.parse(schemaJson('ModelVersion')) as { fields: Array<{ name: string }> };
+    schema.fields = schema.fields.filter((f) => !UNHASHED_FIELDS.includes(f.name));
+    const before = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' });
+    const { signer: _s, signature: _g, ...old } = buildVersion(input(), undefined);
+    const registry = new Map([[41, before]]);
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 41]), before.toBuffer(old)]);
+    const read = decodeLedgerValue(framed, (id) => registry.get(id));
+    expect(read).toMatchObject({ signer: null, signature: null, recordHash: old.recordHash });
+    expect(computeRecordHash(read)).toBe(old.recordHash);
+    expect(verifyVersion(read, undefined, { trust: policy })).toMatchObject({ ok: false, code: 'unsigned' });
   });
 });
 

@@ -38,7 +38,9 @@ export async function publishVersion(access: LogAccess, input: NewVersion, optio
   const record = options.signer ? signVersion(built, options.signer) : built;
   if (options.trust) {
     const trust = checkTrust(record, previous, options.trust);
-    if (!trust.ok) throw new LedgerError(`not published: predictors would refuse this version of "${record.category}" (${trust.code}: ${trust.reason})`);
+    if (!trust.ok) throw new LedgerError(
+        `not published: predictors would refuse this version of "${record.category}" (${trust.code}: ${trust.reason}); sign with a key models.trust.keys trusts for it (models.signing.keyFile, or models publish --key)`,
+      );
   }
   if (access.produceAvro) {
     await access.produceAvro(topic, MODEL_VERSION_SCHEMA, [{ key: record.category, value: record, timestamp: record.createdAt }]);
