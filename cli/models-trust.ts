@@ -57,6 +57,9 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
       if (view.failures.length > 0) {
         process.stderr.write(`warning: ${view.failures.length} ledger record(s) fail verification and are not part of any head (run "sampleloop models verify")\n`);
       }
+      if (!trust.keys.some((k) => k.publicKey === signer.publicKey && k.retiredAt === undefined)) {
+        process.stderr.write(`warning: the signing key ${signer.keyId} is not an active key of models.trust.keys: "models verify --checkpoint" will refuse this checkpoint (untrusted-signer) under this configuration\n`);
+      }
       const checkpoint = buildCheckpoint(view.heads, config.topics.models, signer, Date.now());
       const text = JSON.stringify(checkpoint);
       out(text);
