@@ -109,7 +109,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
       if (published.failures.length > 0) {
         process.stderr.write(`warning: the ledger holds ${published.failures.length} record(s) that fail verification (run "sampleloop models verify"); the new version links to the last verified one\n`);
       }
-      out(JSON.stringify({ category: r.category, version: r.version, sequence: r.sequence, modelSha256: r.modelSha256, recordHash: r.recordHash, prevRecordHash: r.prevRecordHash, features: r.featureNames.length, classes: r.classes }));
+      out(JSON.stringify({ category: r.category, version: r.version, sequence: r.sequence, modelSha256: r.modelSha256, recordHash: r.recordHash, prevRecordHash: r.prevRecordHash, features: r.featureNames.length, classes: r.classes, signerKeyId: r.signer ? keyIdOf(r.signer) : null }));
     });
 
   registerModelTrustCommands(models, out);

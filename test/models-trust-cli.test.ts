@@ -105,7 +105,9 @@ describe('models keygen and a per-category trust policy', () => {
     });
     const v1 = modelFile(dir, 150, 'v1');
     expect((await cli('models', 'publish', v1, '--category', 'digits', '-c', configFile)).code).toBe(0);
-    expect((await cli('models', 'publish', modelFile(dir, 250, 'v2'), '--category', 'digits', '--key', team.privateKeyFile, '-c', configFile)).code).toBe(0);
+    const byTeam = await cli('models', 'publish', modelFile(dir, 250, 'v2'), '--category', 'digits', '--key', team.privateKeyFile, '-c', configFile);
+    expect(byTeam.code).toBe(0);
+    expect(JSON.parse(byTeam.stdout[0] as string)).toMatchObject({ version: '2', sequence: 2, signerKeyId: team.keyId });
     const refused = await cli('models', 'publish', v1, '--category', 'cancer', '--key', team.privateKeyFile, '-c', configFile);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/not published: predictors would refuse this version of "cancer" \(untrusted-signer: key "digits-team" \([0-9a-f]{32}\) is trusted for "digits", not for "cancer"\)/);
