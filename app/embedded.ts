@@ -110,6 +110,7 @@ export async function startEmbeddedApp(
       maxRecordBytes: config.input.maxRecordBytes,
       ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
       serdes,
+      ...(options.now ? { now: options.now } : {}),
     });
     ensureModelsTopic(log, config.topics.models);
     const predictor = config.predictor.enabled ? await embeddedPredictor(config, { log, registry, privacy, ...(options.now ? { now: options.now } : {}), ...options.predictor }) : undefined;

@@ -12,6 +12,7 @@ import { CachedKeyValueStore } from '../state/kv-store.js';
 import { RocksDatabase } from '../state/rocks.js';
 import { KafkaAdmin, requireCoPartitioned, type TopicSpec } from './admin.js';
 import { TaskInput } from './task-input.js';
+import type { InputRecord } from '../timestamp-extractor.js';
 import {
   call,
   ERR,
@@ -436,7 +437,7 @@ export class KafkaRuntime {
     let input = this.inputs.get(key);
     if (!input) {
       if (!this.tasks.has(key)) return undefined;
-      input = new TaskInput(topology.sourceTopics().map((t) => ({ topic: t, partition })));
+      input = new TaskInput(topology.sourceTopics().map((t) => ({ topic: t, partition })), (r) => topology.extract(r));
       this.inputs.set(key, input);
     }
     return input;
@@ -468,10 +469,10 @@ export class KafkaRuntime {
         continue;
       }
       if (input.size() === 0) continue;
-      const batch: SourceRecord[] = [];
-      for (let record = input.next(this.caughtUp); record; record = input.next(this.caughtUp)) batch.push(record);
-      rt.task.prefetch(batch);
-      for (const record of batch) rt.task.process(record);
+      const batch: InputRecord[] = [];
+      for (let next = input.next(this.caughtUp); next; next = input.next(this.caughtUp)) batch.push(next);
+      rt.task.prefetch(batch.map((e) => e.record));
+      for (const e of batch) rt.task.process(e.record, e.extraction);
       if (batch.length > 0) await rt.task.flushBatches();
       if (input.size() > 0) this.waiting = true;
       for (const b of input.buffered()) {

@@ -10,7 +10,7 @@ const never = (): boolean => false;
 
 function drain(input: TaskInput, caughtUp: (topic: string, partition: number) => boolean = never): string[] {
   const out: string[] = [];
-  for (let r = input.next(caughtUp); r; r = input.next(caughtUp)) out.push(`${r.topic}@${r.offset}`);
+  for (let r = input.next(caughtUp); r; r = input.next(caughtUp)) out.push(`${r.record.topic}@${r.record.offset}`);
   return out;
 }
 
