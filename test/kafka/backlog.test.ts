@@ -7,9 +7,12 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { kafkaAccess } from '../../access/kafka.js';
+import { KafkaAdmin } from '../../engine/kafka/admin.js';
 import { silentLogger } from '../../engine/logger.js';
 import { ConfluentSchemaRegistry } from '../../schemas/confluent-registry.js';
 import {
+  committedOffsets,
+  connectConsumer,
   connectProducer,
   createTestApp,
   decodeSamples,
@@ -23,6 +26,7 @@ import {
 } from './helpers.js';
 
 const endpoints = kafkaEndpoints();
+/** Spread over the last hour, 30 s apart; each feedback 5 s to 65 s after its prediction. */
 const PAIRS = 100;
 
 describe.skipIf(endpoints === null)('Kafka mode: one bad record does not stall a backlog', () => {
@@ -40,7 +44,7 @@ describe.skipIf(endpoints === null)('Kafka mode: one bad record does not stall a
     const expected = new Map<string, { label: string; labelSource: string }>();
     for (let i = 0; i < PAIRS; i++) {
       const requestId = `req-${String(i).padStart(3, '0')}`;
-      const timestamp = t0 + i * 10_000;
+      const timestamp = t0 + i * 30_000;
       const predictedLabel = i % 2 === 0 ? 'fraud' : 'legit';
       predictions.push(
         JSON.stringify({
@@ -60,6 +64,12 @@ describe.skipIf(endpoints === null)('Kafka mode: one bad record does not stall a
       expected.set(requestId, { label: actualLabel, labelSource: actualLabel === predictedLabel ? 'CONFIRMED' : 'CORRECTED' });
     }
 
+    const admin = new KafkaAdmin({ 'bootstrap.servers': kafka.bootstrap, 'log_level': 3 }, silentLogger());
+    try {
+      await admin.ensureTopics([test.topics.predictions, test.topics.feedback].map((name) => ({ name, partitions: 1, compact: false })), 1);
+    } finally {
+      admin.close();
+    }
     // A producer that sets no event time: its record carries the wall clock, ahead of the whole backlog.
     const producer = await connectProducer(kafka.bootstrap);
     try {
@@ -71,13 +81,16 @@ describe.skipIf(endpoints === null)('Kafka mode: one bad record does not stall a
     await access.produce(test.topics.predictions, predictions.join('\n'));
     await access.produce(test.topics.feedback, feedback.join('\n'));
 
-    const app = await startInProcess(test.config({ instanceId: 'solo' }));
+    // Windows shorter than the backlog's span, so a topic that runs ahead closes them before the other is read.
+    const app = await startInProcess({ ...test.config({ instanceId: 'solo' }), join: { beforeMs: 30_000, afterMs: 10 * 60_000, graceMs: 60_000, idleAdvance: false } });
+    // Until the application committed past every input record (at-least-once: its outputs are written by then).
+    const monitor = await connectConsumer(kafka.bootstrap, test.run, false);
     try {
-      await Promise.race([
-        waitUntil(async () => (await readTopic(kafka.bootstrap, test.topics.samples, 1, { readCommitted: true })).length >= PAIRS, 90_000, `${PAIRS} samples`),
-        app.failed,
-      ]);
+      const consumed = async (): Promise<boolean> =>
+        (await committedOffsets(monitor, test.topics.predictions, 1))[0] === PAIRS + 1 && (await committedOffsets(monitor, test.topics.feedback, 1))[0] === PAIRS + 1;
+      await Promise.race([waitUntil(consumed, 90_000, 'every input record committed'), app.failed]);
     } finally {
+      await disconnect(monitor);
       await app.stop();
     }
 
