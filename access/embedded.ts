@@ -56,26 +56,37 @@ export interface LogAccess {
 
 /**
  * Each non-empty line becomes one record holding the line's bytes unchanged, so a malformed line
- * reaches the engine and ends in the dead-letter topic instead of vanishing at the producer.
+ * reaches the engine and ends in the dead-letter topic instead of vanishing at the producer. A
+ * record's log timestamp is its line's `timestamp` when that is valid (a non-negative integer, as
+ * Avro's timestamp-millis); a line without one takes the previous valid line's (the next one's
+ * before the first), so it never stamps a record far from the traffic around it; only an input with
+ * no valid timestamp at all is stamped `now`.
  */
 export function jsonLinesToRecords(topic: string, text: string, keyField: string, now: number): OutputRecord[] {
   const records: OutputRecord[] = [];
+  let firstValid = -1;
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line.length === 0) continue;
     let key: Buffer | null = null;
-    let timestamp = now;
+    let timestamp = Number.NaN;
     try {
-      const parsed = JSON.parse(line) as Record<string, unknown>;
-      const k = parsed[keyField];
+      const parsed = JSON.parse(line) as Record<string, unknown> | null;
+      const k = parsed?.[keyField];
       if (typeof k === 'string' && k.length > 0) key = Buffer.from(k, 'utf8');
-      // Only a valid timestamp (a non-negative integer, as Avro's timestamp-millis): a fractional or
-      // negative one would become the log timestamp the dead letter of this record must carry.
-      if (typeof parsed.timestamp === 'number' && Number.isSafeInteger(parsed.timestamp) && parsed.timestamp >= 0) timestamp = parsed.timestamp;
+      // A fractional or negative one would become the log timestamp the dead letter of this record must carry.
+      const t = parsed?.timestamp;
+      if (typeof t === 'number' && Number.isSafeInteger(t) && t >= 0) timestamp = t;
     } catch {
       // kept as is: the engine dead-letters it with the reason
     }
+    if (firstValid < 0 && !Number.isNaN(timestamp)) firstValid = timestamp;
     records.push({ topic, key, value: Buffer.from(line, 'utf8'), timestamp, headers: {} });
+  }
+  let previous = firstValid < 0 ? now : firstValid;
+  for (const r of records) {
+    if (Number.isNaN(r.timestamp)) r.timestamp = previous;
+    else previous = r.timestamp;
   }
   return records;
 }

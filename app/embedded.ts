@@ -111,6 +111,7 @@ export async function startEmbeddedApp(
       maxRecordBytes: config.input.maxRecordBytes,
       ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
       serdes,
+      ...(options.now ? { now: options.now } : {}),
     });
     ensureModelsTopic(log, config.topics.models);
     if (config.predictor.enabled || config.trainer.enabled) for (const warning of trustWarnings(config)) logger.warn(warning);

@@ -64,9 +64,10 @@ export const configSchema = z
         onTimeout: z.enum(['unmatched', 'confirm']).default('unmatched'),
         idleAdvance: z.boolean().default(true),
         punctuateIntervalMs: z.number().int().min(10).default(1000),
+        maxFutureMs: nonNegativeMs.nullable().default(3600_000),
       })
       .strict()
-      .default({ beforeMs: 60_000, afterMs: 24 * 3600_000, graceMs: 3600_000, duplicates: 'latest', onTimeout: 'unmatched', idleAdvance: true, punctuateIntervalMs: 1000 }),
+      .default({ beforeMs: 60_000, afterMs: 24 * 3600_000, graceMs: 3600_000, duplicates: 'latest', onTimeout: 'unmatched', idleAdvance: true, punctuateIntervalMs: 1000, maxFutureMs: 3600_000 }),
     categories: z
       .record(
         z.string().min(1),
