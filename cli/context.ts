@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { logDirOf, openEmbeddedLog } from '../app/embedded.js';
+import { embeddedPrivacyPolicy, logDirOf, openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
+import { inputProtectionFor } from '../processors/input-protection.js';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
@@ -39,7 +40,8 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
   if (config.mode === 'kafka') {
     if (!config.kafka.schemaRegistry) throw new UsageError('mode "kafka" needs kafka.schemaRegistry.url to encode and decode Avro records');
     const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
-    return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor }));
+    const ingest = inputProtectionFor(config, () => privacyPolicyFor(config, false), (id) => registry.cached(id));
+    return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor, ...(ingest ? { ingest } : {}) }));
   }
   // Reading commands must not create an empty data dir where a typo in --data-dir points.
   if (options.readOnly && !existsSync(logDirOf(config.dataDir))) {
@@ -56,7 +58,10 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
     return fn(httpAccess(info.url));
   }
   try {
-    return await fn(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+    const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+    const opened = log;
+    const ingest = inputProtectionFor(config, () => embeddedPrivacyPolicy(config, opened), (id) => registry.cached(id));
+    return await fn(directAccess(log, registry, Date.now, ingest ? { ingest } : {}));
   } finally {
     await log.close();
   }

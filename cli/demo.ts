@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseConfig, type ConfigInput, type SampleloopConfig } from '../config/config.js';
-import { directAccess, type LogAccess } from '../access/embedded.js';
-import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
+import type { LogAccess } from '../access/embedded.js';
+import { ingressAccess, startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
@@ -425,7 +425,7 @@ class ClosedLoop {
   ) {
     if (!app.trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
     this.trainer = app.trainer;
-    this.access = directAccess(app.log, app.registry, () => clock.now);
+    this.access = ingressAccess(app, () => clock.now);
     this.byId = new Map(plan.map((r) => [r.requestId, r]));
     this.predictions = new TopicTail(app, config.topics.predictions);
     this.samples = new TopicTail(app, config.topics.samples);
@@ -476,7 +476,10 @@ class ClosedLoop {
       while (this.sent < plan.length && (plan[this.sent] as PlannedRequest).timestamp < sliceEnd) records.push(this.requestRecord(plan[this.sent++] as PlannedRequest));
       this.pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
       while (this.pendingFeedback.length > 0 && (this.pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(this.feedbackRecord(this.pendingFeedback.shift() as Feedback));
-      if (records.length > 0) this.app.log.append(records.sort((a, b) => a.timestamp - b.timestamp));
+      if (records.length > 0) {
+        const sorted = records.sort((a, b) => a.timestamp - b.timestamp);
+        this.app.log.append(this.app.ingest ? this.app.ingest.protectRecords(sorted) : sorted);
+      }
       this.clock.now = sliceEnd;
       await this.settle();
       await this.train();

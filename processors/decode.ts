@@ -5,6 +5,7 @@ import { decodeRecord } from '../schemas/codec.js';
 import { schemaOf } from '../schemas/index.js';
 import type { Feedback, Prediction, Request } from '../schemas/types.js';
 import type { PrivacyPolicy } from './privacy.js';
+import { sealedAtIngest } from './input-protection.js';
 
 type InputName = 'Request' | 'Prediction' | 'Feedback';
 type InputValue<N extends InputName> = N extends 'Request' ? Request : N extends 'Prediction' ? Prediction : Feedback;
@@ -37,6 +38,13 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
   }
 
   process(record: StreamRecord<Buffer | null>): void {
+    const sealed = sealedAtIngest(record.value, record.headers);
+    if (sealed !== undefined) {
+      // Protected at ingest because it could not be decoded: its bytes are already sealed (or withheld), never sealed twice.
+      this.ctx.metrics.count(`rejected-${sealed.reasonCode}`);
+      this.ctx.deadLetter({ reasonCode: sealed.reasonCode, reason: sealed.reason, redactedPayload: record.value as Buffer, payloadEncoding: sealed.encoding });
+      return;
+    }
     const result = decodeRecord<InputValue<N>>(this.schema, record.value, {
       maxBytes: this.options.maxRecordBytes,
       ...(this.options.writerSchema ? { writerSchema: this.options.writerSchema } : {}),
