@@ -225,3 +225,55 @@ describe('privacy at rest: no raw sensitive value in any byte of the data dir', 
     expect(hits).toEqual([]);
   });
 });
+
+describe('run trims processed input; produce without a usable key', () => {
+  const base = mkdtempSync(join(tmpdir(), 'sampleloop-at-rest-trim-'));
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    await ensureBuilt();
+  }, 300_000);
+
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('run deletes the input records every group has committed past, at its maintenance runs (embedded.inputRetentionMs = 0)', async () => {
+    const dataDir = join(base, 'trim');
+    const env = { SAMPLELOOP__embedded__maintenanceIntervalMs: '1000', SAMPLELOOP__embedded__inputRetentionMs: '0' };
+    const p = person(1);
+    const input = [prediction('t-1', p, T0), prediction('t-2', p, T0 + 1000)].join('\n');
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input, env })).code).toBe(0);
+    expect((await cli(['produce', 'feedback', '--data-dir', dataDir], { input: feedback('t-1', T0 + MINUTE, 'deny'), env })).code).toBe(0);
+    const engine = startCli(['run', '--data-dir', dataDir, '--http-port', '0'], env);
+    children.push(engine);
+    engine.stderr!.resume();
+    const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
+    await waitFor('engine.json', () => (existsSync(join(dataDir, 'engine.json')) ? true : undefined));
+    const counts = async (): Promise<Record<string, { records: number; end: number }>> => {
+      const r = await cli(['inspect', '--data-dir', dataDir, '--json']);
+      const topics = (JSON.parse(r.stdout) as { topics: Array<{ topic: string; records: number; endOffsets: number[] }> }).topics;
+      return Object.fromEntries(topics.map((t) => [t.topic, { records: t.records, end: t.endOffsets.reduce((a, b) => a + b, 0) }]));
+    };
+    const trimmed = await waitFor('processed input trimmed', async () => {
+      const c = await counts();
+      return c.predictions?.records === 0 && c.feedback?.records === 0 ? c : undefined;
+    }, 30_000);
+    expect(trimmed.predictions).toEqual({ records: 0, end: 2 });
+    expect(trimmed.feedback).toEqual({ records: 0, end: 1 });
+    expect(trimmed.samples).toEqual({ records: 1, end: 1 });
+    engine.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 120_000);
+
+  it('produce with an unusable key exits 2 saying why produce needs the key and how to turn ingest protection off', async () => {
+    const r = await cli(['produce', 'predictions', '--data-dir', join(base, 'nokey')], { input: prediction('k-1', person(2), T0), env: { SAMPLELOOP_PRIVACY_KEY: 'abcd' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error [SL_CONFIG]: the privacy key in environment variable SAMPLELOOP_PRIVACY_KEY is 2 bytes');
+    expect(r.stderr).toContain("produce protects records of requests, predictions and feedback with the engine's privacy key before they are written");
+    expect(r.stderr).toContain('set privacy.protectOnIngest to false');
+    const off = await cli(['produce', 'predictions', '--data-dir', join(base, 'nokey')], { input: prediction('k-1', person(2), T0), env: { SAMPLELOOP_PRIVACY_KEY: 'abcd', SAMPLELOOP__privacy__protectOnIngest: 'false' } });
+    expect(off.code, off.stderr).toBe(0);
+  });
+});
