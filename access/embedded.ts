@@ -4,6 +4,7 @@ import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import { decodeFramed, encodeFramed, referencedSchemaId } from '../schemas/codec.js';
 import { schemaJson, type SchemaName } from '../schemas/index.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import type { InputProtection } from '../processors/input-protection.js';
 
 /** A record as `consume` prints it. */
 export interface DisplayRecord {
@@ -138,12 +139,16 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: () => number = Date.now): LogAccess {
+/**
+ * The CLI's and the topic API's access to the embedded log. With `ingest`, records of the input
+ * topics are protected (InputProtection) before they are appended: give it wherever users' records come in.
+ */
+export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: () => number = Date.now, { ingest }: { ingest?: InputProtection } = {}): LogAccess {
   return {
-    produce: (topic, text, options = {}) => {
-      log.ensureTopic(topic, options.createPartitions === undefined ? {} : { partitions: options.createPartitions });
-      const records = jsonLinesToRecords(topic, text, options.keyField ?? 'requestId', now());
-      log.append(records);
+    produce: (topic, text, produceOptions = {}) => {
+      log.ensureTopic(topic, produceOptions.createPartitions === undefined ? {} : { partitions: produceOptions.createPartitions });
+      const records = jsonLinesToRecords(topic, text, produceOptions.keyField ?? 'requestId', now());
+      log.append(ingest ? ingest.protectRecords(records) : records);
       return Promise.resolve({ appended: records.length });
     },
     read: (topic, options = {}) => {
@@ -182,7 +187,8 @@ export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: ()
     produceAvro: async (topic, schema, records) => {
       const id = await registry.register(`${topic}-value`, schemaJson(schema));
       log.ensureTopic(topic);
-      log.append(records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} })));
+      const encoded = records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} }));
+      log.append(ingest ? ingest.protectRecords(encoded) : encoded);
       return { appended: records.length };
     },
   };

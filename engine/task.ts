@@ -3,6 +3,7 @@ import type { WriteOp } from './state/rocks.js';
 import { errorMessage, TopologyError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
+import { deadLetterLogFor } from './dead-letter-log.js';
 import { isBatchProcessor, type AnyProcessor, type BatchProcessor, type DeadLetterRequest, type ProcessorContext, type RecordContext } from './processor.js';
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
@@ -396,6 +397,15 @@ export class StreamTask {
         'sampleloop.dlq.payload.redacted': String(envelope.payloadRedacted),
         'sampleloop.dlq.payload.encoding': encoding,
       },
+    });
+    deadLetterLogFor(this.services.logger).record({
+      reasonCode: request.reasonCode,
+      reason: request.reason,
+      topic: source.topic,
+      partition: source.partition,
+      offset: source.offset,
+      stage,
+      task: this.id,
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();
     this.services.metrics.recordsOut.labels(this.services.deadLetterTopic).inc();

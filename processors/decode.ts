@@ -7,6 +7,7 @@ import type { Feedback, Prediction, Request } from '../schemas/types.js';
 import { ReasonCodes } from '../schemas/validate.js';
 import { inputDeadLetter } from './dead-letter-payload.js';
 import type { PrivacyPolicy } from './privacy.js';
+import { sealedAtIngest } from './input-protection.js';
 
 export type InputName = 'Request' | 'Prediction' | 'Feedback';
 export type InputValue<N extends InputName> = N extends 'Request' ? Request : N extends 'Prediction' ? Prediction : Feedback;
@@ -43,6 +44,11 @@ export class InputExtractor<N extends InputName> implements TimestampExtractor {
   }
 
   extract(record: SourceRecord): Extraction {
+    const sealed = sealedAtIngest(record.value, record.headers);
+    if (sealed !== undefined) {
+      // Protected at ingest because it could not be decoded: its bytes are already sealed (or withheld), never sealed twice.
+      return { valid: false, deadLetter: { reasonCode: sealed.reasonCode, reason: sealed.reason, redactedPayload: record.value as Buffer, payloadEncoding: sealed.encoding }, stage: this.options.stage };
+    }
     const result = decodeRecord<InputValue<N>>(this.schema, record.value, {
       maxBytes: this.options.maxRecordBytes,
       ...(this.options.writerSchema ? { writerSchema: this.options.writerSchema } : {}),
