@@ -1,7 +1,7 @@
 /**
  * The built-in trainer (docs/retraining.md): consumes `retrain-triggers`, trains a logistic regression
  * on the category's samples up to the trigger's snapshot, and promotes the candidate through the
- * model ledger only when it does at least as well as the serving version on the same holdout.
+ * model ledger only when the promotion gate finds it better than the serving version on the same holdout.
  *
  * This file is the polling job; one trigger is handled in train-on-trigger.ts. The trainer's other
  * modules are re-exported here, so callers import the trainer from one place.
