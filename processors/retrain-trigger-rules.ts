@@ -35,6 +35,7 @@ export interface TriggerSettings {
 
 /** What the drift profile says now: samples counted since the serving version started, and each feature's PSI, highest first. */
 export interface DriftReading {
+  referenceSamples: number;
   liveSamples: number;
   features: FeatureDrift[];
 }
@@ -66,6 +67,7 @@ export function firingReason(
   if (ageMs !== undefined) details.ageMs = ageMs;
   if (drift !== undefined) {
     details.driftSamples = drift.liveSamples;
+    details.driftReferenceSamples = drift.referenceSamples;
     if (drift.features[0]) details.maxFeaturePsi = drift.features[0].psi;
   }
   return { reason, details, driftedFeatures: reason === 'feature-drift' ? drifted : [] };

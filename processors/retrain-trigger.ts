@@ -170,7 +170,7 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
   private driftReading(category: string, state: CategoryState): DriftReading | undefined {
     const profile = this.profiles.get(keyOf(category));
     if (profile === undefined || profile.version !== state.servingVersion) return undefined;
-    return { liveSamples: profile.liveSamples, features: featureDrift(profile) };
+    return { referenceSamples: profile.referenceSamples, liveSamples: profile.liveSamples, features: featureDrift(profile) };
   }
 
   /** A new serving version: counters, window and the pending trigger start over. */

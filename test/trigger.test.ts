@@ -13,6 +13,7 @@ import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { EmbeddedRuntime } from '../engine/embedded/runtime.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
+import { holdoutPosition } from '../models/holdout.js';
 import { embeddedTrainerLog, readSnapshotSamples } from '../models/trainer-job.js';
 import type { TriggerSettings } from '../processors/retrain-trigger.js';
 import { encodeFramed } from '../schemas/codec.js';
@@ -548,13 +549,32 @@ describe('retrain trigger: feature-drift', () => {
     b.sample('live-199', { modelVersion: 'v2', features: { amount: 40 + 100 * spread(1199), age: 20 + 60 * spread(2199) } });
     b.pump();
     const [trigger] = await b.triggers();
-    expect(trigger).toMatchObject({ triggerId: 'fraud-v2-1', reason: 'feature-drift', servingVersion: 'v2', details: { driftSamples: 200, newSamples: 200 } });
+    expect(trigger).toMatchObject({ triggerId: 'fraud-v2-1', reason: 'feature-drift', servingVersion: 'v2', details: { driftSamples: 200, driftReferenceSamples: 300, newSamples: 200 } });
     expect(trigger?.driftedFeatures?.map((f) => f.feature)).toEqual(['amount']);
     const psi = trigger?.driftedFeatures?.[0]?.psi as number;
     // 40% of the live values lie above the reference maximum (a bin the reference leaves empty) and the
     // 4 lowest reference deciles get none: PSI well above 1
     expect(psi).toBeGreaterThan(1);
     expect(trigger?.details.maxFeaturePsi).toBe(psi);
+  });
+
+  it('keeps a bounded reference: the requests below a hash threshold that halves past 2 x driftReferenceSamples', async () => {
+    const b = await startBench({ ...DRIFT, minDriftSamples: 10, driftReferenceSamples: 10 });
+    const ids = Array.from({ length: 300 }, (_, i) => `ref-${i}`);
+    for (const [i, id] of ids.entries()) b.sample(id, { modelVersion: 'v1', features: { amount: 100 * spread(i) } });
+    b.pump();
+    b.model('fraud', 'v2', 2, START);
+    b.pump();
+    for (let i = 0; i < 10; i++) b.sample(`live-${i}`, { modelVersion: 'v2', features: { amount: 1000 + i } });
+    b.pump();
+    // computed independently: halve the threshold while more than 20 of all 300 requests fall below it
+    let threshold = 1;
+    while (ids.filter((id) => holdoutPosition(id) < threshold).length > 20) threshold /= 2;
+    const expected = ids.filter((id) => holdoutPosition(id) < threshold).length;
+    expect(expected).toBeGreaterThanOrEqual(10);
+    const [trigger] = await b.triggers();
+    expect(trigger).toMatchObject({ reason: 'feature-drift', details: { driftSamples: 10, driftReferenceSamples: expected } });
+    expect(trigger?.driftedFeatures?.map((f) => f.feature)).toEqual(['amount']);
   });
 
   it('has no reference for a version nothing was seen before (a seed model): the rule waits for the next version', async () => {
