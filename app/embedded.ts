@@ -14,7 +14,7 @@ import { EmbeddedRuntime } from '../engine/embedded/runtime.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import type { DeadLetterEnvelope } from '../engine/task.js';
 import { embeddedPredictor, ensureModelsTopic, type EmbeddedPredictorOptions } from '../topologies/predictor.js';
-import type { ModelRegistry } from '../models/model-registry.js';
+import { embeddedLedgerSource, ModelRegistry } from '../models/model-registry.js';
 import { embeddedTriggerTopologies } from '../topologies/trigger.js';
 import { startEmbeddedTrainer, type EmbeddedTrainerOptions, type TrainerJob } from '../models/trainer-job.js';
 
@@ -27,7 +27,7 @@ export interface EmbeddedApp {
   privacy: PrivacyPolicy;
   metrics: EngineMetrics;
   logger: Logger;
-  /** The predictor's models (set when `predictor.enabled`). */
+  /** The models the predictor and the gateway serve (set when `predictor.enabled` or `gateway.enabled`). */
   models?: ModelRegistry;
   /** The built-in trainer, polling retrain-triggers next to the runtime (set when `trainer.enabled`). */
   trainer?: TrainerJob;
@@ -113,6 +113,15 @@ export async function startEmbeddedApp(
     });
     ensureModelsTopic(log, config.topics.models);
     const predictor = config.predictor.enabled ? await embeddedPredictor(config, { log, registry, privacy, ...(options.now ? { now: options.now } : {}), ...options.predictor }) : undefined;
+    // The gateway shares the predictor's models, or reads the ledger itself when the predictor is off.
+    const models =
+      predictor?.models ??
+      (config.gateway.enabled
+        ? new ModelRegistry(embeddedLedgerSource(log, config.topics.models, (id) => registry.cached(id)), {
+            ...(options.predictor?.loadModel ? { loadModel: options.predictor.loadModel } : {}),
+            ...(config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {}),
+          })
+        : undefined);
     const triggerTopologies = config.trigger.enabled ? await embeddedTriggerTopologies(config, { log, registry, ...(options.now ? { now: options.now } : {}) }) : [];
     const runtime = new EmbeddedRuntime(log, [topology, ...(predictor ? [predictor.topology] : []), ...triggerTopologies], {
       applicationId: config.applicationId,
@@ -139,12 +148,12 @@ export async function startEmbeddedApp(
       privacy,
       metrics,
       logger,
-      ...(predictor ? { models: predictor.models } : {}),
+      ...(models ? { models } : {}),
       ...(trainer ? { trainer: trainer.job } : {}),
       close: async () => {
         await trainer?.stop();
         runtime.close();
-        await predictor?.models.close();
+        await models?.close();
         await log.close();
       },
     };
