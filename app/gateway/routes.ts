@@ -126,6 +126,15 @@ export function gatewayRoutes(deps: GatewayDeps): HttpPlugin {
       metrics.requests.inc({ route, code: String(reply.statusCode) });
       metrics.seconds.observe({ route }, reply.elapsedTime / 1000);
     });
+    // OIP clients (tritonclient among them) send JSON without a content type: read it as JSON.
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.method !== 'POST') return;
+      if (request.headers['inference-header-content-length'] !== undefined) {
+        await reply.status(400).send({ error: 'the binary tensor extension (Inference-Header-Content-Length) is not supported: send the inputs as JSON (tritonclient: binary_data=False)' });
+        return;
+      }
+      if (request.headers['content-type'] === undefined) request.headers['content-type'] = 'application/json';
+    });
     // JSON lines for /v1/feedback; everything else is JSON.
     app.addContentTypeParser(['application/x-ndjson', 'application/jsonl', 'text/plain'], { parseAs: 'string' }, (_request, body, done) => done(null, body));
 
