@@ -4,7 +4,9 @@
  * through /v1/feedback into samples; a hot swap mid-traffic; every bad-input class and its code;
  * micro-batching and the bounded queue; privacy of attributes; bearer tokens.
  */
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -269,6 +271,36 @@ describe('bearer tokens', () => {
     await expect(startHttpServer({ ...base, host: '0.0.0.0' })).rejects.toThrow(/reachable from other machines, and no http.tokensFile is configured/);
     const open = await startHttpServer({ ...base, host: '0.0.0.0', allowUnauthenticated: true });
     await open.close();
+  });
+});
+
+describe('TLS', () => {
+  it('serves the gateway over HTTPS with the configured certificate, and nothing over plain HTTP', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-tls-'));
+    const certFile = join(dir, 'cert.pem');
+    const keyFile = join(dir, 'key.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const engine = await startGatewayEngine({}, { tls: { certFile, keyFile } });
+    try {
+      await engine.publish(cancer, '1');
+      expect(engine.url).toMatch(/^https:/);
+      const answer = await new Promise<{ status: number; body: { model_version: string } }>((resolve, reject) => {
+        const req = httpsRequest(`${engine.url}${INFER}`, { method: 'POST', ca: readFileSync(certFile), headers: { 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { model_version: string } }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(oipRequest(cancer, [0])));
+      });
+      expect(answer.status).toBe(200);
+      expect(answer.body.model_version).toBe('1');
+      await expect(fetch(engine.url.replace('https:', 'http:') + '/v2/health/live')).rejects.toThrow();
+    } finally {
+      await engine.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
