@@ -2,9 +2,10 @@ import { errorMessage, LogError, UsageError } from '../engine/errors.js';
 import type { LogAccess, TopicSummary } from './embedded.js';
 
 /** The topic API of a running engine (`run` holds the embedded log; the CLI goes through its HTTP port). */
-export function httpAccess(baseUrl: string, options: { produceChunkChars?: number } = {}): LogAccess {
-  const call = async <T>(path: string, init?: RequestInit): Promise<T> => {
-    const res = await fetch(`${baseUrl}${path}`, init);
+export function httpAccess(baseUrl: string, options: { produceChunkChars?: number; token?: string } = {}): LogAccess {
+  const call = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
+    const headers = options.token ? { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${options.token}` } : init.headers;
+    const res = await fetch(`${baseUrl}${path}`, { ...init, ...(headers ? { headers } : {}) });
     const body = (await res.json()) as T & { error?: string };
     if (!res.ok) throw new UsageError(`the running engine at ${baseUrl} answered ${res.status}: ${body.error ?? JSON.stringify(body)}`);
     return body;

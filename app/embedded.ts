@@ -14,9 +14,9 @@ import { EmbeddedRuntime } from '../engine/embedded/runtime.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import type { DeadLetterEnvelope } from '../engine/task.js';
 import { embeddedPredictor, ensureModelsTopic, type EmbeddedPredictorOptions } from '../topologies/predictor.js';
-import type { ModelRegistry } from '../models/model-registry.js';
+import { embeddedLedgerSource, ModelRegistry } from '../models/model-registry.js';
 import { embeddedTriggerTopologies } from '../topologies/trigger.js';
-import { trustWarnings } from '../models/ledger/keys-config.js';
+import { trustPolicyFor, trustWarnings } from '../models/ledger/keys-config.js';
 import { inputProtectionFor, type InputProtection } from '../processors/input-protection.js';
 import { ConsumedInputTrimmer } from '../engine/embedded/consumed-trimmer.js';
 import { directAccess, type LogAccess } from '../access/embedded.js';
@@ -35,7 +35,7 @@ export interface EmbeddedApp {
   trimProcessedInput(now?: number): number;
   metrics: EngineMetrics;
   logger: Logger;
-  /** The predictor's models (set when `predictor.enabled`). */
+  /** The models the predictor and the gateway serve (set when `predictor.enabled` or `gateway.enabled`). */
   models?: ModelRegistry;
   /** The built-in trainer, polling retrain-triggers next to the runtime (set when `trainer.enabled`). */
   trainer?: TrainerJob;
@@ -137,8 +137,18 @@ export async function startEmbeddedApp(
       ...(options.now ? { now: options.now } : {}),
     });
     ensureModelsTopic(log, config.topics.models);
-    if (config.predictor.enabled || config.trainer.enabled) for (const warning of trustWarnings(config)) logger.warn(warning);
+    if (config.predictor.enabled || config.gateway.enabled || config.trainer.enabled) for (const warning of trustWarnings(config)) logger.warn(warning);
     const predictor = config.predictor.enabled ? await embeddedPredictor(config, { log, registry, privacy, ...(options.now ? { now: options.now } : {}), ...options.predictor }) : undefined;
+    // The gateway shares the predictor's models, or reads the ledger itself when the predictor is off.
+    const models =
+      predictor?.models ??
+      (config.gateway.enabled
+        ? new ModelRegistry(embeddedLedgerSource(log, config.topics.models, (id) => registry.cached(id)), {
+            trust: trustPolicyFor(config, { generate: true }),
+            ...(options.predictor?.loadModel ? { loadModel: options.predictor.loadModel } : {}),
+            ...(config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {}),
+          })
+        : undefined);
     const triggerTopologies = config.trigger.enabled ? await embeddedTriggerTopologies(config, { log, registry, ...(options.now ? { now: options.now } : {}) }) : [];
     const runtime = new EmbeddedRuntime(log, [topology, ...(predictor ? [predictor.topology] : []), ...triggerTopologies], {
       applicationId: config.applicationId,
@@ -167,12 +177,12 @@ export async function startEmbeddedApp(
       trimProcessedInput: (now = (options.now ?? Date.now)()) => trimmer?.run(now) ?? 0,
       metrics,
       logger,
-      ...(predictor ? { models: predictor.models } : {}),
+      ...(models ? { models } : {}),
       ...(trainer ? { trainer: trainer.job } : {}),
       close: async () => {
         await trainer?.stop();
         runtime.close();
-        await predictor?.models.close();
+        await models?.close();
         await log.close();
       },
     };

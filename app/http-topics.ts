@@ -1,6 +1,10 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { LogAccess } from '../access/embedded.js';
 
+/** Query-string numbers arrive as text and are validated as digits (bodies are never coerced). */
+const digits = { type: 'string', pattern: '^[0-9]{1,15}$' } as const;
+const int = (value: string | undefined): number | undefined => (value === undefined ? undefined : Number(value));
+
 const topicParams = {
   type: 'object',
   required: ['topic'],
@@ -18,40 +22,43 @@ export function topicRoutes(log: LogAccess, bodyLimitBytes: number): FastifyPlug
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: bodyLimitBytes }, (_request, body, done) => done(null, body));
 
-    app.get('/topics', () => log.topics());
-    app.get('/stores', () => log.stores());
-    app.post<{ Params: { topic: string }; Querystring: { keyField?: string; partitions?: number } }>(
+    app.get('/topics', { config: { auth: 'topics' } }, () => log.topics());
+    app.get('/stores', { config: { auth: 'topics' } }, () => log.stores());
+    app.post<{ Params: { topic: string }; Querystring: { keyField?: string; partitions?: string } }>(
       '/topics/:topic/records',
       {
         bodyLimit: bodyLimitBytes,
+        config: { auth: 'topics' },
         schema: {
           params: topicParams,
           querystring: {
             type: 'object',
-            properties: { keyField: { type: 'string', minLength: 1 }, partitions: { type: 'integer', minimum: 1, maximum: 1024 } },
+            properties: { keyField: { type: 'string', minLength: 1 }, partitions: { type: 'string', pattern: '^(?:[1-9][0-9]{0,2}|10[01][0-9]|102[0-4])$' } },
           },
         },
       },
       (request, reply) =>
         answer(reply, () => {
-          const { keyField, partitions } = request.query;
+          const { keyField } = request.query;
+          const partitions = int(request.query.partitions);
           const body = typeof request.body === 'string' ? request.body : '';
           return log.produce(request.params.topic, body, { keyField: keyField ?? 'requestId', ...(partitions ? { createPartitions: partitions } : {}) });
         }),
     );
-    app.get<{ Params: { topic: string }; Querystring: { from?: number; partition?: number; max?: number } }>(
+    app.get<{ Params: { topic: string }; Querystring: { from?: string; partition?: string; max?: string } }>(
       '/topics/:topic/records',
       {
+        config: { auth: 'topics' },
         schema: {
           params: topicParams,
           querystring: {
             type: 'object',
-            properties: { from: { type: 'integer', minimum: 0 }, partition: { type: 'integer', minimum: 0 }, max: { type: 'integer', minimum: 1 } },
+            properties: { from: digits, partition: digits, max: { type: 'string', pattern: '^[1-9][0-9]{0,14}$' } },
           },
         },
       },
       (request, reply) => {
-        const { from, partition, max } = request.query;
+        const [from, partition, max] = [int(request.query.from), int(request.query.partition), int(request.query.max)];
         return answer(reply, () =>
           log.read(request.params.topic, { ...(from !== undefined ? { from } : {}), ...(partition !== undefined ? { partition } : {}), ...(max !== undefined ? { max } : {}) }),
         );

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { LogAccess } from '../access/embedded.js';
@@ -6,6 +7,7 @@ import { ConfigError } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
 import type { EngineMetrics } from '../engine/metrics.js';
 import { topicRoutes } from './http-topics.js';
+import { bearerToken, isLoopback, type BearerTokens } from './http-auth.js';
 
 export interface HttpRoutes {
   health(): { healthy: boolean; details: Record<string, unknown> };
@@ -38,8 +40,17 @@ export interface HttpServerOptions {
   routes: HttpRoutes;
   logger: Logger;
   limits?: HttpLimits;
-  /** Route plugins of the application, registered in this order (e.g. the gateway's /v2 and /v1 routes). */
+  /**
+   * Route plugins of the application, registered in this order (the gateway's /v2 and /v1 routes, the
+   * dashboard). A route declares the token scope it needs with `config: { auth: 'infer' | 'feedback' |
+   * 'topics' | 'public' | ... }`; without one it needs an `admin` token (when tokens are configured).
+   */
   plugins?: ReadonlyArray<HttpPlugin>;
+  /** Bearer tokens by scope; unset: no authentication (then only a loopback host is allowed, unless `allowUnauthenticated`). */
+  tokens?: BearerTokens;
+  /** PEM files: the server speaks HTTPS only. */
+  tls?: { certFile: string; keyFile: string };
+  allowUnauthenticated?: boolean;
 }
 
 export interface HttpServer {
@@ -52,12 +63,13 @@ export interface HttpServer {
 export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 'port'>): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
   const app = Fastify({
+    ...(options.tls ? { https: tlsFiles(options.tls) } : {}),
     loggerInstance: options.logger.child({ component: 'http' }) as FastifyBaseLogger,
     // No line per request: request bodies may hold sensitive attributes, and the volume would drown the engine's log.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.bodyLimitBytes,
-    // Number coercion of query strings only; bodies are validated as they are.
-    ajv: { customOptions: { coerceTypes: true, removeAdditional: false, allErrors: false } },
+    // No coercion: a string where a number belongs (or a number where a string belongs) is a 400, not converted.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode ?? 500;
@@ -68,7 +80,21 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
     void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; try GET /metrics, GET /healthz, GET /topics, GET|POST /topics/<topic>/records` });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  const tokens = options.tokens;
+  if (tokens) {
+    app.addHook('onRequest', async (request, reply) => {
+      const scope = (request.routeOptions.config as { auth?: string } | undefined)?.auth ?? 'admin';
+      if (scope === 'public') return;
+      const token = bearerToken(request.headers.authorization);
+      if (token !== undefined && tokens.allows(scope, token)) return;
+      await reply
+        .status(401)
+        .header('www-authenticate', `Bearer realm="sampleloop", scope="${scope}"`)
+        .send({ error: `${token === undefined ? 'no bearer token' : 'the bearer token is not valid'} for this route (scope "${scope}"): send Authorization: Bearer <token> with a token of that scope` });
+    });
+  }
+
+  app.get('/metrics', { config: { auth: 'public' } }, async (_request, reply) => {
     options.routes.refreshMetrics?.();
     const text = await options.metrics.registry.metrics();
     return reply.type(options.metrics.registry.contentType).send(text);
@@ -77,14 +103,23 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
     const h = options.routes.health();
     await reply.status(h.healthy ? 200 : 503).send({ status: h.healthy ? 'ok' : 'unhealthy', ...h.details });
   };
-  app.get('/healthz', health);
-  app.get('/health', health);
+  app.get('/healthz', { config: { auth: 'public' } }, health);
+  app.get('/health', { config: { auth: 'public' } }, health);
   if (options.routes.log) await app.register(topicRoutes(options.routes.log, limits.topicsBodyLimitBytes));
   for (const plugin of options.plugins ?? []) await app.register(plugin);
   return app;
 }
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  if (!isLoopback(options.host) && !options.tokens && !options.allowUnauthenticated) {
+    throw new ConfigError(
+      `http.host ${options.host} is reachable from other machines, and no http.tokensFile is configured: anyone could call the gateway and the topic API. ` +
+        'Configure bearer tokens (http.tokensFile, with http.tls), or set http.allowUnauthenticated: true to do it on purpose',
+    );
+  }
+  if (!isLoopback(options.host) && options.tokens && !options.tls) {
+    options.logger.warn({ host: options.host }, 'http: bearer tokens over plain HTTP on a non-loopback address travel in clear; configure http.tls');
+  }
   const app = await buildHttpServer(options);
   try {
     await app.listen({ host: options.host, port: options.port });
@@ -103,6 +138,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
   const port = (app.server.address() as AddressInfo).port;
   return { server: app.server, port, close: () => app.close() };
+}
+
+function tlsFiles(tls: { certFile: string; keyFile: string }): { cert: Buffer; key: Buffer } {
+  try {
+    return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
+  } catch (err) {
+    throw new ConfigError(`http.tls: cannot read ${tls.certFile} / ${tls.keyFile}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }
 
 /** The message of a failed request: a validation error names the field ("body/inputs/0/name must be string"). */

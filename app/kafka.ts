@@ -4,6 +4,7 @@ import { ConfigError, errorMessage } from '../engine/errors.js';
 import { createLogger, type Logger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import { privacyPolicyFor } from './embedded.js';
+import type { PrivacyPolicy } from '../processors/privacy.js';
 import { encodeFramed } from '../schemas/codec.js';
 import { buildSamplesTopology, joinOptionsFromConfig, samplesOutputs } from '../topologies/samples.js';
 import { registerOutputSchemas } from '../topologies/serde.js';
@@ -26,6 +27,11 @@ export interface KafkaApp {
   registry: ConfluentSchemaRegistry;
   metrics: EngineMetrics;
   logger: Logger;
+  /** The models the predictor and the gateway serve (set when `predictor.enabled` or `gateway.enabled`). */
+  models?: ModelRegistry;
+  privacy: PrivacyPolicy;
+  /** The librdkafka settings every client of this instance uses. */
+  settings: Record<string, string | number | boolean>;
   /** The built-in trainer polling retrain-triggers (set when `trainer.enabled`). */
   trainer?: TrainerJob;
   close(): Promise<void>;
@@ -62,8 +68,10 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
   const topologies = [topology];
   let ledger: KafkaGlobalTable<LedgerRecord> | undefined;
   // The model ledger: one partition keyed by category, history kept; the predictor reads it as a global table, the trigger as a stream.
-  const modelsPartitions = config.predictor.enabled || config.trigger.enabled ? await ensureModelsTopic(config, settings, logger) : 1;
-  if (config.predictor.enabled) {
+  const servesModels = config.predictor.enabled || config.gateway.enabled;
+  const modelsPartitions = servesModels || config.trigger.enabled ? await ensureModelsTopic(config, settings, logger) : 1;
+  let models: ModelRegistry | undefined;
+  if (servesModels) {
     ledger = await KafkaGlobalTable.start({
       settings,
       topic: config.topics.models,
@@ -72,12 +80,14 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
       decode: ledgerRecordDecoder(registry),
       logger,
     });
-    const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
     for (const warning of trustWarnings(config)) logger.warn(warning);
-    const models = new ModelRegistry(ledger, {
+    models = new ModelRegistry(ledger, {
       trust: trustPolicyFor(config, { generate: true, onGenerated: (file) => logger.info({ file }, 'generated the model signing key') }),
       ...(config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {}),
     });
+  }
+  if (config.predictor.enabled && models) {
+    const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
     topologies.unshift(
       buildPredictorTopology({
         topics: config.topics,
@@ -132,10 +142,14 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     registry,
     metrics,
     logger,
+    settings,
+    privacy,
+    ...(models ? { models } : {}),
     ...(trainer ? { trainer: trainer.job } : {}),
     close: async () => {
       await trainer?.stop();
       await runtime.close();
+      await models?.close();
       await ledger?.stop();
     },
   };

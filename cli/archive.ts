@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { toDisplay } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
+import { BearerTokens } from '../app/http-auth.js';
 import { openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import type { SampleloopConfig } from '../config/config.js';
@@ -86,7 +87,8 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
     if (!(err instanceof StateError) || !err.retriable) throw err;
     const infoPath = engineInfoPath(config.dataDir);
     if (!existsSync(infoPath)) throw new UsageError(`${config.dataDir} is locked by another process that did not publish ${infoPath}; stop it or use another --data-dir`);
-    const access = httpAccess((JSON.parse(readFileSync(infoPath, 'utf8')) as EngineInfo).url);
+    const token = config.http.tokensFile ? BearerTokens.cliToken(config.http.tokensFile) : undefined;
+    const access = httpAccess((JSON.parse(readFileSync(infoPath, 'utf8')) as EngineInfo).url, token ? { token } : {});
     let partitions: Map<string, number> | undefined;
     return fn({
       partitions: async (topic) => {

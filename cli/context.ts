@@ -4,6 +4,7 @@ import { embeddedPrivacyPolicy, logDirOf, openEmbeddedLog, privacyPolicyFor } fr
 import { inputProtectionFor } from '../processors/input-protection.js';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
+import { BearerTokens } from '../app/http-auth.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { loadConfig, type SampleloopConfig } from '../config/config.js';
 import { ConfigError, StateError, UsageError } from '../engine/errors.js';
@@ -56,7 +57,8 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
     const infoPath = engineInfoPath(config.dataDir);
     if (!existsSync(infoPath)) throw new UsageError(`${config.dataDir} is locked by another process that did not publish ${infoPath}; stop it or use another --data-dir`);
     const info = JSON.parse(readFileSync(infoPath, 'utf8')) as EngineInfo;
-    return fn(httpAccess(info.url));
+    const token = config.http.tokensFile ? BearerTokens.cliToken(config.http.tokensFile) : undefined;
+    return fn(httpAccess(info.url, token ? { token } : {}));
   }
   try {
     const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));

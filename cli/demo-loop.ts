@@ -80,6 +80,7 @@ export class ClosedLoop {
     private readonly plan: readonly PlannedRequest[],
     private readonly clock: { now: number },
     private readonly say: (line: string) => void,
+    private readonly gatewayUrl: string,
   ) {
     if (!app.trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
     this.trainer = app.trainer;
@@ -130,15 +131,16 @@ export class ClosedLoop {
     for (let sliceStart = BASE_TIME; this.sent < plan.length || this.pendingFeedback.length > 0; sliceStart += SLICE_MS) {
       const sliceEnd = sliceStart + SLICE_MS;
       const records: OutputRecord[] = [];
+      // Malformed input straight onto the topics, as a broken producer would write it.
       if (sliceStart === BASE_TIME && plan[0]) records.push(...brokenRecords(this.config, plan[0]));
-      while (this.sent < plan.length && (plan[this.sent] as PlannedRequest).timestamp < sliceEnd) records.push(this.requestRecord(plan[this.sent++] as PlannedRequest));
-      this.pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
-      while (this.pendingFeedback.length > 0 && (this.pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(this.feedbackRecord(this.pendingFeedback.shift() as Feedback));
-      if (records.length > 0) {
-        const sorted = records.sort((a, b) => a.timestamp - b.timestamp);
-        this.app.log.append(this.app.ingest ? this.app.ingest.protectRecords(sorted) : sorted);
-      }
+      if (records.length > 0) this.app.log.append(this.app.ingest ? this.app.ingest.protectRecords(records) : records);
+      // The slice's requests go through the gateway, answered (and recorded) at the slice's end.
       this.clock.now = sliceEnd;
+      while (this.sent < plan.length && (plan[this.sent] as PlannedRequest).timestamp < sliceEnd) await this.infer(plan[this.sent++] as PlannedRequest);
+      this.pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
+      const feedback: Feedback[] = [];
+      while (this.pendingFeedback.length > 0 && (this.pendingFeedback[0] as Feedback).timestamp < sliceEnd) feedback.push(this.pendingFeedback.shift() as Feedback);
+      if (feedback.length > 0) await this.sendFeedback(feedback);
       await this.settle();
       await this.train();
       if (this.sent >= nextProgress) {
@@ -163,13 +165,23 @@ export class ClosedLoop {
     await this.train();
   }
 
-  private requestRecord(r: PlannedRequest): OutputRecord {
-    const value = { requestId: r.requestId, category: r.category, features: r.features, attributes: r.attributes, timestamp: r.timestamp, source: 'demo-gateway' };
-    return { topic: this.config.topics.requests, key: Buffer.from(r.requestId), value: Buffer.from(JSON.stringify(value)), timestamp: r.timestamp, headers: {} };
+  /** One OIP call to the gateway: the planned request ID and attributes in `parameters`, the features as named inputs. */
+  private async infer(r: PlannedRequest): Promise<void> {
+    const inputs = Object.entries(r.features).map(([name, value]) => ({ name, shape: [1], datatype: 'FP64', data: [value] }));
+    const res = await fetch(`${this.gatewayUrl}/v2/models/${encodeURIComponent(r.category)}/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs, parameters: { requestId: r.requestId, attributes: r.attributes } }),
+    });
+    if (res.status !== 200) throw new UsageError(`the gateway answered ${res.status} to request ${r.requestId}: ${await res.text()}`);
+    await res.arrayBuffer().catch(() => undefined);
   }
 
-  private feedbackRecord(f: Feedback): OutputRecord {
-    return { topic: this.config.topics.feedback, key: Buffer.from(f.requestId), value: Buffer.from(JSON.stringify(f)), timestamp: f.timestamp, headers: {} };
+  /** The business's feedback of a slice, in one POST /v1/feedback. */
+  private async sendFeedback(feedback: readonly Feedback[]): Promise<void> {
+    const res = await fetch(`${this.gatewayUrl}/v1/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(feedback) });
+    const body = (await res.json()) as { rejected?: number };
+    if (res.status !== 200 || body.rejected !== 0) throw new UsageError(`the gateway refused demo feedback (${res.status}): ${JSON.stringify(body)}`);
   }
 
   private run(category: string): CategoryRun {

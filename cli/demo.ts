@@ -1,14 +1,15 @@
 /**
  * `sampleloop demo`: the closed loop on the embedded engine, with real models.
  *
- *   seed models (v1) ─► ledger ─► predictor (ONNX) ─► predictions ─► join with feedback ─► samples
+ *   seed models (v1) ─► ledger ─► gateway (OIP, ONNX) ─► predictions ─► join with feedback ─► samples
  *                          ▲                                                                │
  *                          └──── trainer (promotes only if not worse) ◄── retrain trigger ◄──┘
  *
  * Two public datasets (digits, breast-cancer) are split into a fixed test set, a small labeled seed
- * and a traffic pool. The pool's rows are sent as requests; feedback comes from the ground truth,
- * delayed, sometimes missing, partial or corrected. Time is simulated: one clock drives the runtime,
- * the predictor's timestamps, the trigger and the trainer, so a seed gives the same run every time.
+ * and a traffic pool. The pool's rows are sent as OIP calls to the gateway; feedback comes from the
+ * ground truth through its /v1/feedback, delayed, sometimes missing, partial or corrected. Time is
+ * simulated: one clock drives the runtime, the gateway's timestamps, the trigger and the trainer, so a
+ * seed gives the same run every time.
  *
  * demo-traffic.ts plans the traffic, demo-loop.ts drives the engine through it, demo-report.ts
  * reads the outcome back and prints it; this file is the command.
@@ -19,6 +20,8 @@ import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseConfig, type ConfigInput } from '../config/config.js';
 import { startEmbeddedApp } from '../app/embedded.js';
+import { embeddedGateway } from '../app/gateway/index.js';
+import { startHttpServer } from '../app/http.js';
 import { UsageError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
@@ -100,9 +103,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`  ${d.dataset.name.padEnd(14)} ${String(d.dataset.rows.length).padStart(4)} rows, ${String(d.dataset.classes.length).padStart(2)} classes: test ${d.test.length}, seed ${d.seed.length}, pool ${d.pool.length}`);
   }
 
-  const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => clock.now, trainer: { loop: false } });
+  const metrics = new EngineMetrics();
+  const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics, now: () => clock.now, trainer: { loop: false } });
+  // The traffic goes through the gateway on a local port, on the simulated clock.
+  const gateway = await embeddedGateway({ config, models: app.models!, registry: app.registry, privacy: app.privacy, logger: silentLogger(), metrics, ready: () => true, log: app.log, now: () => clock.now });
+  const http = await startHttpServer({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger(), routes: { health: () => ({ healthy: true, details: {} }) }, plugins: [gateway.plugin] }).catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   try {
-    const loop = new ClosedLoop(app, config, plan, clock, say);
+    const loop = new ClosedLoop(app, config, plan, clock, say, `http://127.0.0.1:${http.port}`);
     await loop.publishSeeds(data);
     say(`traffic: ${plan.length} requests over ${((plan.length * REQUEST_INTERVAL_MS) / 60_000).toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
     say(`  only "correct: true/false" for ${percent(1 - (LABELED_FEEDBACK.digits ?? 0), 0)} (digits) / ${percent(1 - (LABELED_FEEDBACK['breast-cancer'] ?? 0), 0)} (breast-cancer), first mislabeled then corrected by an audit for ${percent(MISLABEL_THEN_CORRECTION, 0)}`);
@@ -111,6 +121,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await loop.finish();
     return await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
   } finally {
+    await http.close();
+    await gateway.close();
     await app.close();
   }
 }

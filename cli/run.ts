@@ -2,7 +2,9 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { ingressAccess, startEmbeddedApp } from '../app/embedded.js';
 import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../config/config.js';
 import { startKafkaApp } from '../app/kafka.js';
-import { startHttpServer } from '../app/http.js';
+import { startHttpServer, type HttpServerOptions } from '../app/http.js';
+import { BearerTokens } from '../app/http-auth.js';
+import { embeddedGateway, kafkaGateway } from '../app/gateway/index.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 import { errorMessage } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
@@ -33,10 +35,14 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
   if (config.mode === 'kafka') return runOnKafka(config, options);
   const app = await startEmbeddedApp(config);
   const { logger, runtime, log } = app;
+  let running = true;
+  const gateway =
+    config.gateway.enabled && app.models
+      ? await embeddedGateway({ config, models: app.models, registry: app.registry, privacy: app.privacy, logger, metrics: app.metrics, ready: () => running, log })
+      : undefined;
   const http = await startHttpServer({
-    host: config.http.host,
-    port: config.http.port,
-    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
+    ...httpServerSettings(config),
+    plugins: gateway ? [gateway.plugin] : [],
     metrics: app.metrics,
     logger,
     routes: {
@@ -47,7 +53,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
       refreshMetrics: () => void runtime.lag(),
     },
   });
-  const info: EngineInfo = { pid: process.pid, url: `http://${config.http.host}:${http.port}` };
+  const info: EngineInfo = { pid: process.pid, url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${http.port}` };
   // Written whole under another name, then renamed: a reader never sees a half-written file.
   const infoPath = engineInfoPath(config.dataDir);
   writeFileSync(`${infoPath}.tmp`, JSON.stringify(info));
@@ -84,8 +90,10 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     failure = err;
     throw err;
   } finally {
+    running = false;
     clearInterval(maintenance);
     await http.close();
+    await gateway?.close();
     await app.close();
     rmSync(engineInfoPath(config.dataDir), { force: true });
     logStopped(logger, failure);
@@ -96,10 +104,14 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
 async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSignal }): Promise<void> {
   const app = await startKafkaApp(config);
   const { logger, runtime } = app;
+  let running = true;
+  const gateway =
+    config.gateway.enabled && app.models
+      ? await kafkaGateway({ config, models: app.models, registry: app.registry, privacy: app.privacy, logger, metrics: app.metrics, ready: () => running, settings: app.settings })
+      : undefined;
   const http = await startHttpServer({
-    host: config.http.host,
-    port: config.http.port,
-    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
+    ...httpServerSettings(config),
+    plugins: gateway ? [gateway.plugin] : [],
     metrics: app.metrics,
     logger,
     routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
@@ -112,7 +124,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   options.signal?.addEventListener('abort', () => controller.abort());
-  logger.info({ url: `http://${config.http.host}:${http.port}`, guarantee: config.kafka.processingGuarantee }, 'sampleloop engine running (kafka mode)');
+  logger.info({ url: `${config.http.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, guarantee: config.kafka.processingGuarantee }, 'sampleloop engine running (kafka mode)');
   warnUnprotectedDefaults(config, logger);
   let failure: unknown;
   try {
@@ -121,10 +133,25 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     failure = err;
     throw err;
   } finally {
+    running = false;
     await http.close();
+    await gateway?.close();
     await app.close();
     logStopped(logger, failure);
   }
+}
+
+/** Where and how the HTTP server listens: host, port, limits, tokens, TLS. */
+function httpServerSettings(config: SampleloopConfig): Pick<HttpServerOptions, 'host' | 'port' | 'limits' | 'tokens' | 'tls' | 'allowUnauthenticated'> {
+  const { http } = config;
+  return {
+    host: http.host,
+    port: http.port,
+    limits: { bodyLimitBytes: http.bodyLimitBytes, topicsBodyLimitBytes: http.topicsBodyLimitBytes },
+    ...(http.tokensFile ? { tokens: BearerTokens.fromFile(http.tokensFile) } : {}),
+    ...(http.tls ? { tls: http.tls } : {}),
+    allowUnauthenticated: http.allowUnauthenticated,
+  };
 }
 
 /** The last log line: a stop after an error must not read as a clean one. */

@@ -295,9 +295,31 @@ export const configSchema = z
         bodyLimitBytes: z.number().int().min(1024).default(1024 * 1024),
         /** Largest body of POST /topics/<topic>/records (the CLI's produce sends 4 MiB pieces). */
         topicsBodyLimitBytes: z.number().int().min(1024).default(32 * 1024 * 1024),
+        /** Bearer tokens, per scope (infer, feedback, topics, admin): a JSON file (docs/gateway.md). Unset: no authentication. */
+        tokensFile: z.string().min(1).optional(),
+        /** TLS: PEM certificate chain and private key files; both or neither. */
+        tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+        /** Listen on a non-loopback address without tokens (refused unless set). */
+        allowUnauthenticated: z.boolean().default(false),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 9464, bodyLimitBytes: 1024 * 1024, topicsBodyLimitBytes: 32 * 1024 * 1024 }),
+      .default({ host: '127.0.0.1', port: 9464, bodyLimitBytes: 1024 * 1024, topicsBodyLimitBytes: 32 * 1024 * 1024, allowUnauthenticated: false }),
+    gateway: z
+      .object({
+        /** Serve OIP inference (/v2) and feedback (/v1/feedback) on the HTTP port. */
+        enabled: z.boolean().default(true),
+        /** Rows one call may carry. */
+        maxRowsPerRequest: z.number().int().min(1).max(100_000).default(1000),
+        /** Rows of one onnxruntime run (calls waiting together are batched up to this). */
+        maxBatchRows: z.number().int().min(1).default(256),
+        /** Rows waiting per category beyond which calls get 503 + Retry-After. */
+        maxQueueRows: z.number().int().min(1).default(4096),
+        retryAfterSeconds: z.number().int().min(1).default(1),
+        /** Records one POST /v1/feedback may carry. */
+        maxFeedbackRecords: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .strict()
+      .default({ enabled: true, maxRowsPerRequest: 1000, maxBatchRows: 256, maxQueueRows: 4096, retryAfterSeconds: 1, maxFeedbackRecords: 1000 }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -63,7 +63,7 @@ describe('the HTTP server', () => {
   it('answers 400 naming the parameter for a bad query string, and 400 with the log\'s reason for an unknown topic', async () => {
     const bad = await fetch(`${url}/topics/feedback/records?from=abc`);
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toEqual({ error: 'querystring/from must be integer' });
+    expect(await bad.json()).toEqual({ error: 'querystring/from must match pattern "^[0-9]{1,15}$"' });
     const unknown = await fetch(`${url}/topics/nothing/records`);
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as { error: string }).error).toMatch(/^unknown topic "nothing"/);
