@@ -13,7 +13,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
 import { parseConfig, type ConfigInput, type SampleloopConfig } from '../config/config.js';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
@@ -762,34 +761,4 @@ function printSummary(result: DemoResult, out: (line: string) => void): void {
   out(`next: node bin/sampleloop.js models list --data-dir ${result.dataDir}`);
   out(`      node bin/sampleloop.js consume trainer-decisions --data-dir ${result.dataDir}`);
   out(`      node bin/sampleloop.js inspect --data-dir ${result.dataDir}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The command
-
-function positiveInt(value: string, name: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || String(n) !== value.trim()) throw new UsageError(`${name} must be a non-negative integer, got "${value}"`);
-  return n;
-}
-
-export function registerDemoCommand(program: Command, out: (line: string) => void): void {
-  program
-    .command('demo')
-    .description('the closed loop on the embedded default: real ONNX models serve traffic, feedback becomes samples, retraining promotes better models')
-    .option('-d, --data-dir <dir>', 'where the demo keeps its data: a new or empty directory (default: a fresh temporary one)')
-    .option('--requests <n>', 'number of simulated requests (default: every row of both traffic pools)')
-    .option('--seed <n>', 'random seed of the simulated traffic', '7')
-    .option('--chart <path>', 'where to write the accuracy chart (HTML; default <data-dir>/accuracy.html)')
-    .addOption(new Option('--quiet', 'print only the summary'))
-    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean }) => {
-      await runDemo({
-        ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-        ...(opts.requests !== undefined ? { requests: positiveInt(opts.requests, '--requests') } : {}),
-        ...(opts.chart ? { chartPath: opts.chart } : {}),
-        seed: positiveInt(opts.seed, '--seed'),
-        quiet: opts.quiet ?? false,
-        out,
-      });
-    });
 }

@@ -1,12 +1,13 @@
-/** `sampleloop models list | publish | verify`: the model ledger from the command line. */
+/**
+ * `sampleloop models list | publish | verify`: the model ledger from the command line. The ledger,
+ * onnxruntime and the log clients load inside each action (docs/cli.md, "Start-up").
+ */
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { errorMessage, UsageError } from '../engine/errors.js';
-import { LedgerError, publishVersion, readLedger, type CheckedVersion, type LedgerView } from '../models/ledger.js';
-import { inspectOnnx } from '../models/onnx-inspect.js';
-import { loadOnnxModel } from '../models/onnx-runtime.js';
+import type { CheckedVersion, LedgerView } from '../models/ledger.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
-import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+import type { CommonOptions } from './context.js';
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -35,6 +36,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
   withCommon(models.command('list').description('every version per category: version, sequence, model sha256, metrics, verified'))
     .option('--json', 'print one JSON object per version instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
+      const [{ configFrom, withLogAccess }, { readLedger }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const config = configFrom(opts);
       const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
       printList(view, opts.json ?? false, out);
@@ -49,6 +51,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric)
     .option('--snapshot <json>', 'the training snapshot the model was trained on: the `snapshot` of a retrain-triggers record ({"topic", "offsets", "sampleCount"}) or the whole record, as JSON')
     .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string }) => {
+      const [{ configFrom, withLogAccess }, { publishVersion }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const config = configFrom(opts);
       const trainingSnapshot = opts.snapshot !== undefined ? parseSnapshot(opts.snapshot) : null;
       const bytes = readModelFile(file);
@@ -111,6 +114,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
 
   withCommon(models.command('verify').description('check every version\'s ONNX bytes, record hash and chain link; exit 1 naming each version that fails'))
     .action(async (opts: CommonOptions) => {
+      const [{ configFrom, withLogAccess }, { LedgerError, readLedger }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const config = configFrom(opts);
       const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
       for (const f of view.failures) out(`FAIL ${describeVersion(f)}: ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
@@ -179,7 +183,8 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
   const sidecar = readSidecar(file);
   const featureNames = flags.featureNames ?? sidecar.featureNames;
   const classes = flags.classes ?? sidecar.classes;
-  const graphClasses = classes ? inspectGraphClasses(bytes) : undefined;
+  const [{ inspectOnnx }, { loadOnnxModel }] = await Promise.all([import('../models/onnx-inspect.js'), import('../models/onnx-runtime.js')]);
+  const graphClasses = classes ? inspectGraphClasses(bytes, inspectOnnx) : undefined;
   if (classes && graphClasses && classes.length === graphClasses.length && classes.join('\u0000') !== graphClasses.join('\u0000') && [...classes].sort().join('\u0000') === [...graphClasses].sort().join('\u0000')) {
     const from = flags.classes ? '--classes' : 'the sidecar JSON';
     throw new UsageError(`${file}: ${from} gives the classes ${JSON.stringify(classes)} but the model's graph orders its probability columns ${JSON.stringify(graphClasses)}; give them in the graph's order (or leave them out)`);
@@ -202,7 +207,7 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
 }
 
 /** The class labels the graph names, or undefined (also when the bytes are not an ONNX model: loading reports that). */
-function inspectGraphClasses(bytes: Buffer): string[] | undefined {
+function inspectGraphClasses(bytes: Buffer, inspectOnnx: (bytes: Buffer) => { graphClasses?: string[] | undefined }): string[] | undefined {
   try {
     return inspectOnnx(bytes).graphClasses;
   } catch {
