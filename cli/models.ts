@@ -8,6 +8,7 @@ import { errorMessage, UsageError } from '../engine/errors.js';
 import type { CheckedVersion, LedgerView } from '../models/ledger.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
 import type { CommonOptions } from './context.js';
+import { registerModelToolCommands } from './models-tools.js';
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -123,6 +124,8 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
       }
       out(`ok: ${view.versions.length} version(s) of ${view.byCategory.size} categor${view.byCategory.size === 1 ? 'y' : 'ies'} verified`);
     });
+
+  registerModelToolCommands(models, out);
 }
 
 /** `--snapshot`: a TrainingSnapshot as JSON, or a RetrainTrigger (its `snapshot` is taken). */
