@@ -11,6 +11,7 @@ import { registerModelsCommand } from './models.js';
 import { registerReplayCommand } from './replay.js';
 import { registerArchiveCommand } from './archive-command.js';
 import { registerProduceCommand } from './produce.js';
+import { registerExportCommand } from './export.js';
 import { intOption, withCommon } from './options.js';
 
 // Only light modules above: each action imports what it needs (RocksDB, onnxruntime, librdkafka, the
@@ -75,6 +76,7 @@ export function buildProgram(out: (line: string) => void): Command {
   registerModelsCommand(program, out);
   registerReplayCommand(program, out);
   registerArchiveCommand(program, out);
+  registerExportCommand(program, out);
 
   return program;
 }
