@@ -1,16 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { logDirOf, openEmbeddedLog } from '../app/embedded.js';
-import { directAccess, type LogAccess } from '../access/embedded.js';
+import type { LogAccess } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
-import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { loadConfig, type SampleloopConfig } from '../config/config.js';
 import { StateError, UsageError } from '../engine/errors.js';
-import { LocalSchemaRegistry } from '../schemas/registry.js';
-import { kafkaAccess } from '../access/kafka.js';
-import { librdkafkaSettings } from '../app/kafka.js';
-import { ConfluentSchemaRegistry } from '../schemas/confluent-registry.js';
-import { silentLogger } from '../engine/logger.js';
 
 export interface CommonOptions {
   config?: string;
@@ -36,11 +29,26 @@ export function engineInfoPath(dataDir: string): string {
  * HTTP (RocksDB allows one process per database).
  */
 export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: LogAccess) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  // The clients load here, not at start-up: a command that talks to a running engine never loads RocksDB or librdkafka.
   if (config.mode === 'kafka') {
     if (!config.kafka.schemaRegistry) throw new UsageError('mode "kafka" needs kafka.schemaRegistry.url to encode and decode Avro records');
+    const [{ kafkaAccess }, { librdkafkaSettings }, { ConfluentSchemaRegistry }, { silentLogger }] = await Promise.all([
+      import('../access/kafka.js'),
+      import('../app/kafka.js'),
+      import('../schemas/confluent-registry.js'),
+      import('../engine/logger.js'),
+    ]);
     const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
     return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor }));
   }
+  const running = await runningEngine(config.dataDir);
+  if (running) return fn(httpAccess(running.url));
+  const [{ logDirOf, openEmbeddedLog }, { directAccess }, { rocksRegistryStorage }, { LocalSchemaRegistry }] = await Promise.all([
+    import('../app/embedded.js'),
+    import('../access/embedded.js'),
+    import('../schemas/registry-storage.js'),
+    import('../schemas/registry.js'),
+  ]);
   // Reading commands must not create an empty data dir where a typo in --data-dir points.
   if (options.readOnly && !existsSync(logDirOf(config.dataDir))) {
     throw new UsageError(`no embedded log in ${config.dataDir} (nothing has run or been produced there); check --data-dir or dataDir`);
@@ -59,5 +67,25 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
     return await fn(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
   } finally {
     await log.close();
+  }
+}
+
+/**
+ * The engine `run` published in the data dir, when its process is alive and its HTTP port answers
+ * (a stale engine.json of a killed engine is ignored: the log is then opened directly).
+ */
+async function runningEngine(dataDir: string): Promise<EngineInfo | undefined> {
+  let info: EngineInfo;
+  try {
+    info = JSON.parse(readFileSync(engineInfoPath(dataDir), 'utf8')) as EngineInfo;
+    process.kill(info.pid, 0);
+  } catch {
+    return undefined;
+  }
+  try {
+    await fetch(`${info.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    return info;
+  } catch {
+    return undefined;
   }
 }
