@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LogAccess } from '../access/embedded.js';
-import { httpAccess } from '../access/http.js';
+import { httpAccess, httpJson } from '../access/http.js';
 import { loadConfig, type SampleloopConfig } from '../config/config.js';
 import { StateError, UsageError } from '../engine/errors.js';
 
@@ -83,7 +83,7 @@ async function runningEngine(dataDir: string): Promise<EngineInfo | undefined> {
     return undefined;
   }
   try {
-    await fetch(`${info.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    await httpJson(`${info.url}/healthz`, { timeoutMs: 2_000 });
     return info;
   } catch {
     return undefined;
