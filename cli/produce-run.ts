@@ -65,7 +65,7 @@ export async function produceJsonLines(
     const result = await access.produce(topic, bytes.toString('utf8', start, end), { keyField: options.keyField, createPartitions: options.createPartitions });
     appended += result.appended;
     start = end;
-    progress.report(appended, start, bytes.length);
+    if (start < bytes.length) progress.report(appended, start, bytes.length);
   }
   progress.report(appended, bytes.length, bytes.length, true);
   return { appended };

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { directAccess } from '../access/embedded.js';
@@ -134,6 +135,23 @@ describe('models train --from <file>', () => {
     expect(await ledgerOf(join(dir, 'data'))).toEqual([]);
   });
 
+  it('a category with a serving version: a worse candidate is not published (exit 1, candidate-worse)', async () => {
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const good = join(dir, 'good.csv');
+    writeCsv(good, cancer.featureNames, train);
+    expect((await runCli('models', 'train', '--category', 'c', '--from', good, '--data-dir', dataDir)).code).toBe(0);
+    // the same rows with the labels of the training rows flipped (the holdout rows, chosen by line number, kept):
+    // the candidate learns the opposite and loses to version 1 on the holdout
+    const { inHoldout } = await import('../models/holdout.js');
+    const flipped = join(dir, 'flipped.csv');
+    writeCsv(flipped, cancer.featureNames, train.map((r, i) => (inHoldout(`row-${i + 2}`, 0.2) ? r : { ...r, label: r.label === 'benign' ? 'malignant' : 'benign' })));
+    const run = await runCli('models', 'train', '--category', 'c', '--from', flipped, '--data-dir', dataDir);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/not published \(candidate-worse\): candidate 0\.\d+ < serving version 1 0\.9\d+ on \d+ holdout rows/);
+    expect((await ledgerOf(dataDir)).map((v) => v.version)).toEqual(['1']);
+  });
+
   it('a missing label column is a usage error (exit 2)', async () => {
     const dir = tempDir();
     const file = join(dir, 't.csv');
@@ -229,6 +247,21 @@ describe('evaluation metrics', () => {
       'p',
     );
     expect(auc).toBe(0.75);
+  });
+});
+
+describe('produce', () => {
+  it('gzip JSON lines, unchanged, with progress on stderr when asked', async () => {
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const lines = test.slice(0, 30).map((r, i) => JSON.stringify({ requestId: `g-${i}`, category: 'cancer', features: { x: r.features[0] }, attributes: {}, timestamp: 1_750_000_000_000 + i, source: 't' }));
+    const file = join(dir, 'requests.jsonl.gz');
+    writeFileSync(file, gzipSync(`${lines.join('\n')}\n`));
+    const run = await runCli('produce', 'requests', '--file', file, '--progress', '--data-dir', dataDir);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/^produce: 30 records \(100 % of the file\), [\d.]+ s\n$/);
+    const consumed = await runCli('consume', 'requests', '--data-dir', dataDir);
+    expect(consumed.stdout.map((l) => JSON.stringify(JSON.parse(l)))).toEqual(lines);
   });
 });
 
