@@ -2,8 +2,7 @@
 import { currentSnapshot, latestSamples, snapshotSamples } from '../access/samples.js';
 import { errorMessage, UsageError } from '../engine/errors.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
-import { configFrom, withLogAccess } from './context.js';
-import type { ExportSamplesOptions } from './export.js';
+import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { writeSamples, type SampleFormat } from './sample-table.js';
 
 /** `--snapshot`: a RetrainTrigger record (category + snapshot) or a bare snapshot (then --category is needed). */
@@ -32,7 +31,14 @@ export function parseSnapshotOption(text: string, category: string | undefined):
   return { category: chosen, snapshot: { topic: snap.topic, offsets, ...(isCount(snap.sampleCount) ? { sampleCount: snap.sampleCount } : {}) } };
 }
 
-export async function exportSamples(opts: ExportSamplesOptions & { format: SampleFormat }, out: (line: string) => void): Promise<void> {
+export interface ExportSamplesRun extends CommonOptions {
+  out: string;
+  category?: string;
+  snapshot?: string;
+  format: SampleFormat;
+}
+
+export async function exportSamples(opts: ExportSamplesRun, out: (line: string) => void): Promise<void> {
   const config = configFrom(opts);
   const chosen = opts.snapshot !== undefined ? parseSnapshotOption(opts.snapshot, opts.category) : undefined;
   const { samples, undecodable, snapshot } = await withLogAccess(
