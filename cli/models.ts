@@ -32,7 +32,7 @@ function collectMetric(value: string, previous: Record<string, number> = {}): Re
 }
 
 export function registerModelsCommand(program: Command, out: (line: string) => void): void {
-  const models = program.command('models').description('the model ledger: list, publish and verify hash-chained model versions (docs/model-cluster.md)');
+  const models = program.command('models').description('the model ledger: list, publish and verify hash-chained model versions (docs/model-cluster.md); train, evaluate and export models (docs/models.md)');
 
   withCommon(models.command('list').description('every version per category: version, sequence, model sha256, metrics, verified'))
     .option('--json', 'print one JSON object per version instead of a table')
