@@ -1,7 +1,5 @@
 /** `sampleloop archive`: the input topics as gzip JSON-lines logs that `replay` reads back (docs/replay.md). */
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
-import type { Command } from 'commander';
 import { toDisplay } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
 import { BearerTokens } from '../app/http-auth.js';
@@ -16,42 +14,7 @@ import { ConfigError, StateError, UsageError } from '../engine/errors.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { archiveTopics, type ArchiveSource, type ArchiveSummary } from '../replay/archive.js';
 import { replayPrivacySettings } from '../replay/privacy.js';
-import { configFrom, engineInfoPath, type CommonOptions, type EngineInfo } from './context.js';
-
-interface ArchiveCliOptions extends CommonOptions {
-  outDir: string;
-  maxFileBytes?: string;
-  raw?: boolean;
-  fromStart?: boolean;
-}
-
-export function registerArchiveCommand(program: Command, out: (line: string) => void): void {
-  program
-    .command('archive')
-    .description('write the predictions, feedback (and requests) topics as rolling gzip JSON-lines files that replay reads (docs/replay.md)')
-    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
-    .option('-d, --data-dir <dir>', 'embedded mode: where the local log and state live (overrides dataDir)')
-    .requiredOption('--out-dir <dir>', 'directory of the archive (created when missing); a later run continues it')
-    .option('--max-file-bytes <n>', 'start a new file after this many uncompressed bytes (default replay.archiveMaxFileBytes)')
-    .option('--raw', 'write attributes as the topics hold them instead of protecting sensitive ones')
-    .option('--from-start', 'archive every record again instead of continuing after the previous run')
-    .action(async (opts: ArchiveCliOptions) => {
-      const config = configFrom(opts);
-      const summary = await runArchive(config, {
-        outDir: resolve(opts.outDir),
-        maxFileBytes: opts.maxFileBytes === undefined ? config.replay.archiveMaxFileBytes : positiveInt(opts.maxFileBytes, '--max-file-bytes'),
-        raw: opts.raw ?? false,
-        fromStart: opts.fromStart ?? false,
-      });
-      out(JSON.stringify(summary));
-    });
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1 || !/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
-  return n;
-}
+import { engineInfoPath, type EngineInfo } from './context.js';
 
 export async function runArchive(config: SampleloopConfig, options: { outDir: string; maxFileBytes: number; raw: boolean; fromStart: boolean }): Promise<ArchiveSummary> {
   if (existsSync(options.outDir) && !statSync(options.outDir).isDirectory()) throw new UsageError(`--out-dir ${options.outDir} is not a directory`);

@@ -17,7 +17,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
 import { parseConfig, type ConfigInput } from '../config/config.js';
 import { startEmbeddedApp } from '../app/embedded.js';
 import { embeddedGateway } from '../app/gateway/index.js';
@@ -127,29 +126,3 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 }
 
-function positiveInt(value: string, name: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || String(n) !== value.trim()) throw new UsageError(`${name} must be a non-negative integer, got "${value}"`);
-  return n;
-}
-
-export function registerDemoCommand(program: Command, out: (line: string) => void): void {
-  program
-    .command('demo')
-    .description('the closed loop on the embedded default: real ONNX models serve traffic, feedback becomes samples, retraining promotes better models')
-    .option('-d, --data-dir <dir>', 'where the demo keeps its data: a new or empty directory (default: a fresh temporary one)')
-    .option('--requests <n>', 'number of simulated requests (default: every row of both traffic pools)')
-    .option('--seed <n>', 'random seed of the simulated traffic', '7')
-    .option('--chart <path>', 'where to write the accuracy chart (HTML; default <data-dir>/accuracy.html)')
-    .addOption(new Option('--quiet', 'print only the summary'))
-    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean }) => {
-      await runDemo({
-        ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-        ...(opts.requests !== undefined ? { requests: positiveInt(opts.requests, '--requests') } : {}),
-        ...(opts.chart ? { chartPath: opts.chart } : {}),
-        seed: positiveInt(opts.seed, '--seed'),
-        quiet: opts.quiet ?? false,
-        out,
-      });
-    });
-}

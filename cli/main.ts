@@ -1,42 +1,24 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../config/paths.js';
 import { Command, CommanderError } from 'commander';
-import { errorMessage, SampleloopError, UsageError } from '../engine/errors.js';
-import { configFrom, withLogAccess, type CommonOptions } from './context.js';
-import { registerDemoCommand } from './demo.js';
-import { unsealDeadLetters, unsealFailure } from './unseal.js';
-import { privacyKeyConfigured, privacyPolicyFor } from '../app/embedded.js';
-import { GENERATED_KEY_FILE, type PrivacyPolicy } from '../processors/privacy.js';
+import { SampleloopError } from '../engine/errors.js';
+import type { CommonOptions } from './context.js';
 import type { SampleloopConfig } from '../config/config.js';
-import { runEngine } from './run.js';
-import { inspect } from './inspect.js';
+import type { PrivacyPolicy } from '../processors/privacy.js';
+import { registerDemoCommand } from './demo-command.js';
 import { registerModelsCommand } from './models.js';
 import { registerReplayCommand } from './replay.js';
-import { registerArchiveCommand } from './archive.js';
+import { registerArchiveCommand } from './archive-command.js';
+import { registerProduceCommand } from './produce.js';
+import { registerExportCommand } from './export.js';
+import { intOption, withCommon } from './options.js';
 
-function common(cmd: Command): Command {
-  return cmd
-    .option('-c, --config <file>', 'JSON configuration file (docs/configuration.md); SAMPLELOOP__a__b=value environment variables override it')
-    .option('-d, --data-dir <dir>', 'embedded mode: where the local log and state live (overrides dataDir)');
-}
-
-function intOption(value: string, name: string): number {
-  const n = Number.parseInt(value, 10);
-  if (!Number.isFinite(n) || n < 0 || String(n) !== value.trim()) throw new CommanderError(2, 'sampleloop.usage', `${name} must be a non-negative integer, got "${value}"`);
-  return n;
-}
+// Only light modules above: each action imports what it needs (RocksDB, onnxruntime, librdkafka, the
+// configuration schema) when it runs, so `--help` and `--version` answer at once (docs/cli.md, "Start-up").
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
-
-function readInput(file: string | undefined): string {
-  try {
-    return readFileSync(file ?? 0, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read ${file === undefined ? 'standard input' : `--file ${file}`}: ${errorMessage(err)}`, { cause: err });
-  }
 }
 
 export function buildProgram(out: (line: string) => void): Command {
@@ -49,41 +31,25 @@ export function buildProgram(out: (line: string) => void): Command {
     // Before any subcommand exists: subcommands copy it, so their parse errors also come back to main() (exit 2).
     .exitOverride();
 
-  common(program.command('run').description('run the engine (embedded mode by default) until SIGTERM/SIGINT'))
+  withCommon(program.command('run').description('run the engine (embedded mode by default) until SIGTERM/SIGINT'))
     .option('--http-port <port>', 'port of /metrics, /healthz and the topic API (0 = any free port)')
     .action(async (opts: CommonOptions & { httpPort?: string }) => {
+      const [{ configFrom }, { runEngine }] = await Promise.all([import('./context.js'), import('./run.js')]);
       const config = configFrom(opts);
       if (opts.httpPort !== undefined) config.http.port = intOption(opts.httpPort, '--http-port');
       await runEngine(config);
     });
 
-  common(program.command('produce <topic>').description('append JSON-lines records (one JSON object per line) to a topic (embedded, or the Kafka cluster in mode "kafka")'))
-    .option('-f, --file <path>', 'read records from this file instead of standard input')
-    .option('--key-field <field>', 'field whose value becomes the record key', 'requestId')
-    .option('--partitions <n>', 'partition count if the topic has to be created')
-    .action(async (topic: string, opts: CommonOptions & { file?: string; keyField: string; partitions?: string }) => {
-      const config = configFrom(opts);
-      const text = readInput(opts.file);
-      const partitions = opts.partitions !== undefined ? intOption(opts.partitions, '--partitions') : config.mode === 'kafka' ? config.kafka.partitions : config.embedded.partitions;
-      const inputs = [config.topics.requests, config.topics.predictions, config.topics.feedback, config.topics.models];
-      const result = await withLogAccess(config, async (access) => {
-        const existed = inputs.includes(topic) || (await access.topics()).some((t) => t.topic === topic);
-        return { ...(await access.produce(topic, text, { keyField: opts.keyField, createPartitions: partitions })), created: !existed };
-      });
-      out(JSON.stringify({ topic, appended: result.appended }));
-      if (result.created) {
-        // a mistyped topic name would otherwise take the records silently where nothing reads them
-        process.stderr.write(`warning: topic "${topic}" did not exist and was created; the engine reads ${inputs.slice(0, 3).map((t) => `"${t}"`).join(', ')} (and the ledger "${inputs[3]}"), so check the name\n`);
-      }
-    });
+  registerProduceCommand(program, out);
 
-  common(program.command('consume <topic>').description('print the records of a topic as JSON lines (values decoded)'))
+  withCommon(program.command('consume <topic>').description('print the records of a topic as JSON lines (values decoded)'))
     .option('--from <offset>', 'start at this offset in every partition', '0')
     .option('--partition <p>', 'only this partition')
     .option('--max <n>', 'print at most n records')
     .option('--metadata', 'print topic, partition, offset, timestamp, key and headers around each value')
     .option('--unseal', 'dead letters: decrypt sealed payloads with the privacy key (shown as payloadUnsealed)')
     .action(async (topic: string, opts: CommonOptions & { from: string; partition?: string; max?: string; metadata?: boolean; unseal?: boolean }) => {
+      const [{ configFrom, withLogAccess }, { unsealDeadLetters, unsealFailure }] = await Promise.all([import('./context.js'), import('./unseal.js')]);
       const config = configFrom(opts);
       const records = await withLogAccess(config, (access) =>
         access.read(topic, {
@@ -93,14 +59,16 @@ export function buildProgram(out: (line: string) => void): Command {
         }),
         { readOnly: true },
       );
-      const unsealFailed = opts.unseal ? unsealDeadLetters(records, () => unsealPolicy(config)) : 0;
+      const policy = opts.unseal ? await unsealPolicy(config) : undefined;
+      const unsealFailed = policy ? unsealDeadLetters(records, policy) : 0;
       for (const r of records) out(JSON.stringify(opts.metadata ? r : r.value));
       if (unsealFailed > 0) throw unsealFailure(unsealFailed);
     });
 
-  common(program.command('inspect').description('topics with partitions, offsets and record counts; state stores with entries and bytes per task'))
+  withCommon(program.command('inspect').description('topics with partitions, offsets and record counts; state stores with entries and bytes per task'))
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
+      const [{ configFrom }, { inspect }] = await Promise.all([import('./context.js'), import('./inspect.js')]);
       await inspect(configFrom(opts), { json: opts.json ?? false, out });
     });
 
@@ -108,6 +76,7 @@ export function buildProgram(out: (line: string) => void): Command {
   registerModelsCommand(program, out);
   registerReplayCommand(program, out);
   registerArchiveCommand(program, out);
+  registerExportCommand(program, out);
 
   return program;
 }
@@ -138,8 +107,9 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
  * engine generated in the data dir. A reading command never generates a key (it could only fail to
  * open, and the next `run` would tokenize with it).
  */
-function unsealPolicy(config: SampleloopConfig): PrivacyPolicy {
+async function unsealPolicy(config: SampleloopConfig): Promise<() => PrivacyPolicy> {
+  const [{ existsSync }, { privacyKeyConfigured, privacyPolicyFor }, { GENERATED_KEY_FILE }] = await Promise.all([import('node:fs'), import('../app/embedded.js'), import('../processors/privacy.js')]);
   const generated = join(config.dataDir, GENERATED_KEY_FILE);
   const useGenerated = config.mode === 'embedded' && !privacyKeyConfigured(config) && existsSync(generated);
-  return privacyPolicyFor(useGenerated ? { ...config, privacy: { ...config.privacy, keyFile: generated } } : config, false);
+  return () => privacyPolicyFor(useGenerated ? { ...config, privacy: { ...config.privacy, keyFile: generated } } : config, false);
 }

@@ -1,13 +1,17 @@
-/** `sampleloop models list | publish` (and, from cli/models-trust.ts, `keygen | checkpoint | verify`): the model ledger from the command line. */
+/**
+ * `sampleloop models list | publish` (and, from cli/models-trust.ts, `keygen | checkpoint | verify`;
+ * from cli/models-tools.ts, `train | evaluate | export`): the model ledger from the command line. The
+ * ledger, onnxruntime and the log clients load inside each action (docs/cli.md, "Start-up").
+ */
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { errorMessage, UsageError } from '../engine/errors.js';
-import { keyIdOf, ledgerKeysFor, publishVersion, readLedger, trustPolicyFor, type LedgerView } from '../models/ledger.js';
-import { inspectOnnx } from '../models/onnx-inspect.js';
-import { loadOnnxModel } from '../models/onnx-runtime.js';
+import type { LedgerView } from '../models/ledger.js';
+import { keyIdOf } from '../models/ledger/signing.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
-import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+import type { CommonOptions } from './context.js';
 import { registerModelTrustCommands } from './models-trust.js';
+import { registerModelToolCommands } from './models-tools.js';
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -31,11 +35,12 @@ function collectMetric(value: string, previous: Record<string, number> = {}): Re
 }
 
 export function registerModelsCommand(program: Command, out: (line: string) => void): void {
-  const models = program.command('models').description('the model ledger: list, publish and verify signed, hash-chained model versions (docs/model-cluster.md)');
+  const models = program.command('models').description('the model ledger: list, publish and verify signed, hash-chained model versions (docs/model-cluster.md); train, evaluate and export models (docs/models.md)');
 
   withCommon(models.command('list').description('every version per category: version, sequence, model sha256, metrics, verified'))
     .option('--json', 'print one JSON object per version instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
+      const [{ configFrom, withLogAccess }, { readLedger, trustPolicyFor }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const config = configFrom(opts);
       const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })), { readOnly: true });
       printList(view, opts.json ?? false, out);
@@ -51,6 +56,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--key <file>', 'sign with this Ed25519 private key (PEM, from "models keygen") instead of models.signing.keyFile')
     .option('--snapshot <json>', 'the training snapshot the model was trained on: the `snapshot` of a retrain-triggers record ({"topic", "offsets", "sampleCount"}) or the whole record, as JSON')
     .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string; key?: string }) => {
+      const [{ configFrom, withLogAccess }, { keyIdOf, ledgerKeysFor, publishVersion }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const loaded = configFrom(opts);
       const config = opts.key === undefined ? loaded : { ...loaded, models: { ...loaded.models, signing: { keyFile: opts.key } } };
       const trainingSnapshot = opts.snapshot !== undefined ? parseSnapshot(opts.snapshot) : null;
@@ -113,6 +119,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     });
 
   registerModelTrustCommands(models, out);
+  registerModelToolCommands(models, out);
 }
 
 /** `--snapshot`: a TrainingSnapshot as JSON, or a RetrainTrigger (its `snapshot` is taken). */
@@ -173,7 +180,8 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
   const sidecar = readSidecar(file);
   const featureNames = flags.featureNames ?? sidecar.featureNames;
   const classes = flags.classes ?? sidecar.classes;
-  const graphClasses = classes ? inspectGraphClasses(bytes) : undefined;
+  const [{ inspectOnnx }, { loadOnnxModel }] = await Promise.all([import('../models/onnx-inspect.js'), import('../models/onnx-runtime.js')]);
+  const graphClasses = classes ? inspectGraphClasses(bytes, inspectOnnx) : undefined;
   if (classes && graphClasses && classes.length === graphClasses.length && classes.join('\u0000') !== graphClasses.join('\u0000') && [...classes].sort().join('\u0000') === [...graphClasses].sort().join('\u0000')) {
     const from = flags.classes ? '--classes' : 'the sidecar JSON';
     throw new UsageError(`${file}: ${from} gives the classes ${JSON.stringify(classes)} but the model's graph orders its probability columns ${JSON.stringify(graphClasses)}; give them in the graph's order (or leave them out)`);
@@ -196,7 +204,7 @@ async function describeModel(bytes: Buffer, file: string, flags: Sidecar): Promi
 }
 
 /** The class labels the graph names, or undefined (also when the bytes are not an ONNX model: loading reports that). */
-function inspectGraphClasses(bytes: Buffer): string[] | undefined {
+function inspectGraphClasses(bytes: Buffer, inspectOnnx: (bytes: Buffer) => { graphClasses?: string[] | undefined }): string[] | undefined {
   try {
     return inspectOnnx(bytes).graphClasses;
   } catch {

@@ -1,10 +1,7 @@
 /** `sampleloop replay`: rebuild samples from archived gateway and business-system logs (docs/replay.md). */
 import type { Command } from 'commander';
 import { UsageError } from '../engine/errors.js';
-import { createLogger } from '../engine/logger.js';
-import { parseEventTime, parseMapping } from '../replay/input/mapping.js';
-import { runReplay } from '../replay/topology.js';
-import { configFrom, type CommonOptions } from './context.js';
+import type { CommonOptions } from './context.js';
 
 interface ReplayCliOptions extends CommonOptions {
   gateway: string[];
@@ -23,7 +20,7 @@ interface ReplayCliOptions extends CommonOptions {
   worker: boolean;
 }
 
-function eventTime(value: string | undefined, flag: string): number | undefined {
+function eventTime(value: string | undefined, flag: string, parseEventTime: (value: string) => number | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = parseEventTime(value);
   if (ms === undefined) throw new UsageError(`${flag} must be ISO-8601 (2026-01-05T09:00:00Z) or epoch milliseconds, got "${value}"`);
@@ -52,9 +49,16 @@ export function registerReplayCommand(program: Command, out: (line: string) => v
     .option('--progress', 'print progress on stderr even when it is not a terminal')
     .option('--no-progress', 'never print progress')
     .action(async (opts: ReplayCliOptions) => {
+      // loaded here, not at start-up: the replay pulls in RocksDB and the Kafka client (docs/cli.md, "Start-up")
+      const [{ configFrom }, { createLogger }, { parseEventTime, parseMapping }, { runReplay }] = await Promise.all([
+        import('./context.js'),
+        import('../engine/logger.js'),
+        import('../replay/input/mapping.js'),
+        import('../replay/topology.js'),
+      ]);
       const config = configFrom(opts);
-      const since = eventTime(opts.since, '--since');
-      const until = eventTime(opts.until, '--until');
+      const since = eventTime(opts.since, '--since', parseEventTime);
+      const until = eventTime(opts.until, '--until', parseEventTime);
       // Ctrl-C / SIGTERM stop the replay cleanly: the temporary directory is removed, the target left as it was.
       const interrupted = new AbortController();
       const stop = (): void => interrupted.abort();
