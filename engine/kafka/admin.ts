@@ -8,6 +8,12 @@ export interface TopicSpec {
   compact: boolean;
   /** Never delete records by age (`retention.ms=-1`), for a delete-policy topic whose history is the point (the model ledger). */
   keepForever?: boolean;
+  /**
+   * `message.timestamp.type=LogAppendTime`: the broker stamps records with the time it appends them,
+   * so time-based retention counts from when a record was written, not from its (maybe weeks old)
+   * event time, and the broker never refuses a record for its timestamp.
+   */
+  appendTime?: boolean;
 }
 
 /** Creates missing topics (compacted where required) and reports the partition counts of all of them. */
@@ -58,12 +64,16 @@ export class KafkaAdmin {
     const created: TopicSpec[] = [];
     for (const spec of specs) {
       if (counts.has(spec.name)) continue;
-      const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete', ...(spec.keepForever ? { 'retention.ms': '-1' } : {}) };
+      const config: Record<string, string> = {
+        'cleanup.policy': spec.compact ? 'compact' : 'delete',
+        ...(spec.keepForever ? { 'retention.ms': '-1' } : {}),
+        ...(spec.appendTime ? { 'message.timestamp.type': 'LogAppendTime' } : {}),
+      };
       try {
         await call('creating topic', (cb) =>
           this.admin.createTopic({ topic: spec.name, num_partitions: spec.partitions, replication_factor: replicationFactor, config }, 30_000, cb),
         );
-        this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact }, 'created topic');
+        this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact, ...(spec.appendTime ? { timestampType: 'LogAppendTime' } : {}) }, 'created topic');
         created.push(spec);
       } catch (err) {
         if (!(err instanceof KafkaError && err.kafkaCode === ERR.TOPIC_ALREADY_EXISTS)) throw err;
