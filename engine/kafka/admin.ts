@@ -22,9 +22,19 @@ export class KafkaAdmin {
 
   private readonly bootstrap: string;
 
+  /** The last authentication or TLS failure the client reported (its text names no secret). */
+  private securityFailure: { kind: 'authentication' | 'tls'; message: string } | undefined;
+
   constructor(settings: LibrdkafkaSettings, private readonly logger: Logger) {
-    this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0]);
+    this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0], {
+      'event.error': (err: { message?: string }) => this.noteSecurityFailure(String(err?.message ?? '')),
+    } as never);
     this.bootstrap = String(settings['bootstrap.servers'] ?? '(not set)');
+  }
+
+  private noteSecurityFailure(message: string): void {
+    if (/authentication|sasl/i.test(message)) this.securityFailure = { kind: 'authentication', message };
+    else if (/ssl|tls|certificate|handshake/i.test(message)) this.securityFailure = { kind: 'tls', message };
   }
 
   async topicNames(): Promise<string[]> {
@@ -37,6 +47,19 @@ export class KafkaAdmin {
       return await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb));
     } catch (err) {
       if (!(err instanceof KafkaError)) throw err;
+      const security = this.securityFailure;
+      if (security?.kind === 'authentication') {
+        throw new KafkaError(
+          `the Kafka cluster at ${this.bootstrap} refused the credentials (${security.message}): check kafka.librdkafka["sasl.username"] and kafka.librdkafka["sasl.password"] (and "sasl.mechanisms")`,
+          err.cause,
+        );
+      }
+      if (security?.kind === 'tls') {
+        throw new KafkaError(
+          `the TLS connection to the Kafka cluster at ${this.bootstrap} failed (${security.message}): check kafka.librdkafka["ssl.ca.location"] (the CA that signed the broker's certificate) and "security.protocol"`,
+          err.cause,
+        );
+      }
       throw new KafkaError(`cannot reach the Kafka cluster at ${this.bootstrap} (kafka.bootstrapServers): is it up, and is the address right?`, err.cause);
     }
   }
