@@ -131,6 +131,8 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
     logger,
     metrics,
     deadLetterTopic: config.topics.deadLetters,
+    // Side outputs carry event times, maybe weeks old: stamped on append, so retention does not delete them at once.
+    appendTimeTopics: [config.topics.unmatched, config.topics.orphans, config.topics.late, config.topics.review, config.topics.deadLetters],
     encodeDeadLetter: (envelope) => encodeFramed('DeadLetter', deadLetterId, envelope),
     protectPayload: (bytes) => privacy.protectRaw(bytes),
     beforeBatch: (records) => fetchWriterSchemas(registry, records, { onRetry: (err, attempt) => logger.warn({ err: errorMessage(err), attempt }, 'schema registry unavailable; retrying before decoding') }),

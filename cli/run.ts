@@ -114,7 +114,12 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     plugins: gateway ? [gateway.plugin] : [],
     metrics: app.metrics,
     logger,
-    routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
+    routes: {
+      health: () => {
+        const { healthy, details } = runtime.health();
+        return { healthy, details: { mode: 'kafka', ...details, instanceId: config.kafka.instanceId } };
+      },
+    },
   });
   const controller = new AbortController();
   const stop = (signal: string): void => {

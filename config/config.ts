@@ -12,6 +12,35 @@ const fieldRule = z.discriminatedUnion('action', [
 
 const nonNegativeMs = z.number().int().min(0);
 
+/**
+ * A secret given by reference instead of in the JSON: `{"file": "/run/secrets/x"}` (the file's text,
+ * one trailing newline removed) or `{"env": "VAR"}` (the environment variable's value). Resolved when
+ * the configuration is loaded; an error names the setting and the file or variable, never a value.
+ */
+const secretReference = z.union([z.object({ file: z.string().min(1) }).strict(), z.object({ env: z.string().min(1) }).strict()]);
+
+function resolveSecret<T>(value: T | z.infer<typeof secretReference>, ctx: z.RefinementCtx): T | string {
+  if (typeof value !== 'object' || value === null) return value;
+  const ref = value as z.infer<typeof secretReference>;
+  if ('file' in ref) {
+    try {
+      return readFileSync(resolve(ref.file), 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read the secret file ${resolve(ref.file)} (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+      return z.NEVER;
+    }
+  }
+  const resolved = process.env[ref.env];
+  if (resolved === undefined || resolved === '') {
+    ctx.addIssue({ code: 'custom', message: `environment variable ${ref.env} is not set (the setting refers to it)` });
+    return z.NEVER;
+  }
+  return resolved;
+}
+
+const secretString = z.union([z.string(), secretReference]).transform((v, ctx) => resolveSecret(v, ctx) as string);
+const librdkafkaValue = z.union([z.string(), z.number(), z.boolean(), secretReference]).transform((v, ctx) => resolveSecret(v, ctx) as string | number | boolean);
+
 /** `privacy.alwaysSensitive` when the configuration does not set it (setting it replaces this list). */
 export const DEFAULT_SENSITIVE_RULES: ReadonlyArray<z.output<typeof fieldRule>> = [
   { field: 'idNumber', action: 'tokenize' },
@@ -263,9 +292,16 @@ export const configSchema = z
         commitIntervalMs: z.number().int().min(1).default(100),
         pollRecords: z.number().int().min(1).default(1000),
         /** Any librdkafka property, passed to every client (security.protocol, sasl.mechanisms, ssl.ca.location, ...). */
-        librdkafka: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+        /** Values may be secret references ({"file": ...} or {"env": ...}), e.g. for sasl.password. */
+        librdkafka: z.record(z.string(), librdkafkaValue).default({}),
         schemaRegistry: z
-          .object({ url: z.string().url(), username: z.string().optional(), password: z.string().optional() })
+          .object({
+            url: z.string().url(),
+            username: secretString.optional(),
+            password: secretString.optional(),
+            /** PEM file of the CA certificate(s) to trust for an https registry (besides Node's built-in ones). */
+            caLocation: z.string().min(1).optional(),
+          })
           .strict()
           .optional(),
       })

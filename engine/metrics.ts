@@ -22,6 +22,8 @@ export class EngineMetrics {
   readonly restoreRemaining = new Gauge({ name: 'sampleloop_state_restore_remaining_records', help: 'Changelog records still to restore', labelNames: ['store'], registers: [this.registry] });
   readonly rebalances = new Counter({ name: 'sampleloop_rebalances_total', help: 'Partition assignments and revocations', labelNames: ['kind'], registers: [this.registry] });
   readonly tasks = new Gauge({ name: 'sampleloop_tasks', help: 'Tasks running in this instance', registers: [this.registry] });
+  readonly partitionsOwned = new Gauge({ name: 'sampleloop_partitions_owned', help: 'Input (lead) partitions the consumer group has assigned to this instance (Kafka mode)', registers: [this.registry] });
+  readonly groupRejoins = new Counter({ name: 'sampleloop_group_rejoins_total', help: 'Times this instance re-subscribed because it owned no partitions after a lost assignment (Kafka mode)', registers: [this.registry] });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'sampleloop_' });

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import type avro from 'avsc';
 import { SchemaError, errorMessage } from '../engine/errors.js';
@@ -12,7 +15,7 @@ interface ConfluentClient {
 
 const require = createRequire(import.meta.url);
 const { SchemaRegistry: ConfluentSchemaRegistryClient } = require('@kafkajs/confluent-schema-registry') as {
-  SchemaRegistry: new (args: { host: string; auth?: { username: string; password: string } }) => ConfluentClient;
+  SchemaRegistry: new (args: { host: string; auth?: { username: string; password: string }; agent?: HttpsAgent }) => ConfluentClient;
 };
 
 /**
@@ -27,12 +30,25 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   private readonly url: string;
   private readonly authorization: string | undefined;
 
-  constructor(options: { url: string; username?: string; password?: string }) {
+  /** https with a CA to trust (kafka.schemaRegistry.caLocation). */
+  private readonly agent: HttpsAgent | undefined;
+
+  constructor(options: { url: string; username?: string; password?: string; caLocation?: string }) {
     this.url = options.url;
     this.authorization = options.username !== undefined ? `Basic ${Buffer.from(`${options.username}:${options.password ?? ''}`).toString('base64')}` : undefined;
+    if (options.caLocation !== undefined) {
+      let ca: Buffer;
+      try {
+        ca = readFileSync(options.caLocation);
+      } catch (err) {
+        throw new SchemaError(`cannot read the registry's CA certificate ${options.caLocation} (kafka.schemaRegistry.caLocation): ${errorMessage(err)}`, { cause: err });
+      }
+      this.agent = new HttpsAgent({ ca, keepAlive: true });
+    }
     this.client = new ConfluentSchemaRegistryClient({
       host: options.url,
       ...(options.username !== undefined ? { auth: { username: options.username, password: options.password ?? '' } } : {}),
+      ...(this.agent ? { agent: this.agent } : {}),
     });
   }
 
@@ -66,30 +82,43 @@ export class ConfluentSchemaRegistry implements SchemaRegistry {
   private async postSchema(subject: string, schema: string): Promise<number> {
     const headers: Record<string, string> = { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' };
     if (this.authorization !== undefined) headers.authorization = this.authorization;
-    let response: Response;
+    let response: { status: number; text: string };
     try {
-      response = await fetch(`${this.url.replace(/\/+$/, '')}/subjects/${encodeURIComponent(subject)}/versions`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ schema }),
-        signal: AbortSignal.timeout(30_000),
-      });
+      response = await this.post(`${this.url.replace(/\/+$/, '')}/subjects/${encodeURIComponent(subject)}/versions`, headers, JSON.stringify({ schema }));
     } catch (err) {
-      const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
-      throw new Error(`${errorMessage(err)}${cause ? ` (${String(cause.code ?? cause.message)})` : ''}`, { cause: err });
+      const code = (err as { code?: unknown }).code;
+      throw new Error(`${errorMessage(err)}${code ? ` (${String(code)})` : ''}`, { cause: err });
     }
-    const text = await response.text();
+    const text = response.text;
+    const ok = response.status >= 200 && response.status < 300;
     let body: { id?: unknown; message?: unknown; error_code?: unknown } = {};
     try {
       body = JSON.parse(text) as typeof body;
     } catch {
       // not JSON: reported below with the status
     }
-    if (response.ok && typeof body.id === 'number') return body.id;
+    if (ok && typeof body.id === 'number') return body.id;
     if (response.status === 409) {
       throw Object.assign(new Error(`HTTP 409: the registry refuses it as incompatible with the subject's existing versions under the subject's compatibility level (${typeof body.message === 'string' ? body.message : text.slice(0, 200)})`), { status: 409 });
     }
     throw Object.assign(new Error(`HTTP ${response.status}: ${typeof body.message === 'string' ? body.message : text.slice(0, 200)}`), { status: response.status });
+  }
+
+  /** One POST with node:http(s), so the CA of `caLocation` is trusted as by the registry client. */
+  private post(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string }> {
+    return new Promise((resolvePost, reject) => {
+      const target = new URL(url);
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(target, { method: 'POST', headers, timeout: 30_000, ...(this.agent && target.protocol === 'https:' ? { agent: this.agent } : {}) }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolvePost({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('no answer within 30 s'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
   async lookup(id: number): Promise<avro.Type> {
@@ -160,5 +189,7 @@ function describeRegistryError(err: unknown): string {
   if (network) return `the registry cannot be reached (${network[0]})`;
   if (e?.status === 404) return 'HTTP 404: no Confluent-compatible API at this URL';
   if (e?.status === 401 || e?.status === 403) return `HTTP ${e.status}: check kafka.schemaRegistry.username / password`;
+  const tls = /CERT_[A-Z_]+|SELF_SIGNED_CERT[A-Z_]*|UNABLE_TO_[A-Z_]+|ERR_TLS_[A-Z_]+|EPROTO/.exec(text);
+  if (tls) return `the registry's TLS certificate is not trusted or the handshake failed (${tls[0]}): check kafka.schemaRegistry.caLocation (the CA that signed it)`;
   return text.replace('[object Object]', 'unexpected response body');
 }

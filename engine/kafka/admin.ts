@@ -8,6 +8,12 @@ export interface TopicSpec {
   compact: boolean;
   /** Never delete records by age (`retention.ms=-1`), for a delete-policy topic whose history is the point (the model ledger). */
   keepForever?: boolean;
+  /**
+   * `message.timestamp.type=LogAppendTime`: the broker stamps records with the time it appends them,
+   * so time-based retention counts from when a record was written, not from its (maybe weeks old)
+   * event time, and the broker never refuses a record for its timestamp.
+   */
+  appendTime?: boolean;
 }
 
 /** Creates missing topics (compacted where required) and reports the partition counts of all of them. */
@@ -16,9 +22,19 @@ export class KafkaAdmin {
 
   private readonly bootstrap: string;
 
+  /** The last authentication or TLS failure the client reported (its text names no secret). */
+  private securityFailure: { kind: 'authentication' | 'tls'; message: string } | undefined;
+
   constructor(settings: LibrdkafkaSettings, private readonly logger: Logger) {
-    this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0]);
+    this.admin = AdminClient.create({ ...settings } as Parameters<typeof AdminClient.create>[0], {
+      'event.error': (err: { message?: string }) => this.noteSecurityFailure(String(err?.message ?? '')),
+    } as never);
     this.bootstrap = String(settings['bootstrap.servers'] ?? '(not set)');
+  }
+
+  private noteSecurityFailure(message: string): void {
+    if (/authentication|sasl/i.test(message)) this.securityFailure = { kind: 'authentication', message };
+    else if (/ssl|tls|certificate|handshake/i.test(message)) this.securityFailure = { kind: 'tls', message };
   }
 
   async topicNames(): Promise<string[]> {
@@ -31,6 +47,19 @@ export class KafkaAdmin {
       return await call<string[]>('listing topics', (cb) => this.admin.listTopics({ timeout: 10_000 }, cb));
     } catch (err) {
       if (!(err instanceof KafkaError)) throw err;
+      const security = this.securityFailure;
+      if (security?.kind === 'authentication') {
+        throw new KafkaError(
+          `the Kafka cluster at ${this.bootstrap} refused the credentials (${security.message}): check kafka.librdkafka["sasl.username"] and kafka.librdkafka["sasl.password"] (and "sasl.mechanisms")`,
+          err.cause,
+        );
+      }
+      if (security?.kind === 'tls') {
+        throw new KafkaError(
+          `the TLS connection to the Kafka cluster at ${this.bootstrap} failed (${security.message}): check kafka.librdkafka["ssl.ca.location"] (the CA that signed the broker's certificate) and "security.protocol"`,
+          err.cause,
+        );
+      }
       throw new KafkaError(`cannot reach the Kafka cluster at ${this.bootstrap} (kafka.bootstrapServers): is it up, and is the address right?`, err.cause);
     }
   }
@@ -58,12 +87,16 @@ export class KafkaAdmin {
     const created: TopicSpec[] = [];
     for (const spec of specs) {
       if (counts.has(spec.name)) continue;
-      const config: Record<string, string> = { 'cleanup.policy': spec.compact ? 'compact' : 'delete', ...(spec.keepForever ? { 'retention.ms': '-1' } : {}) };
+      const config: Record<string, string> = {
+        'cleanup.policy': spec.compact ? 'compact' : 'delete',
+        ...(spec.keepForever ? { 'retention.ms': '-1' } : {}),
+        ...(spec.appendTime ? { 'message.timestamp.type': 'LogAppendTime' } : {}),
+      };
       try {
         await call('creating topic', (cb) =>
           this.admin.createTopic({ topic: spec.name, num_partitions: spec.partitions, replication_factor: replicationFactor, config }, 30_000, cb),
         );
-        this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact }, 'created topic');
+        this.logger.info({ topic: spec.name, partitions: spec.partitions, compact: spec.compact, ...(spec.appendTime ? { timestampType: 'LogAppendTime' } : {}) }, 'created topic');
         created.push(spec);
       } catch (err) {
         if (!(err instanceof KafkaError && err.kafkaCode === ERR.TOPIC_ALREADY_EXISTS)) throw err;

@@ -13,12 +13,27 @@ export interface AssignmentHandler {
   openTask(topology: Topology, partition: number): Promise<void>;
   /** The task could not be opened now: open it from the run loop (its partitions stay paused meanwhile). */
   deferOpen(topology: Topology, partition: number): void;
-  /** Before revoked partitions are handed over: commit their work, or, when lost, only wait for the commit in flight. */
-  beforeRevoke(keys: ReadonlySet<string>, lost: boolean): Promise<void>;
+  /** Before revoked partitions are handed over: commit their work. */
+  beforeRevoke(keys: ReadonlySet<string>): Promise<void>;
+  /** The session was lost: drop all uncommitted work at once, without waiting for the commit in flight. */
+  onLostSession(keys: ReadonlySet<string>): Promise<void>;
   /** Closes the task of a revoked partition (with a checkpoint), or drops it when the partition was lost. */
   closeTask(key: string, lost: boolean): Promise<void>;
   pauseQuietly(partitions: TopicPartition[]): void;
+  /** Newly assigned partitions are fetched even if this instance paused them under an earlier assignment. */
+  resumeQuietly(partitions: TopicPartition[]): void;
   taskCount(): number;
+}
+
+/** What /healthz reports about the group membership. */
+export interface MembershipHealth {
+  healthy: boolean;
+  /** Input (lead) partitions assigned to this instance. */
+  partitionsOwned: number;
+  /** Input (lead) partitions of the group's topics. */
+  partitions: number;
+  /** Set while the instance owns nothing since its assignment was lost: when that happened. */
+  lostAssignmentAt?: string;
 }
 
 export interface GroupMembershipOptions {
@@ -31,6 +46,9 @@ export interface GroupMembershipOptions {
   byLead: ReadonlyMap<string, Topology>;
   /** The runtime is closing: rebalances only release partitions. */
   stopped(): boolean;
+  /** Input (lead) partitions of all the group's topics, known after start. */
+  leadPartitions(): number;
+  now(): number;
 }
 
 interface Job {
@@ -45,6 +63,11 @@ const CONSUMER_DEFAULTS: LibrdkafkaSettings = {
   // librdkafka leaves Nagle on (the Java clients turn it off): small requests may wait for delayed ACKs.
   'socket.nagle.disable': true,
 };
+/** librdkafka's default session.timeout.ms. */
+const DEFAULT_SESSION_TIMEOUT_MS = 45_000;
+/** Beyond the session timeout: time for a rejoin (join, sync, the assignment callback). */
+const REJOIN_GRACE_MS = 5_000;
+const LIVENESS_CHECK_INTERVAL_MS = 1_000;
 /** How long consume waits for a first record. */
 export const CONSUME_TIMEOUT_MS = 100;
 
@@ -58,8 +81,16 @@ export const CONSUME_TIMEOUT_MS = 100;
 export class GroupMembership {
   private readonly jobs: Job[] = [];
   consumer!: KafkaConsumerType;
+  /** When this instance's assignment was lost, until it owns partitions again. */
+  private lostAt: number | undefined;
+  private lastLivenessCheck = 0;
+  private lastRejoinAt = 0;
+  /** How long after a lost assignment owning nothing is a failure: the session timeout plus a rejoin's time. */
+  private readonly graceMs: number;
 
-  constructor(private readonly options: GroupMembershipOptions) {}
+  constructor(private readonly options: GroupMembershipOptions) {
+    this.graceMs = Number(options.librdkafka['session.timeout.ms'] ?? DEFAULT_SESSION_TIMEOUT_MS) + REJOIN_GRACE_MS;
+  }
 
   async connect(): Promise<KafkaConsumerType> {
     const o = this.options;
@@ -114,6 +145,55 @@ export class GroupMembership {
     return (topology?.sourceTopics() ?? [lead]).map((topic) => ({ topic, partition }));
   }
 
+  /** The lead (task-creating) partitions the group has assigned to this instance. */
+  ownedPartitions(): number {
+    let n = 0;
+    for (const tp of this.consumer.assignments()) if (this.options.byLead.has(tp.topic)) n++;
+    return n;
+  }
+
+  /**
+   * Unhealthy when the instance owns no input partition although the group has some, for longer than
+   * the session timeout plus a rejoin since its assignment was lost. (An instance that never owned
+   * anything, e.g. one more than the partitions, is a standby and healthy.)
+   */
+  health(): MembershipHealth {
+    const owned = this.ownedPartitions();
+    this.options.metrics.partitionsOwned.set(owned);
+    const partitions = this.options.leadPartitions();
+    const stuck = owned === 0 && partitions > 0 && this.lostAt !== undefined && this.options.now() - this.lostAt > this.graceMs;
+    return { healthy: !stuck, partitionsOwned: owned, partitions, ...(owned === 0 && this.lostAt !== undefined ? { lostAssignmentAt: new Date(this.lostAt).toISOString() } : {}) };
+  }
+
+  /**
+   * After a lost assignment the instance must own partitions again within the session timeout plus a
+   * rejoin; when it still owns none then (librdkafka's cooperative handling after a lost assignment
+   * can leave a member in the group without an assignment), it re-subscribes, which makes it leave
+   * and join the group again, and checks again one grace period later. Also updates the
+   * partitions-owned gauge. Cheap: call it every loop.
+   */
+  checkLiveness(): void {
+    const now = this.options.now();
+    if (now - this.lastLivenessCheck < LIVENESS_CHECK_INTERVAL_MS) return;
+    this.lastLivenessCheck = now;
+    const owned = this.ownedPartitions();
+    this.options.metrics.partitionsOwned.set(owned);
+    if (owned > 0 || this.lostAt === undefined || this.options.stopped()) return;
+    if (now - Math.max(this.lostAt, this.lastRejoinAt) < this.graceMs) return;
+    this.lastRejoinAt = now;
+    this.options.metrics.groupRejoins.inc();
+    this.options.logger.warn(
+      { lostAt: new Date(this.lostAt).toISOString(), graceMs: this.graceMs, partitions: this.options.leadPartitions() },
+      'no partitions owned since the assignment was lost: re-subscribing to rejoin the group',
+    );
+    try {
+      this.consumer.unsubscribe();
+      this.subscribe();
+    } catch (err) {
+      this.options.logger.warn({ err: errorMessage(err) }, 're-subscribing failed; retrying after the next grace period');
+    }
+  }
+
   /** Runs the rebalance callbacks queued since the last call. */
   async runJobs(handler: AssignmentHandler): Promise<void> {
     while (this.jobs.length > 0) {
@@ -143,9 +223,14 @@ export class GroupMembership {
         }
       }),
     );
+    if (all.length > 0) this.lostAt = undefined;
     this.options.metrics.rebalances.labels('assigned').inc(partitions.length);
     this.options.metrics.tasks.set(handler.taskCount());
     this.incremental().incrementalAssign(all);
+    // librdkafka keeps a partition's application pause across unassign/assign: one paused by a
+    // recovery (or for buffering far ahead) before the session was lost would never be fetched again.
+    const ready = all.filter((tp) => !deferred.some((d) => d.topic === tp.topic && d.partition === tp.partition));
+    if (ready.length > 0) handler.resumeQuietly(ready);
     if (deferred.length > 0) handler.pauseQuietly(deferred);
     this.options.logger.info({ partitions: all }, 'partitions assigned');
   }
@@ -157,7 +242,8 @@ export class GroupMembership {
       if (topology) keys.add(taskKey(topology.name, partition));
     }
     // Lost partitions may already be processed by their new owner: their uncommitted work is dropped, not committed.
-    await handler.beforeRevoke(keys, lost);
+    if (lost) await handler.onLostSession(keys);
+    else await handler.beforeRevoke(keys);
     const all: TopicPartition[] = [];
     for (const { topic, partition } of partitions) {
       const topology = this.options.byLead.get(topic);
@@ -165,6 +251,7 @@ export class GroupMembership {
       await handler.closeTask(taskKey(topology.name, partition), lost);
       all.push(...this.followersOf(topic, partition));
     }
+    if (lost && partitions.length > 0) this.lostAt = this.options.now();
     this.options.metrics.rebalances.labels('revoked').inc(partitions.length);
     this.options.metrics.tasks.set(handler.taskCount());
     this.incremental().incrementalUnassign(all);

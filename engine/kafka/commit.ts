@@ -143,6 +143,25 @@ export class CommitPipeline {
     if (this.options.guarantee === 'exactly_once') this.producerNeedsReset = true;
   }
 
+  /**
+   * The group session was lost (every partition of this instance taken away): all uncommitted work is
+   * dropped without waiting for the commit in flight, which may hang on the broker for a minute and
+   * would keep this instance from leaving and rejoining the group meanwhile. The commit in flight is
+   * abandoned (its offsets carry the old generation, so the group refuses them unless it finished
+   * before the loss); under exactly-once the producer is replaced before anything is produced again,
+   * and the new one's initTransactions aborts the open transaction.
+   */
+  abandonAfterLostSession(): void {
+    this.inflight = undefined;
+    this.drainedOffsets.clear();
+    this.producer.clearDeliveryErrors();
+    this.commitSucceeded = true;
+    if (this.options.guarantee === 'exactly_once') {
+      this.transactionOpen = false;
+      this.producerNeedsReset = true;
+    }
+  }
+
   /** Replaces the producer when a failed transaction left it in an unknown state; before reopening tasks. */
   async resetProducerIfNeeded(): Promise<void> {
     if (!this.producerNeedsReset) return;

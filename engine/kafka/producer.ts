@@ -79,7 +79,7 @@ export class OutputProducer {
   /** Replaces the producer (after a failed transaction its state is unknown). */
   async reset(): Promise<void> {
     const old = this.current;
-    await new Promise<void>((resolve) => old.disconnect(5_000, () => resolve()));
+    if (old.isConnected()) await new Promise<void>((resolve) => old.disconnect(5_000, () => resolve()));
     this.current = await this.create();
   }
 
@@ -115,7 +115,9 @@ export class OutputProducer {
     this.deliveryErrors = [];
   }
 
+  /** Disconnects; a producer that is not connected (its replacement failed to connect) is left as it is. */
   disconnect(): Promise<void> {
+    if (!this.current.isConnected()) return Promise.resolve();
     return new Promise<void>((resolve) => this.current.disconnect(() => resolve()));
   }
 }

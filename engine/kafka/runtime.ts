@@ -34,6 +34,11 @@ export interface KafkaRuntimeOptions {
   logger: Logger;
   metrics: EngineMetrics;
   deadLetterTopic: string;
+  /**
+   * Delete-policy output topics whose records carry event times (side outputs such as unmatched or
+   * dead letters): created with LogAppendTime, so retention counts from when they were written.
+   */
+  appendTimeTopics?: readonly string[];
   encodeDeadLetter(envelope: DeadLetterEnvelope): Buffer;
   protectPayload?(bytes: Buffer): { payload: Buffer; encoding: 'sealed' | 'withheld' } | null;
   /** Called before a batch is processed, e.g. to fetch unknown writer schemas. */
@@ -110,6 +115,8 @@ export class KafkaRuntime {
       metrics: o.metrics,
       byLead: this.byLead,
       stopped: () => this.stopped,
+      leadPartitions: () => [...this.byLead.keys()].reduce((sum, lead) => sum + (this.partitions.get(lead) ?? 0), 0),
+      now: this.now,
     });
     this.consumer = await this.membership.connect();
     this.tasks = new KafkaTasks({ ...o, now: this.now }, this.consumer);
@@ -130,6 +137,8 @@ export class KafkaRuntime {
       for (const source of t.sourceTopics()) specs.push({ name: source, partitions: o.defaultPartitions, compact: false });
       for (const [topic, req] of t.sinkTopics) specs.push({ name: topic, partitions: o.defaultPartitions, compact: req.compact });
     }
+    const appendTime = new Set(o.appendTimeTopics ?? []);
+    for (const spec of specs) if (appendTime.has(spec.name) && !spec.compact) spec.appendTime = true;
     const counts = await this.admin.ensureTopics(dedupe(specs), o.replicationFactor);
     for (const t of this.topologies) {
       const sources = t.sourceTopics();
@@ -161,6 +170,7 @@ export class KafkaRuntime {
   private async loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.stopped) {
       await this.membership.runJobs(this.assignmentHandler);
+      this.membership.checkLiveness();
       await this.reopenPending();
       let messages: Message[] = [];
       try {
@@ -190,17 +200,33 @@ export class KafkaRuntime {
   }
 
   private readonly assignmentHandler: AssignmentHandler = {
-    openTask: (topology, partition) => this.tasks.open(topology, partition),
+    openTask: async (topology, partition) => {
+      // After a lost session under exactly-once: the new producer first (its initTransactions ends the
+      // old transaction, whose records a read_committed restore would otherwise wait for).
+      await this.commits.resetProducerIfNeeded();
+      await this.tasks.open(topology, partition);
+    },
     deferOpen: (topology, partition) => {
       this.pendingReopen.set(taskKey(topology.name, partition), { topology, partition });
     },
-    beforeRevoke: (keys, lost) => this.commitOrRecover(keys, lost ? 'settle' : 'complete'),
+    beforeRevoke: (keys) => this.commitOrRecover(keys, 'complete'),
+    onLostSession: async (keys) => {
+      this.commits.abandonAfterLostSession();
+      await this.dropUncommitted(keys);
+    },
     closeTask: async (key, lost) => {
       this.pendingReopen.delete(key);
       if (lost) await this.dropTask(key);
       else await this.closeTask(key);
     },
     pauseQuietly: (partitions) => this.pauseQuietly(partitions),
+    resumeQuietly: (partitions) => {
+      try {
+        this.consumer.resume(partitions);
+      } catch (err) {
+        this.options.logger.warn({ err: errorMessage(err), partitions }, 'could not resume partitions');
+      }
+    },
     taskCount: () => this.tasks.size,
   };
 
@@ -230,6 +256,11 @@ export class KafkaRuntime {
       'commit failed: dropping uncommitted work; tasks will be restored from their changelogs and resume from the committed offsets',
     );
     await this.commits.discard(err);
+    await this.dropUncommitted(revoking);
+  }
+
+  /** Drops every task with its uncommitted work; those not in `revoking` are reopened by the run loop. */
+  private async dropUncommitted(revoking: ReadonlySet<string>): Promise<void> {
     for (const [key, rt] of [...this.tasks.entries()]) {
       if (!revoking.has(key)) {
         this.pendingReopen.set(key, { topology: rt.task.topology, partition: rt.task.partition });
@@ -297,8 +328,10 @@ export class KafkaRuntime {
 
   /** Closes a task without a checkpoint: its next owner (maybe this instance) rebuilds it from the changelogs. */
   private async dropTask(key: string): Promise<void> {
-    if (!this.tasks.has(key)) return;
+    const rt = this.tasks.get(key);
+    if (!rt) return;
     this.inputs.forget(key);
+    this.inputs.forgetPaused(rt.task.topology.sourceTopics().map((topic) => ({ topic, partition: rt.task.partition })));
     this.commits.forget(key);
     await this.tasks.drop(key);
   }
@@ -319,6 +352,17 @@ export class KafkaRuntime {
 
   taskCount(): number {
     return this.tasks.size;
+  }
+
+  /** Input (lead) partitions the group has assigned to this instance. */
+  partitionsOwned(): number {
+    return this.membership.ownedPartitions();
+  }
+
+  /** For /healthz: unhealthy while the instance owns no input partition too long after losing its assignment. */
+  health(): { healthy: boolean; details: Record<string, unknown> } {
+    const { healthy, ...membership } = this.membership.health();
+    return { healthy, details: { tasks: this.tasks.size, ...membership } };
   }
 
   async close(): Promise<void> {

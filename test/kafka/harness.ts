@@ -20,6 +20,24 @@ export interface LocalKafkaOptions {
   registryPort?: number;
   /** Where data, configs, logs and pid files go; a fresh temp dir (deleted by stop) when omitted. */
   runDir?: string;
+  /** Extra broker settings (SAMPLELOOP_KAFKA_BROKER_PROPERTIES), e.g. a short log.retention.check.interval.ms. */
+  brokerProperties?: Record<string, string | number>;
+  /** `sasl_ssl`: the client listener is SASL_SSL (SCRAM-SHA-512), see `LocalKafka.secured`. */
+  security?: 'plaintext' | 'sasl_ssl';
+}
+
+/** What a client of a `sasl_ssl` broker needs (local.sh prints it); the password is in a file. */
+export interface SecuredListener {
+  securityProtocol: string;
+  saslMechanisms: string;
+  saslUsername: string;
+  saslPasswordFile: string;
+  sslCaLocation: string;
+  /** The broker's PLAINTEXT listener on 127.0.0.1 for its own traffic (test tooling may use it). */
+  internalBootstrap: string;
+  /** The broker's certificate and key (SAN 127.0.0.1), signed by the CA at sslCaLocation: e.g. for a TLS proxy. */
+  certificate: string;
+  key: string;
 }
 
 export interface LocalKafka {
@@ -30,6 +48,8 @@ export interface LocalKafka {
   runDir: string;
   /** Stops broker and registry; deletes the run dir if the harness created it. Idempotent. */
   stop(): Promise<void>;
+  /** Set when started with `security: 'sasl_ssl'`. */
+  secured?: SecuredListener;
   /** Stops and starts only the broker, on the same data and ports; it stays down at least `downMs` (default 0). */
   restartBroker(downMs?: number): Promise<void>;
 }
@@ -118,10 +138,11 @@ export async function startLocalKafka(opts: LocalKafkaOptions = {}): Promise<Loc
       throw new ConfigError(`startLocalKafka: ${name} must be an integer port 1..65535, got ${value}`);
     }
   }
-  const [freeBroker, freeController, freeRegistry] = await freePorts(3);
+  const [freeBroker, freeController, freeRegistry, freeInternal] = await freePorts(4);
   const port = opts.port ?? freeBroker!;
   const controllerPort = opts.port === undefined ? freeController! : opts.port + 1;
   const registryPort = opts.registryPort ?? freeRegistry!;
+  const internalPort = opts.port === undefined ? freeInternal! : opts.port + 2;
   const ownsRunDir = opts.runDir === undefined;
   const runDir = resolve(opts.runDir ?? mkdtempSync(join(tmpdir(), 'sampleloop-kafka-')));
 
@@ -131,6 +152,11 @@ export async function startLocalKafka(opts: LocalKafkaOptions = {}): Promise<Loc
     SAMPLELOOP_KAFKA_CONTROLLER_PORT: String(controllerPort),
     SAMPLELOOP_REGISTRY_PORT: String(registryPort),
     SAMPLELOOP_KAFKA_RUN_DIR: runDir,
+    SAMPLELOOP_KAFKA_SECURITY: opts.security ?? 'plaintext',
+    SAMPLELOOP_KAFKA_INTERNAL_PORT: String(internalPort),
+    SAMPLELOOP_KAFKA_BROKER_PROPERTIES: Object.entries(opts.brokerProperties ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n'),
   };
 
   installExitHook();
@@ -146,12 +172,26 @@ export async function startLocalKafka(opts: LocalKafkaOptions = {}): Promise<Loc
   }
   const bootstrap = outputValue(stdout, 'bootstrap');
   const registryUrl = outputValue(stdout, 'registry');
+  const secured: SecuredListener | undefined =
+    opts.security === 'sasl_ssl'
+      ? {
+          securityProtocol: outputValue(stdout, 'security.protocol'),
+          saslMechanisms: outputValue(stdout, 'sasl.mechanisms'),
+          saslUsername: outputValue(stdout, 'sasl.username'),
+          saslPasswordFile: outputValue(stdout, 'sasl.password.file'),
+          sslCaLocation: outputValue(stdout, 'ssl.ca.location'),
+          internalBootstrap: `127.0.0.1:${internalPort}`,
+          certificate: join(runDir, 'tls', 'broker.pem'),
+          key: join(runDir, 'tls', 'broker.key'),
+        }
+      : undefined;
 
   let stopped = false;
   return {
     bootstrap,
     registryUrl,
     runDir,
+    ...(secured ? { secured } : {}),
     async stop() {
       if (stopped) return;
       stopped = true;
