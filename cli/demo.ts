@@ -30,6 +30,7 @@ import { onnxHoldoutAccuracy, type TrainerDecision, type TrainerJob, type Traini
 import { decodeFramed } from '../schemas/codec.js';
 import type { Feedback, LabeledSample, ModelVersion, Prediction, RetrainTrigger } from '../schemas/types.js';
 import { accuracyChartHtml, type AccuracyPoint } from './demo-chart.js';
+import { startDemoDashboard, type DemoDashboardOptions } from './demo-dashboard.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings of the simulation
@@ -64,6 +65,8 @@ export interface DemoOptions {
   quiet: boolean;
   /** Where to write the HTML chart; default `<dataDir>/accuracy.html`; null: none. */
   chartPath?: string | null;
+  /** Serve the live dashboard of the demo's engine (`--serve`). */
+  dashboard?: DemoDashboardOptions;
   out: (line: string) => void;
 }
 
@@ -385,7 +388,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 
   const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => clock.now, trainer: { loop: false } });
+  let closeDashboard: (() => Promise<void>) | undefined;
   try {
+    const dashboard = options.dashboard ? await startDemoDashboard(app, () => clock.now, options.dashboard) : undefined;
+    closeDashboard = dashboard?.close;
+    if (dashboard) {
+      say(`dashboard: ${dashboard.url}`);
+      await options.dashboard?.onReady?.(dashboard.url);
+    }
     const loop = new ClosedLoop(app, config, plan, clock, say);
     await loop.publishSeeds(data);
     say(`traffic: ${plan.length} requests over ${((plan.length * REQUEST_INTERVAL_MS) / 60_000).toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
@@ -393,8 +403,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only if holdout accuracy >= the serving model's`);
     await loop.runTraffic();
     await loop.finish();
-    return await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
+    const result = await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
+    if (dashboard) await options.dashboard?.afterTraffic?.(dashboard.url, app);
+    return result;
   } finally {
+    await closeDashboard?.();
     await app.close();
   }
 }
@@ -767,6 +780,15 @@ function printSummary(result: DemoResult, out: (line: string) => void): void {
 // ---------------------------------------------------------------------------------------------
 // The command
 
+/** `demo --serve`: the dashboard stays up until SIGINT / SIGTERM. */
+function untilInterrupted(url: string, out: (line: string) => void): Promise<void> {
+  out(`dashboard: ${url} (the engine keeps serving it; Ctrl-C to stop)`);
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
 function positiveInt(value: string, name: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || String(n) !== value.trim()) throw new UsageError(`${name} must be a non-negative integer, got "${value}"`);
@@ -782,8 +804,11 @@ export function registerDemoCommand(program: Command, out: (line: string) => voi
     .option('--seed <n>', 'random seed of the simulated traffic', '7')
     .option('--chart <path>', 'where to write the accuracy chart (HTML; default <data-dir>/accuracy.html)')
     .addOption(new Option('--quiet', 'print only the summary'))
-    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean }) => {
+    .option('--serve', 'serve the live dashboard of the demo\'s engine and keep it up after the summary until Ctrl-C')
+    .option('--http-port <n>', 'port of the dashboard with --serve (default 9464; 0 = any free port)', '9464')
+    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean; serve?: boolean; httpPort: string }) => {
       await runDemo({
+        ...(opts.serve ? { dashboard: { port: positiveInt(opts.httpPort, '--http-port'), afterTraffic: (url) => untilInterrupted(url, out) } } : {}),
         ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
         ...(opts.requests !== undefined ? { requests: positiveInt(opts.requests, '--requests') } : {}),
         ...(opts.chart ? { chartPath: opts.chart } : {}),
