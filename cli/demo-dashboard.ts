@@ -22,7 +22,8 @@ export interface DemoDashboard {
 
 /** Serves the dashboard of the demo's engine; its time axis is the demo's simulated clock. */
 export async function startDemoDashboard(app: EmbeddedApp, now: () => number, options: DemoDashboardOptions): Promise<DemoDashboard> {
-  const collector = embeddedDashboard(app, { now });
+  // The demo's traffic takes seconds: read the ledger every second so promotions show at once.
+  const collector = embeddedDashboard(app, { now, settings: { ledgerRefreshMs: 1000 } });
   const server = Fastify();
   server.get('/metrics', async (_request, reply) => reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics()));
   await server.register(dashboardPlugin(collector));

@@ -14,7 +14,7 @@ export function dashboardSettings(config: SampleloopConfig): DashboardSettings {
 }
 
 /** The dashboard's collector on the embedded engine; `now` is the engine's clock (the demo's simulated one). Started. */
-export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => number } = {}): DashboardCollector {
+export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => number; settings?: Partial<DashboardSettings> } = {}): DashboardCollector {
   const { config, log, runtime } = app;
   const access = directAccess(log, app.registry);
   return new DashboardCollector(
@@ -29,7 +29,7 @@ export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => numbe
       refreshLag: () => void runtime.lag(),
       logger: app.logger,
     },
-    dashboardSettings(config),
+    { ...dashboardSettings(config), ...options.settings },
   ).start();
 }
 

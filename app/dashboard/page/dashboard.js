@@ -20,6 +20,8 @@
   const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3]];
 
   const charts = new Map();
+  // For the browser tests (where a marker is on screen); nothing else reads it.
+  window.__dashboardCharts = charts;
   const categoryColors = new Map();
   let accuracyMarkers = [];
 
