@@ -1,4 +1,4 @@
-import { Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DeadLetterNote, EngineMetrics, MetricSource, MetricsListener } from '../../engine/metrics.js';
 import type { Logger } from '../../engine/logger.js';
 import { errorMessage } from '../../engine/errors.js';
@@ -12,6 +12,8 @@ export interface DashboardSources {
   mode: 'embedded' | 'kafka';
   metrics: EngineMetrics;
   topics: { predictions: string; feedback: string; samples: string };
+  /** The configured categories: their traffic counters start at 0, so "no samples for N minutes" can fire from the start. */
+  categories?: readonly string[];
   /** The trigger's live-accuracy floor (`trigger.minLiveAccuracy`), drawn on the accuracy chart. */
   accuracyFloor: number;
   /** The engine's clock (the demo's simulated one); default Date.now. */
@@ -73,6 +75,10 @@ export class DashboardCollector {
   private readonly liveAccuracyGauge: Gauge<'category' | 'version'>;
   private readonly labelDelay: Histogram;
   private readonly ledgerFailures: Gauge;
+  private readonly categoryRecords: Counter<'category' | 'kind'>;
+  private readonly servingVersion: Gauge<'category' | 'version'>;
+  private readonly ledgerVersions: Gauge<'category' | 'version' | 'trainer' | 'verified'>;
+  private readonly stateBytes: Gauge;
   private ledgerSnapshot: LedgerSnapshot = { readAt: 0, error: null, view: null };
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -102,6 +108,30 @@ export class DashboardCollector {
     this.ledgerFailures = metric(registry, 'sampleloop_ledger_failed_versions', () => new Gauge({
       name: 'sampleloop_ledger_failed_versions',
       help: 'Records of the model ledger that fail verification (hash chain, model bytes, duplicate label); 0 when the chain verifies',
+      registers: [registry],
+    }));
+    this.categoryRecords = metric(registry, 'sampleloop_category_records_total', () => new Counter({
+      name: 'sampleloop_category_records_total',
+      help: 'Predictions and feedback joined, and samples written, per category (kind: prediction, feedback, sample); feedback whose prediction is not held has category ""',
+      labelNames: ['category', 'kind'],
+      registers: [registry],
+    }));
+    for (const category of sources.categories ?? []) for (const kind of ['prediction', 'feedback', 'sample']) this.categoryRecords.labels(category, kind).inc(0);
+    this.servingVersion = metric(registry, 'sampleloop_serving_version', () => new Gauge({
+      name: 'sampleloop_serving_version',
+      help: '1 for the version of each category the predictor serves (the last verified version in the model ledger)',
+      labelNames: ['category', 'version'],
+      registers: [registry],
+    }));
+    this.ledgerVersions = metric(registry, 'sampleloop_ledger_version_info', () => new Gauge({
+      name: 'sampleloop_ledger_version_info',
+      help: 'One series per record of the model ledger: its category, version, trainer and whether it verifies (value 1)',
+      labelNames: ['category', 'version', 'trainer', 'verified'],
+      registers: [registry],
+    }));
+    this.stateBytes = metric(registry, 'sampleloop_state_bytes', () => new Gauge({
+      name: 'sampleloop_state_bytes',
+      help: 'Bytes of local state on disk (embedded mode: the log database, which holds the state stores too)',
       registers: [registry],
     }));
     metric(registry, 'sampleloop_live_accuracy_floor', () => new Gauge({
@@ -139,7 +169,11 @@ export class DashboardCollector {
       const commits = (await this.sources.metrics.commits.get()).values.reduce((s, v) => s + v.value, 0);
       if (this.lastCommits !== undefined) this.ring.add(now, 'commits', Math.max(0, commits - this.lastCommits));
       this.lastCommits = commits;
-      if (this.sources.stateBytes) this.ring.set(now, 'state-bytes', await this.sources.stateBytes());
+      if (this.sources.stateBytes) {
+        const bytes = await this.sources.stateBytes();
+        this.ring.set(now, 'state-bytes', bytes);
+        this.stateBytes.set(bytes);
+      }
     } catch (err) {
       this.sources.logger?.warn({ err: errorMessage(err) }, 'dashboard: reading the runtime gauges failed');
     }
@@ -157,6 +191,10 @@ export class DashboardCollector {
         const view = await read();
         this.ledgerSnapshot = { readAt: this.now(), error: null, view };
         this.ledgerFailures.set(view.failures.length);
+        this.servingVersion.reset();
+        for (const head of view.heads.values()) this.servingVersion.labels(head.category, head.version).set(1);
+        this.ledgerVersions.reset();
+        for (const v of view.versions) this.ledgerVersions.labels(v.category, v.version?.version ?? '', v.version?.trainer ?? '', String(v.verification.ok)).set(1);
       } catch (err) {
         this.ledgerSnapshot = { ...this.ledgerSnapshot, readAt: this.now(), error: errorMessage(err) };
       } finally {
@@ -202,10 +240,15 @@ export class DashboardCollector {
     const now = this.now();
     const text = (name: string): string => String(fields[name] ?? '');
     const num = (name: string): number | null => (typeof fields[name] === 'number' ? (fields[name] as number) : null);
-    if (event === 'prediction') this.ring.add(now, `pred|${text('category')}`);
-    else if (event === 'feedback') this.ring.add(now, `fb|${fields.category === null ? '' : text('category')}`);
-    else if (event === 'sample') {
+    if (event === 'prediction') {
+      this.ring.add(now, `pred|${text('category')}`);
+      this.categoryRecords.labels(text('category'), 'prediction').inc();
+    } else if (event === 'feedback') {
+      this.ring.add(now, `fb|${text('category')}`);
+      this.categoryRecords.labels(text('category'), 'feedback').inc();
+    } else if (event === 'sample') {
       this.ring.add(now, `smp|${text('category')}`);
+      this.categoryRecords.labels(text('category'), 'sample').inc();
       const changed = this.accuracy.add({ requestId: text('requestId'), category: text('category'), version: text('version'), labelSource: text('labelSource') });
       if (changed && changed.accuracy !== null) {
         this.ring.set(now, `acc|${changed.category}|${changed.version}`, changed.accuracy);

@@ -22,6 +22,7 @@ export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => numbe
       mode: 'embedded',
       metrics: app.metrics,
       topics: config.topics,
+      categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
       ...(options.now ? { now: options.now } : {}),
       readLedger: () => readLedger(access, config.topics.models),
@@ -43,6 +44,7 @@ export function kafkaDashboard(config: SampleloopConfig, app: KafkaApp): Dashboa
       mode: 'kafka',
       metrics: app.metrics,
       topics: config.topics,
+      categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
       readLedger: () => readLedger(access, config.topics.models),
       // A walk of the state directory: every 10 s at most.
