@@ -153,7 +153,7 @@
         line('predictions/s', KIND_COLORS.predictions),
         line('feedback/s', KIND_COLORS.feedback, [6, 3]),
         line('samples/s', KIND_COLORS.samples, [2, 2]),
-      ], { legend: { show: false }, axes: [{ size: 36 }, { size: 36 }] }), data);
+      ], { legend: { show: false }, axes: [{ size: 44 }, { size: 36 }] }), data);
     }
     box.dataset.points = String(total);
   }
@@ -233,7 +233,7 @@
     const p = plot('accuracy', el, d.series.map((s) => s.category + '/' + s.version).join(','), (w) => baseOpts(w, 190, series, {
       legend: { show: false },
       scales: { y: { range: [0, 1] } },
-      axes: [{}, { values: (_u, ticks) => ticks.map((v) => Math.round(v * 100) + '%'), size: 46 }],
+      axes: [{}, { values: (_u, ticks) => ticks.map((v) => Math.round(v * 100) + '%'), size: 52 }],
       hooks: { draw: [drawMarkers], setCursor: [markerTip] },
     }), data);
     p.redraw(false, false);
@@ -306,11 +306,11 @@
         versions++;
         rows.push('<tr class="' + (v.verified ? '' : 'failed') + '" data-category="' + esc(c.category) + '" data-version="' + esc(v.version === null ? '' : v.version) + '"><td>v' + esc(v.version === null ? '?' : v.version) + (serving ? ' <b>serving</b>' : '') +
           '</td><td>' + esc(v.trainer || '–') + '</td><td>' + time(v.createdAt).slice(11) + '</td><td class="num">' + pct(v.holdoutAccuracy) + '</td><td>' +
-          (v.verified ? '<span class="ok">✓</span>' : '<span class="no">✕ ' + esc(v.failure.code) + '</span> ' + esc(v.failure.reason)) + '</td></tr>');
+          (v.verified ? '<span class="ok">✓</span>' : '<span class="no" title="' + esc(v.failure.reason) + '">✕ ' + esc(v.failure.code) + '</span>') + '</td></tr>');
       }
     }
     $('ledger-table').innerHTML = versions === 0 ? '<div class="empty">no model versions in the ledger</div>'
-      : '<table><thead><tr><th>version</th><th>trained by</th><th>created</th><th>holdout</th><th>verified</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>';
+      : '<table><thead><tr><th>version</th><th>trained by</th><th>created</th><th>holdout</th><th>chain</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>';
     $('ledger-table').dataset.rows = String(versions);
   }
 
