@@ -1,9 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import type { LogAccess } from '../access/embedded.js';
 import { ConfigError } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
 import type { EngineMetrics } from '../engine/metrics.js';
+import { topicRoutes } from './http-topics.js';
 
 export interface HttpRoutes {
   health(): { healthy: boolean; details: Record<string, unknown> };
@@ -13,95 +15,98 @@ export interface HttpRoutes {
   refreshMetrics?(): void;
 }
 
-/** /metrics (Prometheus), /healthz, and in embedded mode POST /topics/<topic>/records. */
-export async function startHttpServer(options: { host: string; port: number; metrics: EngineMetrics; routes: HttpRoutes; logger: Logger }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    handle(req, res, options).catch((err: unknown) => {
-      options.logger.error({ err }, 'http request failed');
-      if (!res.headersSent) send(res, 500, { error: String(err) });
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const where = `${options.host}:${options.port}`;
-      if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-        reject(
-          new ConfigError(
-            `cannot listen on ${where} for /metrics, /healthz and the topic API (${err.code}); ` +
-              'if another process (perhaps another sampleloop engine) uses the port, pick another with --http-port or http.port (0 = any free port)',
-            { cause: err },
-          ),
-        );
-      } else reject(err);
-    });
-    server.listen(options.port, options.host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
-  return {
-    server,
-    port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+/**
+ * A part of the HTTP API that app code adds to the one server (the gateway, the dashboard): a fastify
+ * plugin, registered in its own encapsulation context after the built-in routes. It declares its
+ * routes with JSON schemas; the server's error handler turns failures into `{ "error": message }`.
+ */
+export type HttpPlugin = FastifyPluginAsync;
+
+export interface HttpLimits {
+  /** Largest request body of any route but the topic API's POST, in bytes. */
+  bodyLimitBytes: number;
+  /** Largest body of `POST /topics/<topic>/records` (JSON lines), in bytes. */
+  topicsBodyLimitBytes: number;
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, options: { metrics: EngineMetrics; routes: HttpRoutes }): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  if (req.method === 'GET' && url.pathname === '/metrics') {
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { bodyLimitBytes: 1024 * 1024, topicsBodyLimitBytes: 32 * 1024 * 1024 };
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  metrics: EngineMetrics;
+  routes: HttpRoutes;
+  logger: Logger;
+  limits?: HttpLimits;
+  /** Route plugins of the application, registered in this order (e.g. the gateway's /v2 and /v1 routes). */
+  plugins?: ReadonlyArray<HttpPlugin>;
+}
+
+export interface HttpServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** One fastify server: /metrics (Prometheus), /healthz, in embedded mode the topic API, and the app's plugins. */
+export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 'port'>): Promise<FastifyInstance> {
+  const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
+  const app = Fastify({
+    loggerInstance: options.logger.child({ component: 'http' }) as FastifyBaseLogger,
+    // No line per request: request bodies may hold sensitive attributes, and the volume would drown the engine's log.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limits.bodyLimitBytes,
+    // Number coercion of query strings only; bodies are validated as they are.
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false, allErrors: false } },
+  });
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: err.message, code: err.code, url: request.routeOptions.url }, 'http request failed');
+    void reply.status(status).send({ error: errorText(err) });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; try GET /metrics, GET /healthz, GET /topics, GET|POST /topics/<topic>/records` });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
     options.routes.refreshMetrics?.();
-    res.writeHead(200, { 'content-type': options.metrics.registry.contentType });
-    res.end(await options.metrics.registry.metrics());
-    return;
-  }
-  if (req.method === 'GET' && (url.pathname === '/healthz' || url.pathname === '/health')) {
-    const h = options.routes.health();
-    send(res, h.healthy ? 200 : 503, { status: h.healthy ? 'ok' : 'unhealthy', ...h.details });
-    return;
-  }
-  const log = options.routes.log;
-  if (log && req.method === 'GET' && url.pathname === '/topics') {
-    send(res, 200, await log.topics());
-    return;
-  }
-  if (log && req.method === 'GET' && url.pathname === '/stores') {
-    send(res, 200, await log.stores());
-    return;
-  }
-  const records = /^\/topics\/([A-Za-z0-9._-]+)\/records$/.exec(url.pathname);
-  if (log && records) {
-    const topic = records[1] as string;
-    const q = url.searchParams;
-    const int = (name: string): number | undefined => (q.has(name) ? Number.parseInt(q.get(name) as string, 10) : undefined);
-    try {
-      if (req.method === 'POST') {
-        const partitions = int('partitions');
-        send(res, 200, await log.produce(topic, await readBody(req), { keyField: q.get('keyField') ?? 'requestId', ...(partitions ? { createPartitions: partitions } : {}) }));
-        return;
-      }
-      if (req.method === 'GET') {
-        const from = int('from');
-        const partition = int('partition');
-        const max = int('max');
-        send(res, 200, await log.read(topic, { ...(from !== undefined ? { from } : {}), ...(partition !== undefined ? { partition } : {}), ...(max !== undefined ? { max } : {}) }));
-        return;
-      }
-    } catch (err) {
-      send(res, 400, { error: err instanceof Error ? err.message : String(err) });
-      return;
-    }
-  }
-  send(res, 404, { error: `no route ${req.method ?? ''} ${url.pathname}; try GET /metrics, GET /healthz, GET /topics, GET|POST /topics/<topic>/records` });
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    const text = await options.metrics.registry.metrics();
+    return reply.type(options.metrics.registry.contentType).send(text);
   });
+  const health = async (_request: unknown, reply: { status(code: number): { send(body: unknown): unknown } }): Promise<void> => {
+    const h = options.routes.health();
+    await reply.status(h.healthy ? 200 : 503).send({ status: h.healthy ? 'ok' : 'unhealthy', ...h.details });
+  };
+  app.get('/healthz', health);
+  app.get('/health', health);
+  if (options.routes.log) await app.register(topicRoutes(options.routes.log, limits.topicsBodyLimitBytes));
+  for (const plugin of options.plugins ?? []) await app.register(plugin);
+  return app;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const app = await buildHttpServer(options);
+  try {
+    await app.listen({ host: options.host, port: options.port });
+  } catch (err) {
+    await app.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `${options.host}:${options.port}`;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new ConfigError(
+        `cannot listen on ${where} for /metrics, /healthz and the topic API (${code}); ` +
+          'if another process (perhaps another sampleloop engine) uses the port, pick another with --http-port or http.port (0 = any free port)',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  const port = (app.server.address() as AddressInfo).port;
+  return { server: app.server, port, close: () => app.close() };
+}
+
+/** The message of a failed request: a validation error names the field ("body/inputs/0/name must be string"). */
+function errorText(err: FastifyError): string {
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `${err.message} (the route's body limit; see http.bodyLimitBytes / http.topicsBodyLimitBytes)`;
+  return err.message;
 }

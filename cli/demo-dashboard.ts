@@ -1,6 +1,5 @@
-import Fastify from 'fastify';
-import type { AddressInfo } from 'node:net';
 import type { EmbeddedApp } from '../app/embedded.js';
+import { startHttpServer } from '../app/http.js';
 import { embeddedDashboard } from '../app/dashboard/wiring.js';
 import { dashboardPlugin } from '../app/dashboard/plugin.js';
 
@@ -20,21 +19,29 @@ export interface DemoDashboard {
   close(): Promise<void>;
 }
 
-/** Serves the dashboard of the demo's engine; its time axis is the demo's simulated clock. */
+/** Serves the dashboard (with /metrics and /healthz) of the demo's engine; its time axis is the demo's simulated clock. */
 export async function startDemoDashboard(app: EmbeddedApp, now: () => number, options: DemoDashboardOptions): Promise<DemoDashboard> {
   // The demo's traffic takes seconds: read the ledger every second so promotions show at once.
   const collector = embeddedDashboard(app, { now, settings: { ledgerRefreshMs: 1000 } });
-  const server = Fastify();
-  server.get('/metrics', async (_request, reply) => reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics()));
-  await server.register(dashboardPlugin(collector));
   const host = options.host ?? '127.0.0.1';
-  await server.listen({ host, port: options.port });
-  const { port } = server.server.address() as AddressInfo;
-  return {
-    url: `http://${host}:${port}/`,
-    close: async () => {
-      await collector.stop();
-      await server.close();
-    },
-  };
+  try {
+    const http = await startHttpServer({
+      host,
+      port: options.port,
+      metrics: app.metrics,
+      logger: app.logger,
+      routes: { health: () => ({ healthy: true, details: { mode: 'embedded', demo: true } }), refreshMetrics: () => void app.runtime.lag() },
+      plugins: [dashboardPlugin(collector)],
+    });
+    return {
+      url: `http://${host}:${http.port}/`,
+      close: async () => {
+        await collector.stop();
+        await http.close();
+      },
+    };
+  } catch (err) {
+    await collector.stop();
+    throw err;
+  }
 }

@@ -4,6 +4,8 @@ import { directAccess } from '../access/embedded.js';
 import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../config/config.js';
 import { startKafkaApp } from '../app/kafka.js';
 import { startHttpServer } from '../app/http.js';
+import { dashboardPlugin } from '../app/dashboard/plugin.js';
+import { embeddedDashboard, kafkaDashboard } from '../app/dashboard/wiring.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 import { errorMessage } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
@@ -34,9 +36,12 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
   if (config.mode === 'kafka') return runOnKafka(config, options);
   const app = await startEmbeddedApp(config);
   const { logger, runtime, log } = app;
+  // The collector runs whether or not the page is served: it exports sampleloop_live_accuracy and the other app metrics.
+  const dashboard = embeddedDashboard(app);
   const http = await startHttpServer({
     host: config.http.host,
     port: config.http.port,
+    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
     metrics: app.metrics,
     logger,
     routes: {
@@ -46,6 +51,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
       // after a /healthz call or a maintenance run (every embedded.maintenanceIntervalMs), stale between.
       refreshMetrics: () => void runtime.lag(),
     },
+    plugins: config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [],
   });
   const info: EngineInfo = { pid: process.pid, url: `http://${config.http.host}:${http.port}` };
   writeFileSync(engineInfoPath(config.dataDir), JSON.stringify(info));
@@ -82,6 +88,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
   } finally {
     clearInterval(maintenance);
     await http.close();
+    await dashboard.stop();
     await app.close();
     rmSync(engineInfoPath(config.dataDir), { force: true });
     logStopped(logger, failure);
@@ -92,12 +99,15 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
 async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSignal }): Promise<void> {
   const app = await startKafkaApp(config);
   const { logger, runtime } = app;
+  const dashboard = kafkaDashboard(config, app);
   const http = await startHttpServer({
     host: config.http.host,
     port: config.http.port,
+    limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
     metrics: app.metrics,
     logger,
     routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
+    plugins: config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [],
   });
   const controller = new AbortController();
   const stop = (signal: string): void => {
@@ -117,6 +127,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     throw err;
   } finally {
     await http.close();
+    await dashboard.stop();
     await app.close();
     logStopped(logger, failure);
   }

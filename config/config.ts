@@ -189,9 +189,16 @@ export const configSchema = z
       .strict()
       .default({ progressIntervalMs: 1000, archiveMaxFileBytes: 64 * 1024 * 1024, stateMemoryEntries: 200_000 }),
     http: z
-      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(9464),
+        /** Largest request body of every route but the topic API's POST (413 above it). */
+        bodyLimitBytes: z.number().int().min(1024).default(1024 * 1024),
+        /** Largest body of POST /topics/<topic>/records (the CLI's produce sends 4 MiB pieces). */
+        topicsBodyLimitBytes: z.number().int().min(1024).default(32 * 1024 * 1024),
+      })
       .strict()
-      .default({ host: '127.0.0.1', port: 9464 }),
+      .default({ host: '127.0.0.1', port: 9464, bodyLimitBytes: 1024 * 1024, topicsBodyLimitBytes: 32 * 1024 * 1024 }),
     dashboard: z
       .object({
         /** Serve the live dashboard at `/` and its API under `/api/v1/` on the HTTP port. */

@@ -14,7 +14,7 @@ import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
 import type { Logger } from '../engine/logger.js';
 import { partitionForKey } from '../engine/partitioner.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
-import type { TrainerLog } from './trainer-job.js';
+import type { TrainerLog } from './trainer-ports.js';
 
 const TIMEOUT_MS = 10_000;
 

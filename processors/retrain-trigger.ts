@@ -6,232 +6,18 @@
  * `CategoryEvent`s keyed by category on an internal repartition topic; `RetrainTriggerProcessor`
  * then sees every event of a category in one task and keeps its counters in stores.
  */
-import { DecodeError, errorMessage } from '../engine/errors.js';
+import { errorMessage } from '../engine/errors.js';
 import type { Processor, ProcessorContext } from '../engine/processor.js';
 import type { StreamRecord } from '../engine/record.js';
-import type { Serializer, StoreSpec } from '../engine/topology.js';
-import { decodeFramed, referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
-import type { KeyValueStore, Codec } from '../engine/state/kv-store.js';
-import type { LabelSource, RetrainTrigger } from '../schemas/types.js';
+import type { KeyValueStore } from '../engine/state/kv-store.js';
+import type { RetrainTrigger } from '../schemas/types.js';
+import { parseCategoryEvent, type CategoryEvent } from './retrain-trigger-events.js';
+import { firingReason, type TriggerSettings } from './retrain-trigger-rules.js';
+import { ALL_KEYS_END, freshState, keyOf, MAX_KNOWN_VERSIONS, type CategoryState, type SeenEntry, type triggerStoreNames, type WindowEntry } from './retrain-trigger-state.js';
 
-/** What the repartition topic carries, keyed by category. */
-export type CategoryEvent =
-  | {
-      kind: 'sample';
-      requestId: string;
-      revision: number;
-      labelSource: LabelSource;
-      modelVersion: string;
-      /** Where the sample is in the samples topic (for the trigger's snapshot). */
-      partition: number;
-      offset: number;
-    }
-  | { kind: 'model'; version: string; sequence: number; createdAt: number };
-
-export type TriggerReason = 'sample-count' | 'accuracy-drop' | 'age';
-
-export interface TriggerSettings {
-  /** Fire when this many new samples (distinct request IDs) arrived since the serving version. */
-  minNewSamples: number;
-  /** Fire when the live accuracy over the window falls below this ... */
-  minLiveAccuracy: number;
-  /** ... and the window holds at least this many samples. */
-  minWindowSamples: number;
-  /** Size of the sliding window of the serving version's CONFIRMED / CORRECTED samples. */
-  windowSamples: number;
-  /** Fire when the serving version is this old (wall clock) and has new samples; null: never. */
-  maxAgeMs: number | null;
-  /** New samples the age rule needs. */
-  minNewSamplesForAge: number;
-  /** A fired trigger blocks the next one of its category until a new version appears or this passes. */
-  debounceMs: number;
-  /** Wall-clock period of the check that fires age triggers while no sample arrives. */
-  checkIntervalMs: number;
-}
-
-/** Decodes a logged value: Confluent-framed Avro (through the registry) or a JSON object. Throws DecodeError. */
-export function decodeLoggedValue(bytes: Buffer, lookup: WriterSchemaLookup): unknown {
-  if (referencedSchemaId(bytes) !== undefined) return decodeFramed(bytes, lookup).value;
-  const text = bytes.toString('utf8');
-  if (text.trimStart().startsWith('{')) {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (err) {
-      throw new DecodeError(`not valid JSON: ${errorMessage(err)}`, { cause: err });
-    }
-  }
-  throw new DecodeError(`neither Confluent-framed Avro nor a JSON object (${bytes.length} bytes)`);
-}
-
-function field<T>(value: unknown, name: string, type: 'string' | 'number'): T {
-  const v = (value as Record<string, unknown> | null)?.[name];
-  if (typeof v !== type || (type === 'number' && !Number.isFinite(v))) throw new DecodeError(`field "${name}" is missing or not a ${type}`);
-  return v as T;
-}
-
-const LABEL_SOURCES: ReadonlySet<string> = new Set(['CONFIRMED', 'CORRECTED', 'DEFAULT']);
-
-/** samples (key requestId) → CategoryEvent (key category). Tombstones are skipped. */
-export class SampleRekeyProcessor implements Processor<Buffer | null, CategoryEvent> {
-  private ctx!: ProcessorContext<CategoryEvent>;
-
-  constructor(private readonly lookup: WriterSchemaLookup) {}
-
-  init(ctx: ProcessorContext<CategoryEvent>): void {
-    this.ctx = ctx;
-  }
-
-  process(record: StreamRecord<Buffer | null>): void {
-    if (record.value === null) return;
-    const source = this.ctx.recordContext();
-    let event: CategoryEvent;
-    let category: string;
-    try {
-      const sample = decodeLoggedValue(record.value, this.lookup);
-      category = field<string>(sample, 'category', 'string');
-      const labelSource = field<string>(sample, 'labelSource', 'string');
-      if (!LABEL_SOURCES.has(labelSource)) throw new DecodeError(`labelSource "${labelSource}" is not CONFIRMED, CORRECTED or DEFAULT`);
-      event = {
-        kind: 'sample',
-        requestId: field<string>(sample, 'requestId', 'string'),
-        revision: field<number>(sample, 'revision', 'number'),
-        labelSource: labelSource as LabelSource,
-        modelVersion: field<string>(sample, 'modelVersion', 'string'),
-        partition: source?.partition ?? 0,
-        offset: source?.offset ?? 0,
-      };
-    } catch (err) {
-      this.ctx.deadLetter({ reasonCode: 'undecodable-sample', reason: `trigger cannot read this sample: ${errorMessage(err)}` });
-      return;
-    }
-    this.ctx.forward({ key: category, value: event, timestamp: record.timestamp, headers: {} });
-  }
-}
-
-/** models (ModelVersion, key category) → CategoryEvent. Only the version facts travel, not the ONNX bytes. */
-export class ModelRekeyProcessor implements Processor<Buffer | null, CategoryEvent> {
-  private ctx!: ProcessorContext<CategoryEvent>;
-
-  constructor(private readonly lookup: WriterSchemaLookup) {}
-
-  init(ctx: ProcessorContext<CategoryEvent>): void {
-    this.ctx = ctx;
-  }
-
-  process(record: StreamRecord<Buffer | null>): void {
-    if (record.value === null) return;
-    let event: CategoryEvent;
-    let category: string;
-    try {
-      const version = decodeLoggedValue(record.value, this.lookup);
-      category = field<string>(version, 'category', 'string');
-      event = {
-        kind: 'model',
-        version: field<string>(version, 'version', 'string'),
-        sequence: field<number>(version, 'sequence', 'number'),
-        createdAt: field<number>(version, 'createdAt', 'number'),
-      };
-    } catch (err) {
-      this.ctx.deadLetter({ reasonCode: 'undecodable-model-version', reason: `trigger cannot read this model version: ${errorMessage(err)}` });
-      return;
-    }
-    this.ctx.forward({ key: category, value: event, timestamp: record.timestamp, headers: {} });
-  }
-}
-
-/** The repartition topic's value format: JSON (internal topic, read only by the trigger). */
-export const categoryEventSerializer: Serializer<CategoryEvent> = (record) => ({
-  key: record.key === null ? null : Buffer.from(record.key, 'utf8'),
-  value: Buffer.from(JSON.stringify(record.value), 'utf8'),
-});
-
-export function parseCategoryEvent(bytes: Buffer): CategoryEvent {
-  let value: unknown;
-  try {
-    value = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new DecodeError(`category event is not JSON: ${errorMessage(err)}`, { cause: err });
-  }
-  const kind = (value as { kind?: unknown } | null)?.kind;
-  if (kind === 'sample') {
-    const labelSource = field<string>(value, 'labelSource', 'string');
-    if (!LABEL_SOURCES.has(labelSource)) throw new DecodeError(`labelSource "${labelSource}" is unknown`);
-    return {
-      kind,
-      requestId: field<string>(value, 'requestId', 'string'),
-      revision: field<number>(value, 'revision', 'number'),
-      labelSource: labelSource as LabelSource,
-      modelVersion: field<string>(value, 'modelVersion', 'string'),
-      partition: field<number>(value, 'partition', 'number'),
-      offset: field<number>(value, 'offset', 'number'),
-    };
-  }
-  if (kind === 'model') {
-    return {
-      kind,
-      version: field<string>(value, 'version', 'string'),
-      sequence: field<number>(value, 'sequence', 'number'),
-      createdAt: field<number>(value, 'createdAt', 'number'),
-    };
-  }
-  throw new DecodeError(`category event has unknown kind ${JSON.stringify(kind)}`);
-}
-
-/** Per-category state of the trigger. Times are wall-clock ms; -1 means "not yet". */
-export interface CategoryState {
-  servingVersion: string;
-  servingSince: number;
-  /** True once the version came from the models topic; from then on samples no longer switch it. */
-  servingFromLedger: boolean;
-  ledgerSequence: number;
-  /** Versions learned from samples (bounded), so a late sample of an old version does not switch back. */
-  knownVersions: string[];
-  /** Distinct request IDs first seen since the serving version. */
-  newSamples: number;
-  /** Distinct request IDs ever seen (= the snapshot's sampleCount). */
-  totalSamples: number;
-  /** Accepted sample events (new request IDs and newer revisions): a trigger needs new data since the last one. */
-  changes: number;
-  changesAtLastFire: number;
-  /** The window is the entries with sequence numbers in [windowStart, windowEnd). */
-  windowStart: number;
-  windowEnd: number;
-  windowConfirmed: number;
-  windowCorrected: number;
-  pending: boolean;
-  lastFiredAt: number;
-  /** Triggers fired for the serving version (the n of the trigger id). */
-  firedForVersion: number;
-}
-
-interface SeenEntry {
-  revision: number;
-  /** Window sequence number of this request, -1 when it never entered the window. */
-  windowSeq: number;
-}
-
-interface WindowEntry {
-  requestId: string;
-  labelSource: 'CONFIRMED' | 'CORRECTED';
-}
-
-function jsonCodec<V>(): Codec<V> {
-  return { encode: (v) => Buffer.from(JSON.stringify(v), 'utf8'), decode: (b) => JSON.parse(b.toString('utf8')) as V };
-}
-
-export function triggerStoreNames(name: string): { categories: string; seen: string; window: string; positions: string } {
-  return { categories: `${name}-categories`, seen: `${name}-seen`, window: `${name}-window`, positions: `${name}-positions` };
-}
-
-export function triggerStores(name: string): StoreSpec[] {
-  const names = triggerStoreNames(name);
-  return [
-    { name: names.categories, codec: jsonCodec<CategoryState>(), rangeScans: true },
-    { name: names.seen, codec: jsonCodec<SeenEntry>() },
-    { name: names.window, codec: jsonCodec<WindowEntry>(), readCacheEntries: 0 },
-    { name: names.positions, codec: jsonCodec<number>() },
-  ];
-}
+export { categoryEventSerializer, decodeLoggedValue, ModelRekeyProcessor, parseCategoryEvent, SampleRekeyProcessor, type CategoryEvent } from './retrain-trigger-events.js';
+export type { TriggerReason, TriggerSettings } from './retrain-trigger-rules.js';
+export { triggerStoreNames, triggerStores, type CategoryState } from './retrain-trigger-state.js';
 
 export interface RetrainTriggerOptions {
   settings: TriggerSettings;
@@ -240,32 +26,6 @@ export interface RetrainTriggerOptions {
   samplesPartitions?: () => number;
   /** Wall clock (ms); the runtime's clock in tests. */
   now: () => number;
-}
-
-const MAX_KNOWN_VERSIONS = 16;
-/** Store keys must be ASCII for range scans; URI encoding keeps any category name ASCII and '/'-free. */
-const keyOf = (category: string): string => encodeURIComponent(category);
-const ALL_KEYS_END = '\u007f';
-
-function freshState(): CategoryState {
-  return {
-    servingVersion: '',
-    servingSince: -1,
-    servingFromLedger: false,
-    ledgerSequence: -1,
-    knownVersions: [],
-    newSamples: 0,
-    totalSamples: 0,
-    changes: 0,
-    changesAtLastFire: 0,
-    windowStart: 0,
-    windowEnd: 0,
-    windowConfirmed: 0,
-    windowCorrected: 0,
-    pending: false,
-    lastFiredAt: -1,
-    firedForVersion: 0,
-  };
 }
 
 /** CategoryEvent (key category) → RetrainTrigger (key category). See docs/retraining.md for the rules. */
@@ -412,18 +172,10 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
     const s = this.options.settings;
     if (state.changes <= state.changesAtLastFire) return;
     if (state.pending && now - state.lastFiredAt < s.debounceMs) return;
-    const windowSamples = state.windowConfirmed + state.windowCorrected;
-    const liveAccuracy = windowSamples > 0 ? state.windowConfirmed / windowSamples : undefined;
-    const ageMs = state.servingSince >= 0 ? Math.max(0, now - state.servingSince) : undefined;
-    let reason: TriggerReason | undefined;
-    if (liveAccuracy !== undefined && windowSamples >= s.minWindowSamples && liveAccuracy < s.minLiveAccuracy) reason = 'accuracy-drop';
-    else if (state.newSamples >= s.minNewSamples) reason = 'sample-count';
-    else if (s.maxAgeMs !== null && ageMs !== undefined && ageMs >= s.maxAgeMs && state.newSamples >= s.minNewSamplesForAge) reason = 'age';
-    if (reason === undefined) return;
+    const fired = firingReason(state, s, now);
+    if (fired === undefined) return;
+    const { reason, details } = fired;
 
-    const details: Record<string, number> = { newSamples: state.newSamples, totalSamples: state.totalSamples, windowSamples };
-    if (liveAccuracy !== undefined) details.liveAccuracy = liveAccuracy;
-    if (ageMs !== undefined) details.ageMs = ageMs;
     state.firedForVersion++;
     state.pending = true;
     state.lastFiredAt = now;

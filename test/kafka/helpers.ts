@@ -569,7 +569,7 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export function staleDistSource(dirs: readonly string[] = BUILD_DIRS): string {
   for (const dir of dirs) {
     for (const entry of readdirSync(join(REPO, dir), { recursive: true, encoding: 'utf8' })) {
-      if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue;
+      if (!entry.endsWith('.ts') || entry.endsWith('.d.ts') || entry.endsWith('.test.ts')) continue; // tests are not built
       const source = join(REPO, dir, entry);
       const compiled = join(REPO, 'dist', dir, entry.replace(/\.ts$/, '.js'));
       if (!existsSync(compiled) || statSync(compiled).mtimeMs < statSync(source).mtimeMs) return join(dir, entry);
