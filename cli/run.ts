@@ -106,7 +106,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     limits: { bodyLimitBytes: config.http.bodyLimitBytes, topicsBodyLimitBytes: config.http.topicsBodyLimitBytes },
     metrics: app.metrics,
     logger,
-    routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }) },
+    routes: { health: () => ({ healthy: true, details: { mode: 'kafka', tasks: runtime.taskCount(), instanceId: config.kafka.instanceId } }), refreshMetrics: () => void runtime.lag() },
     plugins: config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [],
   });
   const controller = new AbortController();

@@ -47,6 +47,7 @@ export function kafkaDashboard(config: SampleloopConfig, app: KafkaApp): Dashboa
       categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
       readLedger: () => readLedger(access, config.topics.models),
+      refreshLag: () => void app.runtime.lag(),
       // A walk of the state directory: every 10 s at most.
       stateBytes: () => {
         if (Date.now() - stateBytes.at >= 10_000) stateBytes = { at: Date.now(), bytes: directoryBytes(stateDir) };
