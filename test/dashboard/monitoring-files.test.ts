@@ -1,5 +1,6 @@
 /**
- * dashboards/prometheus/alerts.yml passes `promtool check rules` (Debian's prometheus package), and
+ * dashboards/prometheus/alerts.yml passes `promtool check rules` and its unit tests (alerts.test.yml,
+ * `promtool test rules`; Debian's prometheus package), and
  * neither it nor dashboards/grafana/sampleloop.json names a metric the running engine does not export.
  */
 import { spawnSync } from 'node:child_process';
@@ -51,6 +52,12 @@ describe('Prometheus rules and Grafana dashboard', () => {
     expect(run.error, 'promtool not found: install Debian\'s prometheus package (scripts/setup.sh does)').toBeUndefined();
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain('SUCCESS: 6 rules found');
+  });
+
+  it('each alert fires on the series it is meant for (promtool test rules)', () => {
+    const run = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { encoding: 'utf8', cwd: join(ROOT, 'dashboards', 'prometheus') });
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain('SUCCESS');
   });
 
   it('the alert rules name only metrics the engine exports', () => {
