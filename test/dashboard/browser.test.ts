@@ -209,8 +209,8 @@ describe('dashboard in Chromium', () => {
           expect(await tip.textContent()).toMatch(/holdout \d+\.\d%/);
           await page.mouse.move(0, 0);
 
-          await page.screenshot({ path: join(shots, 'dashboard.png') });
-          await page.screenshot({ path: join(shots, 'dashboard-full.png'), fullPage: true });
+          await page.screenshot({ path: join(shots, 'dashboard-500-requests.png') });
+          await page.screenshot({ path: join(shots, 'dashboard-500-requests-full.png'), fullPage: true });
 
           // A ledger record that fails verification turns the page loudly red.
           app.log.append([{ topic: app.config.topics.models, key: Buffer.from('digits'), value: Buffer.from('tampered'), timestamp: Date.now(), headers: {} }]);

@@ -135,7 +135,7 @@
     box.querySelectorAll(':scope > .empty').forEach((n) => n.remove());
     let total = 0;
     const width = Math.max(200, box.clientWidth);
-    const height = Math.max(90, Math.floor(230 / cats.length) - 16);
+    const height = Math.max(90, Math.floor(280 / cats.length) - 16);
     for (const cat of cats) {
       let el = box.querySelector('[data-category="' + CSS.escape(cat) + '"]');
       if (!el) {
