@@ -24,7 +24,7 @@ export class LiveAccuracy {
   private readonly counts = new Map<string, AccuracyCount>();
   private readonly recent = new Map<string, Remembered>();
 
-  constructor(private readonly rememberRequests = 200_000) {}
+  constructor(private readonly rememberRequests = 100_000) {}
 
   /** Counts one sample (revision 0 or later); returns the count it changed, or undefined for DEFAULT samples. */
   add(sample: { requestId: string; category: string; version: string; labelSource: string }): AccuracyCount | undefined {
