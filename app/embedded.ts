@@ -16,6 +16,7 @@ import type { DeadLetterEnvelope } from '../engine/task.js';
 import { embeddedPredictor, ensureModelsTopic, type EmbeddedPredictorOptions } from '../topologies/predictor.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { embeddedTriggerTopologies } from '../topologies/trigger.js';
+import { trustWarnings } from '../models/ledger/keys-config.js';
 import { startEmbeddedTrainer, type EmbeddedTrainerOptions, type TrainerJob } from '../models/trainer-job.js';
 
 export interface EmbeddedApp {
@@ -112,6 +113,7 @@ export async function startEmbeddedApp(
       serdes,
     });
     ensureModelsTopic(log, config.topics.models);
+    if (config.predictor.enabled || config.trainer.enabled) for (const warning of trustWarnings(config)) logger.warn(warning);
     const predictor = config.predictor.enabled ? await embeddedPredictor(config, { log, registry, privacy, ...(options.now ? { now: options.now } : {}), ...options.predictor }) : undefined;
     const triggerTopologies = config.trigger.enabled ? await embeddedTriggerTopologies(config, { log, registry, ...(options.now ? { now: options.now } : {}) }) : [];
     const runtime = new EmbeddedRuntime(log, [topology, ...(predictor ? [predictor.topology] : []), ...triggerTopologies], {

@@ -16,7 +16,7 @@ import type { LedgerRecord } from '../models/ledger.js';
 import { buildPredictorTopology, predictorOutputs } from '../topologies/predictor.js';
 import { startTrainerLoop, trainerSettingsFromConfig, TrainerJob } from '../models/trainer-job.js';
 import { KafkaTrainerLog } from '../models/trainer-kafka.js';
-import { ledgerClient } from '../models/ledger.js';
+import { ledgerClient, ledgerKeysFor, trustPolicyFor, trustWarnings } from '../models/ledger.js';
 import { kafkaAccess } from '../access/kafka.js';
 import { buildTriggerTopologies, triggerOutputs, triggerSettingsFromConfig, triggerTopicsFromConfig } from '../topologies/trigger.js';
 
@@ -72,7 +72,11 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
       logger,
     });
     const predictorSerdes = await registerOutputSchemas(registry, predictorOutputs(config.topics));
-    const models = new ModelRegistry(ledger, config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {});
+    for (const warning of trustWarnings(config)) logger.warn(warning);
+    const models = new ModelRegistry(ledger, {
+      trust: trustPolicyFor(config, { generate: true, onGenerated: (file) => logger.info({ file }, 'generated the model signing key') }),
+      ...(config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {}),
+    });
     topologies.unshift(
       buildPredictorTopology({
         topics: config.topics,
@@ -154,7 +158,7 @@ async function startKafkaTrainer(
   const job = new TrainerJob({
     log,
     writerSchema: (id) => deps.registry.cached(id),
-    ledger: ledgerClient(access, topics.models),
+    ledger: ledgerClient(access, topics.models, ledgerKeysFor(config, { generate: true })),
     settings: trainerSettingsFromConfig(config),
     topics: { triggers: topics.retrainTriggers, decisions: topics.trainerDecisions },
     applicationId: config.applicationId,

@@ -19,7 +19,7 @@ import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import { packageRoot } from '../config/paths.js';
 import { loadDataset, type Dataset } from '../models/datasets/index.js';
-import { publishVersion } from '../models/ledger.js';
+import { ledgerKeysFor, publishVersion } from '../models/ledger.js';
 import { defaultTrainOptions, trainLogistic } from '../models/logistic-regression.js';
 import { exportOnnx } from '../models/onnx-export.js';
 import { inspectOnnx } from '../models/onnx-inspect.js';
@@ -204,7 +204,7 @@ async function topologyRun(m: ModelUnderTest, requests: number, batch: number): 
     });
     runtime.start();
     const access = directAccess(log, registry);
-    await publishVersion(access, { category: m.category, onnx: m.bytes, featureNames: m.featureNames, classes: m.classes, createdAt: Date.now() });
+    await publishVersion(access, { category: m.category, onnx: m.bytes, featureNames: m.featureNames, classes: m.classes, createdAt: Date.now() }, ledgerKeysFor(config, { generate: true }));
     const lines: string[] = [];
     const t0 = 1_750_000_000_000;
     for (let i = 0; i < requests; i++) {

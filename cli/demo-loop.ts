@@ -8,7 +8,7 @@ import { directAccess, type LogAccess } from '../access/embedded.js';
 import type { EmbeddedApp } from '../app/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
-import { publishVersion, readLedger, type LedgerView } from '../models/ledger.js';
+import { ledgerKeysFor, publishVersion, readLedger, trustPolicyFor, type LedgerView } from '../models/ledger.js';
 import { trainLogistic, type TrainOptions } from '../models/logistic-regression.js';
 import { exportOnnx } from '../models/onnx-export.js';
 import { onnxHoldoutAccuracy, type TrainerDecision, type TrainerJob } from '../models/trainer-job.js';
@@ -100,7 +100,7 @@ export class ClosedLoop {
       await publishVersion(
         this.access,
         { category: dataset.name, version: '1', onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: { trainSize: d.seed.length }, trainer: SEED_TRAINER, createdAt: this.clock.now },
-        { topic: this.config.topics.models },
+        { topic: this.config.topics.models, ...ledgerKeysFor(this.config, { generate: true }) },
       );
       const seedAccuracy = await testAccuracy(onnx, d);
       const oracle = exportOnnx(trainLogistic(d.pool, dataset.featureNames, dataset.classes, options), { version: 'oracle', category: dataset.name });
@@ -199,7 +199,7 @@ export class ClosedLoop {
       const decided = await this.trainer.processPending();
       if (decided.length === 0) return;
       this.decisions.push(...decided);
-      const ledger = await readLedger(this.access, this.config.topics.models);
+      const ledger = await readLedger(this.access, this.config.topics.models, trustPolicyFor(this.config, { generate: false }));
       for (const d of decided) await this.report(d, ledger);
       await this.settle();
     }

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { SampleloopConfig } from '../config/config.js';
 import type { LogAccess } from '../access/embedded.js';
-import { readLedger } from '../models/ledger.js';
+import { readLedger, trustPolicyFor } from '../models/ledger.js';
 import type { TrainerDecision } from '../models/trainer-job.js';
 import type { LabeledSample } from '../schemas/types.js';
 import { accuracyChartHtml, type AccuracyPoint } from './demo-chart.js';
@@ -173,7 +173,7 @@ async function collectResult(input: SummaryInput): Promise<DemoResult> {
   const unmatched = perCategory(await values(config.topics.unmatched));
   const review = perCategory(await values(config.topics.review));
 
-  const ledger = await readLedger(access, config.topics.models);
+  const ledger = await readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false }));
   const failures = ledger.failures.map((f) => `${f.category} version ${f.version?.version ?? '?'} (offset ${f.offset}): ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
 
   const raw = new Set(plan.flatMap((r) => [r.attributes.name, r.attributes.phone, r.attributes.idNumber] as string[]));
@@ -272,7 +272,7 @@ function printSummary(result: DemoResult, out: (line: string) => void): void {
   );
   out(`sample labels vs ground truth: ${percent(result.labelCorrectness, 2)} of samples right (latest revision of each)`);
   const { ledger } = result;
-  if (ledger.failures.length === 0) out(`model ledger: ok: ${ledger.versions} version(s) of ${ledger.categories} categories verified (ONNX bytes, record hashes, hash chain)`);
+  if (ledger.failures.length === 0) out(`model ledger: ok: ${ledger.versions} version(s) of ${ledger.categories} categories verified (ONNX bytes, record hashes, hash chain, signatures)`);
   else for (const f of ledger.failures) out(`model ledger: FAIL ${f}`);
   out(`raw sensitive values found in outputs: ${result.leaks} (names, phones, ID numbers; ${result.scannedRecords} records of ${result.scannedTopics} topics scanned)`);
   if (result.chartPath) out(`chart: ${result.chartPath}`);

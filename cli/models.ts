@@ -1,12 +1,13 @@
-/** `sampleloop models list | publish | verify`: the model ledger from the command line. */
+/** `sampleloop models list | publish` (and, from cli/models-trust.ts, `keygen | checkpoint | verify`): the model ledger from the command line. */
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { errorMessage, UsageError } from '../engine/errors.js';
-import { LedgerError, publishVersion, readLedger, type CheckedVersion, type LedgerView } from '../models/ledger.js';
+import { keyIdOf, ledgerKeysFor, publishVersion, readLedger, trustPolicyFor, type LedgerView } from '../models/ledger.js';
 import { inspectOnnx } from '../models/onnx-inspect.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+import { registerModelTrustCommands } from './models-trust.js';
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -30,13 +31,13 @@ function collectMetric(value: string, previous: Record<string, number> = {}): Re
 }
 
 export function registerModelsCommand(program: Command, out: (line: string) => void): void {
-  const models = program.command('models').description('the model ledger: list, publish and verify hash-chained model versions (docs/model-cluster.md)');
+  const models = program.command('models').description('the model ledger: list, publish and verify signed, hash-chained model versions (docs/model-cluster.md)');
 
   withCommon(models.command('list').description('every version per category: version, sequence, model sha256, metrics, verified'))
     .option('--json', 'print one JSON object per version instead of a table')
     .action(async (opts: CommonOptions & { json?: boolean }) => {
       const config = configFrom(opts);
-      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
+      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })), { readOnly: true });
       printList(view, opts.json ?? false, out);
     });
 
@@ -47,9 +48,11 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--features <f1,f2,...>', 'feature names in the order of the input columns (default: sidecar JSON or model metadata)')
     .option('--trainer <name>', 'what produced the model', 'external')
     .option('--metric <name=value>', 'a metric to record, e.g. holdoutAccuracy=0.97 (repeatable)', collectMetric)
+    .option('--key <file>', 'sign with this Ed25519 private key (PEM, from "models keygen") instead of models.signing.keyFile')
     .option('--snapshot <json>', 'the training snapshot the model was trained on: the `snapshot` of a retrain-triggers record ({"topic", "offsets", "sampleCount"}) or the whole record, as JSON')
-    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string }) => {
-      const config = configFrom(opts);
+    .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string; key?: string }) => {
+      const loaded = configFrom(opts);
+      const config = opts.key === undefined ? loaded : { ...loaded, models: { ...loaded.models, signing: { keyFile: opts.key } } };
       const trainingSnapshot = opts.snapshot !== undefined ? parseSnapshot(opts.snapshot) : null;
       const bytes = readModelFile(file);
       const { featureNames, classes } = await describeModel(bytes, file, {
@@ -83,7 +86,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
             trainingSnapshot,
             createdAt: Date.now(),
           },
-          { topic: config.topics.models },
+          { topic: config.topics.models, ...ledgerKeysFor(config, { generate: true }) },
         ),
       );
       const r = published.record;
@@ -106,19 +109,10 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
       if (published.failures.length > 0) {
         process.stderr.write(`warning: the ledger holds ${published.failures.length} record(s) that fail verification (run "sampleloop models verify"); the new version links to the last verified one\n`);
       }
-      out(JSON.stringify({ category: r.category, version: r.version, sequence: r.sequence, modelSha256: r.modelSha256, recordHash: r.recordHash, prevRecordHash: r.prevRecordHash, features: r.featureNames.length, classes: r.classes }));
+      out(JSON.stringify({ category: r.category, version: r.version, sequence: r.sequence, modelSha256: r.modelSha256, recordHash: r.recordHash, prevRecordHash: r.prevRecordHash, features: r.featureNames.length, classes: r.classes, signerKeyId: r.signer ? keyIdOf(r.signer) : null }));
     });
 
-  withCommon(models.command('verify').description('check every version\'s ONNX bytes, record hash and chain link; exit 1 naming each version that fails'))
-    .action(async (opts: CommonOptions) => {
-      const config = configFrom(opts);
-      const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
-      for (const f of view.failures) out(`FAIL ${describeVersion(f)}: ${f.verification.ok ? '' : `${f.verification.code}: ${f.verification.reason}`}`);
-      if (view.failures.length > 0) {
-        throw new LedgerError(`${view.failures.length} of ${view.versions.length} ledger record(s) failed verification`);
-      }
-      out(`ok: ${view.versions.length} version(s) of ${view.byCategory.size} categor${view.byCategory.size === 1 ? 'y' : 'ies'} verified`);
-    });
+  registerModelTrustCommands(models, out);
 }
 
 /** `--snapshot`: a TrainingSnapshot as JSON, or a RetrainTrigger (its `snapshot` is taken). */
@@ -210,11 +204,6 @@ function inspectGraphClasses(bytes: Buffer): string[] | undefined {
   }
 }
 
-function describeVersion(v: CheckedVersion): string {
-  if (!v.version) return `record at offset ${v.offset} (key ${v.category || 'none'})`;
-  return `${v.category} version ${v.version.version} (sequence ${v.version.sequence}, offset ${v.offset})`;
-}
-
 function printList(view: LedgerView, json: boolean, out: (line: string) => void): void {
   if (json) {
     for (const v of view.versions) {
@@ -233,6 +222,7 @@ function printList(view: LedgerView, json: boolean, out: (line: string) => void)
           featureNames: r?.featureNames ?? null,
           classes: r?.classes ?? null,
           trainingSnapshot: r?.trainingSnapshot ?? null,
+          signerKeyId: r?.signer ? keyIdOf(r.signer) : null,
           verified: v.verification.ok,
           serving: r !== undefined && view.heads.get(v.category)?.recordHash === r.recordHash && v.verification.ok,
           ...(v.verification.ok ? {} : { failure: v.verification.code, reason: v.verification.reason }),

@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
@@ -113,9 +114,36 @@ export const configSchema = z
       .object({
         /** Category whose model serves requests of categories that have none (unset: those requests are dead letters). */
         defaultCategory: z.string().min(1).optional(),
+        /** The key `models publish`, `models checkpoint` and the built-in trainer sign with (docs/model-cluster.md). */
+        signing: z
+          .object({
+            /** Ed25519 private key, PKCS#8 PEM (`sampleloop models keygen`); default <dataDir>/model-signing.key, generated when missing. */
+            keyFile: z.string().min(1).optional(),
+          })
+          .strict()
+          .default({}),
+        /** Who may publish which category; empty `keys`: the signing key above, for every category. */
+        trust: z
+          .object({
+            keys: z
+              .array(
+                z
+                  .object({
+                    name: z.string().min(1),
+                    publicKey: z.string().refine(isEd25519PublicKey, 'expected an Ed25519 public key: base64 of its 32 raw bytes (as `models keygen` prints it) or PEM'),
+                    categories: z.array(z.string().min(1)).min(1).default(['*']),
+                    retiredAt: z.union([z.number().int(), z.string().refine((t) => Number.isFinite(Date.parse(t)), 'expected an ISO-8601 time')]).optional(),
+                  })
+                  .strict(),
+              )
+              .default([]),
+            allowUnsigned: z.boolean().default(false),
+          })
+          .strict()
+          .default({ keys: [], allowUnsigned: false }),
       })
       .strict()
-      .default({}),
+      .default({ signing: {}, trust: { keys: [], allowUnsigned: false } }),
     trigger: z
       .object({
         enabled: z.boolean().default(false),
@@ -220,6 +248,18 @@ export const configSchema = z
   .strict();
 
 export type SampleloopConfig = z.infer<typeof configSchema>;
+
+function isEd25519PublicKey(text: string): boolean {
+  try {
+    const trimmed = text.trim();
+    const key = trimmed.startsWith('-----BEGIN')
+      ? createPublicKey(trimmed)
+      : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(trimmed, 'base64').toString('base64url') }, format: 'jwk' });
+    return key.asymmetricKeyType === 'ed25519';
+  } catch {
+    return false;
+  }
+}
 
 function defaultInstanceId(): string {
   return hostname().replace(/[^A-Za-z0-9._-]/g, '-') || 'instance';

@@ -2,7 +2,8 @@
  * The models a predictor serves: one ONNX session per category, kept in step with the model ledger.
  * The ledger is read as a global table (every instance reads all of it); before each batch a cheap
  * end-offset check tells whether anything new arrived. New versions are verified against the version
- * being served (bytes + chain, see ledger.ts), loaded, then swapped in atomically: a batch uses the
+ * being served (bytes + chain + a signature by a key the trust policy trusts for the category, see
+ * ledger.ts), loaded, then swapped in atomically: a batch uses the
  * sessions it resolved at its start, and a replaced session is released once no batch uses it.
  */
 import type { EmbeddedLog } from '../engine/embedded/log.js';
@@ -11,7 +12,7 @@ import type { SourceRecord } from '../engine/record.js';
 import { referencedSchemaId, type WriterSchemaLookup } from '../schemas/codec.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import type { ModelVersion } from '../schemas/types.js';
-import { decodeLedgerValue, LedgerBook, type LedgerRecord } from './ledger.js';
+import { decodeLedgerValue, LedgerBook, type LedgerRecord, type TrustPolicy } from './ledger.js';
 import { loadOnnxModel, type LoadOnnxOptions, type OnnxModel, type Prediction } from './onnx-runtime.js';
 
 /** Where the registry reads the ledger from. */
@@ -59,6 +60,8 @@ export function embeddedLedgerSource(log: EmbeddedLog, topic: string, lookup: Wr
 export type ModelLoader = (bytes: Uint8Array, options: LoadOnnxOptions) => Promise<OnnxModel>;
 
 export interface ModelRegistryOptions {
+  /** Whose signatures are accepted for which category (models/ledger/trust.ts); a version not signed by a trusted key is refused. */
+  trust: TrustPolicy;
   /** Loads a session (default `loadOnnxModel`, one thread per session); injectable for tests. */
   loadModel?: ModelLoader;
   /** Category whose model serves categories that have none. */
@@ -81,7 +84,8 @@ export interface ServedModel {
 }
 
 export type ModelEvent =
-  | { kind: 'loaded'; category: string; version: string; sequence: number; modelSha256: string; replaced: string | null }
+  /** `signedBy`: the trusted key's name, null for an unsigned version served under `allowUnsigned`. */
+  | { kind: 'loaded'; category: string; version: string; sequence: number; modelSha256: string; replaced: string | null; signedBy: string | null }
   | { kind: 'refused'; category: string; version: string | null; sequence: number | null; offset: number; code: string; reason: string; serving: string | null }
   /** Reading the ledger failed part-way; what was read is applied, the rest is retried at the next refresh. */
   | { kind: 'ledger-unreadable'; reason: string };
@@ -93,7 +97,7 @@ interface Slot {
 }
 
 export class ModelRegistry {
-  private readonly book = new LedgerBook();
+  private readonly book: LedgerBook;
   private readonly slots = new Map<string, Slot>();
   private readonly slotOf = new WeakMap<ServedModel, Slot>();
   private positions: number[] = [];
@@ -104,8 +108,9 @@ export class ModelRegistry {
 
   constructor(
     private readonly source: LedgerSource,
-    private readonly options: ModelRegistryOptions = {},
+    private readonly options: ModelRegistryOptions,
   ) {
+    this.book = new LedgerBook(options.trust);
     this.loadModel = options.loadModel ?? loadOnnxModel;
     this.readBatch = options.readBatch ?? 64;
   }
@@ -132,19 +137,19 @@ export class ModelRegistry {
 
   private async sync(ends: number[]): Promise<ModelEvent[]> {
     const events: ModelEvent[] = [];
-    const toLoad = new Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number }>();
+    const toLoad = new Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number; signedBy: string | null }>();
     let readError: unknown;
     try {
       ends.forEach((end, p) => this.readPartition(p, end, events, toLoad));
     } catch (err) {
       readError = err; // versions verified before the failure are still loaded; reading resumes after them
     }
-    for (const [category, { version, bytes, offset }] of toLoad) events.push(await this.load(category, version, bytes, offset));
+    for (const [category, { version, bytes, offset, signedBy }] of toLoad) events.push(await this.load(category, version, bytes, offset, signedBy));
     if (readError !== undefined) events.push({ kind: 'ledger-unreadable', reason: errorMessage(readError) });
     return events;
   }
 
-  private readPartition(p: number, end: number, events: ModelEvent[], toLoad: Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number }>): void {
+  private readPartition(p: number, end: number, events: ModelEvent[], toLoad: Map<string, { version: ModelVersion; bytes: Uint8Array; offset: number; signedBy: string | null }>): void {
     let position = this.positions[p] ?? 0;
     while (position < end) {
       const records = this.source.read(p, position, this.readBatch);
@@ -152,7 +157,7 @@ export class ModelRegistry {
       for (const record of records) {
         const checked = this.book.apply(record);
         if (checked.verification.ok && checked.version && checked.bytes) {
-          toLoad.set(checked.category, { version: checked.version, bytes: checked.bytes, offset: checked.offset });
+          toLoad.set(checked.category, { version: checked.version, bytes: checked.bytes, offset: checked.offset, signedBy: checked.verification.signedBy ?? null });
         } else if (!checked.verification.ok) {
           events.push({
             kind: 'refused',
@@ -172,7 +177,7 @@ export class ModelRegistry {
     this.positions[p] = Math.max(position, end);
   }
 
-  private async load(category: string, version: ModelVersion, bytes: Uint8Array, offset: number): Promise<ModelEvent> {
+  private async load(category: string, version: ModelVersion, bytes: Uint8Array, offset: number, signedBy: string | null): Promise<ModelEvent> {
     const current = this.slots.get(category);
     let model: OnnxModel;
     try {
@@ -202,7 +207,7 @@ export class ModelRegistry {
     this.slots.set(category, slot);
     this.slotOf.set(served, slot);
     if (current) await this.retire(current);
-    return { kind: 'loaded', category, version: served.version, sequence: served.sequence, modelSha256: served.modelSha256, replaced: current?.served.version ?? null };
+    return { kind: 'loaded', category, version: served.version, sequence: served.sequence, modelSha256: served.modelSha256, replaced: current?.served.version ?? null, signedBy };
   }
 
   /** The model serving `category` (or the default category's), as of the last refresh. */

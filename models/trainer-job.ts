@@ -18,7 +18,7 @@ import { decodeLoggedValue } from '../processors/retrain-trigger-events.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import type { RetrainTrigger } from '../schemas/types.js';
-import { ledgerClient } from './ledger.js';
+import { ledgerClient, ledgerKeysFor } from './ledger.js';
 import { trainOnTrigger } from './train-on-trigger.js';
 import type { DecisionKind, TrainerDecision, TrainerProgress } from './trainer-decision.js';
 import { embeddedTrainerLog, type LedgerPort, type TrainerLog, type TrainerSettings } from './trainer-ports.js';
@@ -238,7 +238,7 @@ export function startEmbeddedTrainer(
   const job = new TrainerJob({
     log: embeddedTrainerLog(deps.log, [config.topics.retrainTriggers, config.topics.trainerDecisions]),
     writerSchema: (id) => deps.registry.cached(id),
-    ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models),
+    ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models, ledgerKeysFor(config, { generate: true })),
     settings: trainerSettingsFromConfig(config),
     topics: { triggers: config.topics.retrainTriggers, decisions: config.topics.trainerDecisions },
     applicationId: config.applicationId,

@@ -166,12 +166,14 @@ export class PredictorProcessor implements BatchProcessor<Request, Prediction> {
     for (const event of events) {
       if (event.kind === 'loaded') {
         this.ctx.metrics.count('model-loaded');
-        this.ctx.logger.info(event, event.replaced === null ? 'model loaded' : 'model swapped');
+        if (event.signedBy === null) this.ctx.logger.warn(event, 'serving an UNSIGNED model version (models.trust.allowUnsigned): anyone who can write the models topic could have published it');
+        else this.ctx.logger.info(event, event.replaced === null ? 'model loaded' : 'model swapped');
       } else if (event.kind === 'ledger-unreadable') {
         this.ctx.metrics.count('ledger-unreadable');
         this.ctx.logger.error(event, 'reading the model ledger failed; serving the models already loaded, retrying at the next batch');
       } else {
         this.ctx.metrics.count('model-refused');
+        this.ctx.metrics.count(`model-refused-${event.code}`);
         this.ctx.logger.error(event, 'model version refused; the previous version keeps serving');
       }
     }

@@ -118,6 +118,10 @@ export interface ModelVersion {
   trainer: string;
   prevRecordHash: string;
   recordHash: string;
+  /** The publisher's Ed25519 public key (base64 of the 32 raw bytes); null or absent when unsigned. */
+  signer?: string | null;
+  /** Base64 Ed25519 signature over the record hash (models/ledger/signing.ts); null or absent when unsigned. */
+  signature?: string | null;
 }
 
 export interface RetrainTrigger {

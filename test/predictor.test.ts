@@ -13,7 +13,8 @@ import { decodeEntry, encodeEntry, KEY_RECORD, partitionPrefix, recordKey } from
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import { loadDataset } from '../models/datasets/index.js';
-import { buildVersion, publishVersion, readLedger, type NewVersion } from '../models/ledger.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { buildVersion, ledgerKeysFor, publishVersion, readLedger, signerFromPrivateKey, signVersion, trustPolicy, type NewVersion } from '../models/ledger.js';
 import { defaultTrainOptions, predictProba, trainLogistic, type LogisticModel } from '../models/logistic-regression.js';
 import { ModelRegistry, type ModelLoader } from '../models/model-registry.js';
 import { exportOnnx, modelSha256 } from '../models/onnx-export.js';
@@ -108,7 +109,7 @@ async function startEngine(config: ConfigInput = {}): Promise<Engine> {
     run: () => app.runtime.runUntilIdleAsync(),
     predictions: async () => (await values('predictions')) as Prediction[],
     deadLetters: async () => (app.log.topic('dead-letters') ? access.read('dead-letters') : []),
-    publish: async (input) => (await publishVersion(access, { ...input, createdAt: clock.now }, { topic: 'models' })).record,
+    publish: async (input) => (await publishVersion(access, { ...input, createdAt: clock.now }, { topic: 'models', ...ledgerKeysFor(parsed, { generate: false }) })).record,
     event: (name) => metrics.total('events', { processor: 'predictor', event: name }),
     close: async () => {
       await app.close();
@@ -397,8 +398,9 @@ describe('predictor: tamper-evident ledger', () => {
     try {
       let app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics() });
       const access = directAccess(app.log, app.registry);
-      await publishVersion(access, { ...digitsVersion(digitsBytes), createdAt: T0 });
-      await publishVersion(access, { ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 });
+      const keys = ledgerKeysFor(config, { generate: false });
+      await publishVersion(access, { ...digitsVersion(digitsBytes), createdAt: T0 }, keys);
+      await publishVersion(access, { ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, keys);
       flipStoredModelByte(app, 1, digitsBytesV2);
       await app.close();
       app = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics() });
@@ -435,9 +437,12 @@ describe('predictor → samples: the two topologies in one runtime', () => {
 });
 
 describe('model registry', () => {
+  const registrySigner = signerFromPrivateKey(generateKeyPairSync('ed25519').privateKey);
+  const registryTrust = trustPolicy([{ name: 'test', publicKey: registrySigner.publicKey }]);
+
   it('loads what it verified before a ledger read failed, reports the failure, and resumes after it', async () => {
-    const v1 = buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined);
-    const v2 = buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1);
+    const v1 = signVersion(buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined), registrySigner);
+    const v2 = signVersion(buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1), registrySigner);
     const records = [v1, v2].map((version, offset) => ({ partition: 0, offset, timestamp: T0, key: 'digits', version }));
     let end = 1;
     let failAt: number | undefined;
@@ -452,16 +457,16 @@ describe('model registry', () => {
       },
     };
     const spy: Spy = { calls: [], closed: [] };
-    const registry = new ModelRegistry(source, { loadModel: spyingLoader(spy), readBatch: 1 });
+    const registry = new ModelRegistry(source, { trust: registryTrust, loadModel: spyingLoader(spy), readBatch: 1 });
     try {
-      expect(await registry.refresh()).toEqual([{ kind: 'loaded', category: 'digits', version: '1', sequence: 1, modelSha256: v1.modelSha256, replaced: null }]);
+      expect(await registry.refresh()).toEqual([{ kind: 'loaded', category: 'digits', version: '1', sequence: 1, modelSha256: v1.modelSha256, replaced: null, signedBy: 'test' }]);
       expect(await registry.refresh()).toEqual([]); // nothing new: no read at all
       end = 2;
       failAt = 1;
       expect(await registry.refresh()).toEqual([{ kind: 'ledger-unreadable', reason: 'disk on fire' }]);
       expect(registry.resolve('digits')?.version).toBe('1');
       const events = await registry.refresh();
-      expect(events).toEqual([{ kind: 'loaded', category: 'digits', version: '2', sequence: 2, modelSha256: v2.modelSha256, replaced: '1' }]);
+      expect(events).toEqual([{ kind: 'loaded', category: 'digits', version: '2', sequence: 2, modelSha256: v2.modelSha256, replaced: '1', signedBy: 'test' }]);
       expect(registry.resolve('digits')?.version).toBe('2');
       expect(registry.resolve('other')).toBeUndefined();
       expect(spy.closed).toEqual([v1.modelSha256]);
@@ -472,12 +477,12 @@ describe('model registry', () => {
   });
 
   it('keeps a held model open across a swap and releases it after the batch', async () => {
-    const v1 = buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined);
-    const v2 = buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1);
+    const v1 = signVersion(buildVersion({ ...digitsVersion(digitsBytes), createdAt: T0 }, undefined), registrySigner);
+    const v2 = signVersion(buildVersion({ ...digitsVersion(digitsBytesV2), createdAt: T0 + 1 }, v1), registrySigner);
     const records = [v1, v2].map((version, offset) => ({ partition: 0, offset, timestamp: T0, key: 'digits', version }));
     let end = 1;
     const spy: Spy = { calls: [], closed: [] };
-    const registry = new ModelRegistry({ endOffsets: () => [end], read: (_p, from, max) => records.slice(from, Math.min(end, from + max)) }, { loadModel: spyingLoader(spy) });
+    const registry = new ModelRegistry({ endOffsets: () => [end], read: (_p, from, max) => records.slice(from, Math.min(end, from + max)) }, { trust: registryTrust, loadModel: spyingLoader(spy) });
     try {
       await registry.refresh();
       const first = registry.resolve('digits');

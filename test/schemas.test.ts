@@ -45,6 +45,7 @@ const samples: { [N in SchemaName]: SchemaValueTypes[N] } = {
     modelSha256: 'cd'.repeat(32), featureNames: ['income'], classes: ['approve', 'reject'], metrics: { holdoutAccuracy: 0.91 },
     trainingSnapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 42 }], sampleCount: 40 }, trainer: 'sampleloop-logreg/1',
     prevRecordHash: 'ef'.repeat(32), recordHash: '01'.repeat(32),
+    signer: Buffer.alloc(32, 7).toString('base64'), signature: Buffer.alloc(64, 9).toString('base64'),
   },
   RetrainTrigger: {
     triggerId: 'loan-2-1', category: 'loan', reason: 'sample-count', details: { newSamples: 500 }, servingVersion: '2',

@@ -2,6 +2,7 @@ import type { SampleloopConfig } from '../config/config.js';
 import type { EmbeddedLog, TopicConfig } from '../engine/embedded/log.js';
 import { StreamsBuilder, type Topology } from '../engine/topology.js';
 import { embeddedLedgerSource, ModelRegistry, type ModelLoader } from '../models/model-registry.js';
+import { trustPolicyFor } from '../models/ledger/keys-config.js';
 import { DecodeProcessor } from '../processors/decode.js';
 import { PredictorProcessor, type PredictionTimestamp } from '../processors/predictor.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
@@ -77,6 +78,7 @@ export async function embeddedPredictor(
 ): Promise<{ topology: Topology; models: ModelRegistry }> {
   const serdes = await registerOutputSchemas(deps.registry, predictorOutputs(config.topics));
   const models = new ModelRegistry(embeddedLedgerSource(deps.log, config.topics.models, (id) => deps.registry.cached(id)), {
+    trust: trustPolicyFor(config, { generate: true }),
     ...(deps.loadModel ? { loadModel: deps.loadModel } : {}),
     ...(config.models.defaultCategory !== undefined ? { defaultCategory: config.models.defaultCategory } : {}),
   });

@@ -4,6 +4,7 @@ import type { DisplayRecord, LogAccess } from '../../access/embedded.js';
 import type { ModelVersion } from '../../schemas/types.js';
 import { modelVersionFromValue } from './codec.js';
 import { modelBytes } from './record.js';
+import type { TrustPolicy } from './trust.js';
 import { fail, verifyVersion, type Verification } from './verify.js';
 
 /** One record of the models topic, decoded when possible. */
@@ -35,6 +36,9 @@ export class LedgerBook {
   private readonly heads = new Map<string, ModelVersion>();
   private readonly labels = new Map<string, Set<string>>();
 
+  /** With `trust`, a version must also be signed by a key trusted for its category (trust.ts); without it, only integrity is checked. */
+  constructor(private readonly trust?: TrustPolicy) {}
+
   /** Verifies `record` and, when it verifies, makes it its category's head. `bytes` is set when it verified. */
   apply(record: LedgerRecord): CheckedVersion & { bytes?: Uint8Array } {
     const base = { partition: record.partition, offset: record.offset };
@@ -47,7 +51,7 @@ export class LedgerBook {
     let verification: Verification;
     try {
       bytes = modelBytes(version);
-      verification = verifyVersion(version, previous, { bytes });
+      verification = verifyVersion(version, previous, { bytes, ...(this.trust ? { trust: this.trust } : {}) });
     } catch (err) {
       verification = fail('bytes-missing', errorMessage(err));
     }
@@ -86,11 +90,14 @@ export interface LedgerView {
   failures: CheckedVersion[];
 }
 
-/** Reads and verifies the whole ledger through the CLI's log access (direct or through a running engine). */
-export async function readLedger(access: LogAccess, topic = 'models'): Promise<LedgerView> {
+/**
+ * Reads and verifies the whole ledger through the CLI's log access (direct or through a running
+ * engine); with `trust`, signatures are checked as the predictor checks them.
+ */
+export async function readLedger(access: LogAccess, topic = 'models', trust?: TrustPolicy): Promise<LedgerView> {
   const exists = (await access.topics()).some((t) => t.topic === topic);
   const records = exists ? await access.read(topic) : [];
-  const book = new LedgerBook();
+  const book = new LedgerBook(trust);
   const versions: CheckedVersion[] = [];
   const byCategory = new Map<string, CheckedVersion[]>();
   const sorted = [...records].sort((a, b) => a.partition - b.partition || a.offset - b.offset);

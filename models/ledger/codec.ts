@@ -55,6 +55,8 @@ export function modelVersionFromValue(value: unknown): ModelVersion {
     trainer: str('trainer', ''),
     prevRecordHash: str('prevRecordHash'),
     recordHash: str('recordHash'),
+    signer: nullableString('signer'),
+    signature: nullableString('signature'),
   };
 }
 

@@ -4,6 +4,16 @@ import type { ModelVersion } from '../../schemas/types.js';
 import { readLedger, type CheckedVersion } from './book.js';
 import { ledgerJson } from './codec.js';
 import { buildVersion, LedgerError, MODEL_VERSION_SCHEMA, modelBytes, sha256Hex, type NewVersion } from './record.js';
+import { signVersion, type LedgerSigner } from './signing.js';
+import { checkTrust, type TrustPolicy } from './trust.js';
+
+/** How a publisher signs, and the policy the predictors apply (a version they would refuse is not published). */
+export interface LedgerKeys {
+  /** Signs each new version; without it versions are unsigned. */
+  signer?: LedgerSigner;
+  /** Reads the ledger as the predictor does (heads = trusted versions) and refuses to publish what it would refuse. */
+  trust?: TrustPolicy;
+}
 
 export interface Published {
   record: ModelVersion;
@@ -17,14 +27,21 @@ export interface Published {
  * Confluent-framed Avro when the access can (direct access), else as JSON (through a running engine).
  * One publisher per category at a time: two racing publishers fork the chain, and `verify` reports the loser.
  */
-export async function publishVersion(access: LogAccess, input: NewVersion, options: { topic?: string } = {}): Promise<Published> {
+export async function publishVersion(access: LogAccess, input: NewVersion, options: { topic?: string } & LedgerKeys = {}): Promise<Published> {
   const topic = options.topic ?? 'models';
-  const view = await readLedger(access, topic);
+  const view = await readLedger(access, topic, options.trust);
   const previous = view.heads.get(input.category);
   if (input.version !== undefined && (view.byCategory.get(input.category) ?? []).some((v) => v.verification.ok && v.version?.version === input.version)) {
     throw new LedgerError(`category "${input.category}" already has a version "${input.version}"; version labels are unique per category`);
   }
-  const record = buildVersion(input, previous);
+  const built = buildVersion(input, previous);
+  const record = options.signer ? signVersion(built, options.signer) : built;
+  if (options.trust) {
+    const trust = checkTrust(record, previous, options.trust);
+    if (!trust.ok) throw new LedgerError(
+        `not published: predictors would refuse this version of "${record.category}" (${trust.code}: ${trust.reason}); sign with a key models.trust.keys trusts for it (models.signing.keyFile, or models publish --key)`,
+      );
+  }
   if (access.produceAvro) {
     await access.produceAvro(topic, MODEL_VERSION_SCHEMA, [{ key: record.category, value: record, timestamp: record.createdAt }]);
   } else {
@@ -45,12 +62,12 @@ export interface LedgerClient {
   publishVersion(version: UnchainedVersion): Promise<Published>;
 }
 
-/** `access` is e.g. `directAccess(app.log, app.registry)` inside the engine process. */
-export function ledgerClient(access: LogAccess, topic = 'models'): LedgerClient {
+/** `access` is e.g. `directAccess(app.log, app.registry)` inside the engine process; `keys` sign and check as `publishVersion`. */
+export function ledgerClient(access: LogAccess, topic = 'models', keys: LedgerKeys = {}): LedgerClient {
   return {
-    latest: async (category) => (await readLedger(access, topic)).heads.get(category),
+    latest: async (category) => (await readLedger(access, topic, keys.trust)).heads.get(category),
     versions: async (category) =>
-      ((await readLedger(access, topic)).byCategory.get(category) ?? []).flatMap((v) => (v.verification.ok && v.version ? [v.version.version] : [])),
+      ((await readLedger(access, topic, keys.trust)).byCategory.get(category) ?? []).flatMap((v) => (v.verification.ok && v.version ? [v.version.version] : [])),
     publishVersion: async (v) => {
       const bytes = modelBytes({ ...v, sequence: 0, prevRecordHash: '', recordHash: '' });
       if (v.modelSha256 !== '' && sha256Hex(bytes) !== v.modelSha256) {
@@ -70,7 +87,7 @@ export function ledgerClient(access: LogAccess, topic = 'models'): LedgerClient 
           trainer: v.trainer,
           createdAt: v.createdAt,
         },
-        { topic },
+        { topic, ...keys },
       );
     },
   };

@@ -8,7 +8,7 @@
  *   modelSha256   = lowercase hex SHA-256 of the ONNX bytes
  *
  * canonicalEncoding(record) is the Avro binary encoding (no Confluent framing) of the record under
- * schemas/ModelVersion.avsc with `recordHash` set to "" and the `metrics` map written as one block
+ * schemas/ModelVersion.avsc without the fields added later (`signer`, `signature`), with `recordHash` set to "" and the `metrics` map written as one block
  * with its entries in ascending key order (UTF-8 byte order). Avro binary is otherwise canonical for a
  * given schema, so any language with an Avro library can recompute the hash (docs/model-cluster.md).
  */
@@ -46,6 +46,9 @@ export interface NewVersion {
   createdAt: number;
 }
 
+/** Fields added after the hash was defined, which it does not cover: the signature is over the hash. */
+export const UNHASHED_FIELDS: readonly string[] = ['signer', 'signature'];
+
 let hashingType: avro.Type | undefined;
 
 /**
@@ -57,6 +60,7 @@ function canonicalType(): avro.Type {
   if (hashingType !== undefined) return hashingType;
   const schema = JSON.parse(schemaJson('ModelVersion')) as { name: string; fields: Array<{ name: string; type: unknown; default?: unknown }> };
   schema.name = 'ModelVersionCanonical';
+  schema.fields = schema.fields.filter((f) => !UNHASHED_FIELDS.includes(f.name));
   for (const field of schema.fields) {
     if (field.name === 'metrics') {
       field.type = { type: 'array', items: { type: 'record', name: 'MetricEntry', fields: [{ name: 'key', type: 'string' }, { name: 'value', type: 'double' }] } };
@@ -143,6 +147,8 @@ export function buildVersion(input: NewVersion, previous: ModelVersion | undefin
     trainer: input.trainer ?? '',
     prevRecordHash: previous?.recordHash ?? '',
     recordHash: '',
+    signer: null,
+    signature: null,
   };
   record.recordHash = computeRecordHash(record);
   return record;

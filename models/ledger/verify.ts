@@ -2,6 +2,7 @@
 import { errorMessage } from '../../engine/errors.js';
 import type { ModelVersion } from '../../schemas/types.js';
 import { computeRecordHash, modelBytes, sha256Hex } from './record.js';
+import { checkTrust, type TrustCode, type TrustPolicy } from './trust.js';
 
 export type VerifyCode =
   | 'undecodable'
@@ -11,16 +12,19 @@ export type VerifyCode =
   | 'chain-broken'
   | 'sequence'
   | 'category-mismatch'
-  | 'duplicate-version';
+  | 'duplicate-version'
+  | TrustCode;
 
-export type Verification = { ok: true } | { ok: false; code: VerifyCode; reason: string };
+/** `signedBy`: with a trust policy, the name of the trusted key that signed the version (null: unsigned, allowed). */
+export type Verification = { ok: true; signedBy?: string | null } | { ok: false; code: VerifyCode; reason: string };
 
 /**
  * Checks one version against the category's previous verified version: the ONNX bytes hash to
  * `modelSha256`, the record hashes to `recordHash`, `prevRecordHash` links to the previous version and
- * `sequence` follows it. `bytes` saves re-reading an onnxUri the caller already read.
+ * `sequence` follows it; with `trust`, that its signer is trusted for its category (trust.ts). `bytes`
+ * saves re-reading an onnxUri the caller already read. Without `trust`, only integrity is checked.
  */
-export function verifyVersion(record: ModelVersion, previous: ModelVersion | undefined, options: { bytes?: Uint8Array } = {}): Verification {
+export function verifyVersion(record: ModelVersion, previous: ModelVersion | undefined, options: { bytes?: Uint8Array; trust?: TrustPolicy } = {}): Verification {
   if (previous !== undefined && previous.category !== record.category) {
     return fail('category-mismatch', `version belongs to category "${record.category}" but is checked against a version of "${previous.category}"`);
   }
@@ -56,7 +60,10 @@ export function verifyVersion(record: ModelVersion, previous: ModelVersion | und
   if (record.sequence !== expectedSequence) {
     return fail('sequence', `sequence is ${record.sequence}, expected ${expectedSequence}`);
   }
-  return { ok: true };
+  if (options.trust === undefined) return { ok: true };
+  const trust = checkTrust(record, previous, options.trust);
+  if (!trust.ok) return fail(trust.code, trust.reason);
+  return { ok: true, signedBy: trust.key?.name ?? null };
 }
 
 export function fail(code: VerifyCode, reason: string): Verification {

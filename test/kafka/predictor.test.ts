@@ -9,7 +9,8 @@ import { kafkaAccess } from '../../access/kafka.js';
 import { ConfluentSchemaRegistry } from '../../schemas/confluent-registry.js';
 import { silentLogger } from '../../engine/logger.js';
 import { loadDataset } from '../../models/datasets/index.js';
-import { publishVersion } from '../../models/ledger.js';
+import { parseConfig } from '../../config/config.js';
+import { ledgerKeysFor, publishVersion } from '../../models/ledger.js';
 import { trainLogistic } from '../../models/logistic-regression.js';
 import { exportOnnx } from '../../models/onnx-export.js';
 import type { Prediction } from '../../schemas/types.js';
@@ -36,7 +37,9 @@ describe.skipIf(endpoints === null)('predictor on Kafka', () => {
     const publish = async (version: string, rows: number): Promise<void> => {
       const model = trainLogistic(digits.rows.slice(0, rows), digits.featureNames, digits.classes, { l2: 1e-3, maxIterations: 30, tolerance: 1e-5 });
       const onnx = exportOnnx(model, { version, category: 'digits' });
-      await publishVersion(access, { category: 'digits', version, onnx, featureNames: digits.featureNames, classes: digits.classes, createdAt: Date.now() }, { topic: test.topics.models });
+      // signed with the key the instances trust by default: the test app's data dir's generated key
+      const keys = ledgerKeysFor(parseConfig(test.config({ instanceId: 'predictor-1' })), { generate: true });
+      await publishVersion(access, { category: 'digits', version, onnx, featureNames: digits.featureNames, classes: digits.classes, createdAt: Date.now() }, { topic: test.topics.models, ...keys });
     };
     await publish('1', 200);
 
