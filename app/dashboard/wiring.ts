@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { SampleloopConfig } from '../../config/config.js';
 import { directAccess } from '../../access/embedded.js';
 import { kafkaAccess } from '../../access/kafka.js';
-import { readLedger } from '../../models/ledger.js';
+import { readLedger, trustPolicyFor } from '../../models/ledger.js';
 import type { EmbeddedApp } from '../embedded.js';
 import { librdkafkaSettings, type KafkaApp } from '../kafka.js';
 import { DashboardCollector, type DashboardSettings } from './collector.js';
@@ -25,7 +25,8 @@ export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => numbe
       categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
       ...(options.now ? { now: options.now } : {}),
-      readLedger: () => readLedger(access, config.topics.models),
+      // Verified with the predictor's trust policy (signatures, trusted keys), read again each time: keys may rotate.
+      readLedger: () => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })),
       stateBytes: () => log.db.approximateSizeBytes(),
       refreshLag: () => void runtime.lag(),
       logger: app.logger,
@@ -46,7 +47,8 @@ export function kafkaDashboard(config: SampleloopConfig, app: KafkaApp): Dashboa
       topics: config.topics,
       categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
-      readLedger: () => readLedger(access, config.topics.models),
+      // Verified with the predictor's trust policy (signatures, trusted keys), read again each time: keys may rotate.
+      readLedger: () => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })),
       refreshLag: () => void app.runtime.lag(),
       // A walk of the state directory: every 10 s at most.
       stateBytes: () => {
