@@ -79,6 +79,7 @@ export class DashboardCollector {
   private readonly servingVersion: Gauge<'category' | 'version'>;
   private readonly ledgerVersions: Gauge<'category' | 'version' | 'trainer' | 'verified'>;
   private readonly stateBytes: Gauge;
+  private readonly kinds = new Map<string, { series: string; counter: { inc(): void } }>();
   private ledgerSnapshot: LedgerSnapshot = { readAt: 0, error: null, view: null };
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -236,19 +237,28 @@ export class DashboardCollector {
     };
   }
 
+  /** Per category and kind, the series name and counter child (looked up once: this runs for every record). */
+  private kindOf(category: string, event: 'prediction' | 'feedback' | 'sample'): { series: string; counter: { inc(): void } } {
+    const key = `${event}\u0000${category}`;
+    let kind = this.kinds.get(key);
+    if (!kind) {
+      const prefix = event === 'prediction' ? 'pred' : event === 'feedback' ? 'fb' : 'smp';
+      kind = { series: `${prefix}|${category}`, counter: this.categoryRecords.labels(category, event) };
+      this.kinds.set(key, kind);
+    }
+    return kind;
+  }
+
   private onNote(event: string, fields: Readonly<Record<string, string | number | null>>): void {
     const now = this.now();
     const text = (name: string): string => String(fields[name] ?? '');
     const num = (name: string): number | null => (typeof fields[name] === 'number' ? (fields[name] as number) : null);
-    if (event === 'prediction') {
-      this.ring.add(now, `pred|${text('category')}`);
-      this.categoryRecords.labels(text('category'), 'prediction').inc();
-    } else if (event === 'feedback') {
-      this.ring.add(now, `fb|${text('category')}`);
-      this.categoryRecords.labels(text('category'), 'feedback').inc();
-    } else if (event === 'sample') {
-      this.ring.add(now, `smp|${text('category')}`);
-      this.categoryRecords.labels(text('category'), 'sample').inc();
+    if (event === 'prediction' || event === 'feedback' || event === 'sample') {
+      const kind = this.kindOf(text('category'), event);
+      this.ring.add(now, kind.series);
+      kind.counter.inc();
+    }
+    if (event === 'sample') {
       const changed = this.accuracy.add({ requestId: text('requestId'), category: text('category'), version: text('version'), labelSource: text('labelSource') });
       if (changed && changed.accuracy !== null) {
         this.ring.set(now, `acc|${changed.category}|${changed.version}`, changed.accuracy);
