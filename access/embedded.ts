@@ -4,6 +4,7 @@ import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import { decodeFramed, encodeFramed, referencedSchemaId } from '../schemas/codec.js';
 import { schemaJson, type SchemaName } from '../schemas/index.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import type { InputProtection } from '../processors/input-protection.js';
 
 /** A record as `consume` prints it. */
 export interface DisplayRecord {
@@ -56,26 +57,37 @@ export interface LogAccess {
 
 /**
  * Each non-empty line becomes one record holding the line's bytes unchanged, so a malformed line
- * reaches the engine and ends in the dead-letter topic instead of vanishing at the producer.
+ * reaches the engine and ends in the dead-letter topic instead of vanishing at the producer. A
+ * record's log timestamp is its line's `timestamp` when that is valid (a non-negative integer, as
+ * Avro's timestamp-millis); a line without one takes the previous valid line's (the next one's
+ * before the first), so it never stamps a record far from the traffic around it; only an input with
+ * no valid timestamp at all is stamped `now`.
  */
 export function jsonLinesToRecords(topic: string, text: string, keyField: string, now: number): OutputRecord[] {
   const records: OutputRecord[] = [];
+  let firstValid = -1;
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line.length === 0) continue;
     let key: Buffer | null = null;
-    let timestamp = now;
+    let timestamp = Number.NaN;
     try {
-      const parsed = JSON.parse(line) as Record<string, unknown>;
-      const k = parsed[keyField];
+      const parsed = JSON.parse(line) as Record<string, unknown> | null;
+      const k = parsed?.[keyField];
       if (typeof k === 'string' && k.length > 0) key = Buffer.from(k, 'utf8');
-      // Only a valid timestamp (a non-negative integer, as Avro's timestamp-millis): a fractional or
-      // negative one would become the log timestamp the dead letter of this record must carry.
-      if (typeof parsed.timestamp === 'number' && Number.isSafeInteger(parsed.timestamp) && parsed.timestamp >= 0) timestamp = parsed.timestamp;
+      // A fractional or negative one would become the log timestamp the dead letter of this record must carry.
+      const t = parsed?.timestamp;
+      if (typeof t === 'number' && Number.isSafeInteger(t) && t >= 0) timestamp = t;
     } catch {
       // kept as is: the engine dead-letters it with the reason
     }
+    if (firstValid < 0 && !Number.isNaN(timestamp)) firstValid = timestamp;
     records.push({ topic, key, value: Buffer.from(line, 'utf8'), timestamp, headers: {} });
+  }
+  let previous = firstValid < 0 ? now : firstValid;
+  for (const r of records) {
+    if (Number.isNaN(r.timestamp)) r.timestamp = previous;
+    else previous = r.timestamp;
   }
   return records;
 }
@@ -127,12 +139,16 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: () => number = Date.now): LogAccess {
+/**
+ * The CLI's and the topic API's access to the embedded log. With `ingest`, records of the input
+ * topics are protected (InputProtection) before they are appended: give it wherever users' records come in.
+ */
+export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: () => number = Date.now, { ingest }: { ingest?: InputProtection } = {}): LogAccess {
   return {
-    produce: (topic, text, options = {}) => {
-      log.ensureTopic(topic, options.createPartitions === undefined ? {} : { partitions: options.createPartitions });
-      const records = jsonLinesToRecords(topic, text, options.keyField ?? 'requestId', now());
-      log.append(records);
+    produce: (topic, text, produceOptions = {}) => {
+      log.ensureTopic(topic, produceOptions.createPartitions === undefined ? {} : { partitions: produceOptions.createPartitions });
+      const records = jsonLinesToRecords(topic, text, produceOptions.keyField ?? 'requestId', now());
+      log.append(ingest ? ingest.protectRecords(records) : records);
       return Promise.resolve({ appended: records.length });
     },
     read: (topic, options = {}) => {
@@ -171,7 +187,8 @@ export function directAccess(log: EmbeddedLog, registry: SchemaRegistry, now: ()
     produceAvro: async (topic, schema, records) => {
       const id = await registry.register(`${topic}-value`, schemaJson(schema));
       log.ensureTopic(topic);
-      log.append(records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} })));
+      const encoded = records.map((r) => ({ topic, key: r.key === null ? null : Buffer.from(r.key, 'utf8'), value: encodeFramed(schema, id, r.value), timestamp: r.timestamp, headers: {} }));
+      log.append(ingest ? ingest.protectRecords(encoded) : encoded);
       return { appended: records.length };
     },
   };

@@ -1,5 +1,5 @@
-import { UsageError } from '../engine/errors.js';
-import type { LogAccess } from './embedded.js';
+import { errorMessage, LogError, UsageError } from '../engine/errors.js';
+import type { LogAccess, TopicSummary } from './embedded.js';
 
 /** The topic API of a running engine (`run` holds the embedded log; the CLI goes through its HTTP port). */
 export function httpAccess(baseUrl: string, options: { produceChunkChars?: number } = {}): LogAccess {
@@ -11,16 +11,30 @@ export function httpAccess(baseUrl: string, options: { produceChunkChars?: numbe
   };
   return {
     produce: async (topic, text, produceOptions = {}) => {
+      let before: number[];
+      try {
+        before = (await call<TopicSummary[]>('/topics')).find((t) => t.topic === topic)?.endOffsets ?? [];
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        throw new LogError(`the running engine at ${baseUrl} did not answer (${errorMessage(err)}): nothing was sent, nothing appended; start the engine again (or stop it for good so that produce writes to the data dir directly) and re-run`, { cause: err, retriable: true });
+      }
       const path = `/topics/${encodeURIComponent(topic)}/records?keyField=${encodeURIComponent(produceOptions.keyField ?? 'requestId')}${produceOptions.createPartitions ? `&partitions=${produceOptions.createPartitions}` : ''}`;
       let appended = 0;
-      for (const chunk of lineChunks(text, options.produceChunkChars ?? PRODUCE_CHUNK_CHARS)) appended += (await call<{ appended: number }>(path, { method: 'POST', body: chunk })).appended;
+      for (const chunk of lineChunks(text, options.produceChunkChars ?? PRODUCE_CHUNK_CHARS)) {
+        try {
+          appended += (await call<{ appended: number }>(path, { method: 'POST', body: chunk })).appended;
+        } catch (err) {
+          if (err instanceof UsageError) throw err;
+          throw connectionLost(baseUrl, topic, before, appended, err);
+        }
+      }
       return { appended };
     },
-    read: (topic, options = {}) => {
+    read: (topic, readOptions = {}) => {
       const q = new URLSearchParams();
-      if (options.from !== undefined) q.set('from', String(options.from));
-      if (options.partition !== undefined) q.set('partition', String(options.partition));
-      if (options.max !== undefined) q.set('max', String(options.max));
+      if (readOptions.from !== undefined) q.set('from', String(readOptions.from));
+      if (readOptions.partition !== undefined) q.set('partition', String(readOptions.partition));
+      if (readOptions.max !== undefined) q.set('max', String(readOptions.max));
       return call(`/topics/${encodeURIComponent(topic)}/records?${q.toString()}`);
     },
     topics: () => call('/topics'),
@@ -46,4 +60,29 @@ export function lineChunks(text: string, maxChars: number): string[] {
     start = end;
   }
   return chunks;
+}
+
+/**
+ * The engine went away (crash, stop) before answering a produce. The engine appends the records of
+ * one request (a piece of at most PRODUCE_CHUNK_CHARS) in one atomic write once it has read the whole
+ * request, and answers right after: a cut connection almost always means that piece was not
+ * appended, and the end offsets taken before say for sure.
+ */
+function connectionLost(baseUrl: string, topic: string, endOffsetsBefore: number[], appendedBefore: number, cause: unknown): LogError {
+  const offsets = endOffsetsBefore.length === 0 ? `did not exist` : `ended at offset(s) ${endOffsetsBefore.join(', ')} (per partition)`;
+  const earlier =
+    appendedBefore === 0
+      ? 'Nothing was appended unless the engine wrote the whole batch in the instant before it went away: '
+      : `The first ${appendedBefore} record(s) were appended and confirmed (large inputs go in pieces of about ${PRODUCE_CHUNK_CHARS / 1024 / 1024} MiB); of the rest nothing was appended unless the engine wrote the whole piece in the instant before it went away: `;
+  const rerun =
+    appendedBefore === 0
+      ? 'Re-running the same produce is safe once the engine (or no engine) holds the data dir again'
+      : `Re-run with only the lines after the first ${appendedBefore} (re-running all of them appends those again) once the engine (or no engine) holds the data dir again`;
+  return new LogError(
+    `the connection to the running engine at ${baseUrl} broke before it answered (${errorMessage(cause)}; the engine stopped or crashed). ` +
+      earlier +
+      `a produce request is appended all or nothing, in one write once the engine has read the whole request, and confirmed right after. ` +
+      `${rerun}; to check first, "${topic}" ${offsets} before this produce: \`sampleloop inspect\` shows the end offsets.`,
+    { cause, retriable: true },
+  );
 }

@@ -10,13 +10,19 @@ import { KafkaPartitionReader } from '../engine/kafka/partition-reader.js';
 import { fetchWriterSchemas } from '../schemas/confluent-registry.js';
 import { call, flushProducer, KafkaConsumer, KafkaError, Producer, toHeaders, type LibrdkafkaSettings } from '../engine/kafka/client.js';
 import type { Logger } from '../engine/logger.js';
+import type { InputProtection } from '../processors/input-protection.js';
 
 /**
  * The CLI's view of a Kafka cluster (`produce`, `consume`, `inspect`, `models ...` in mode "kafka"):
  * records are produced with Kafka's default partitioner (murmur2 of the key) and read from the start
  * of every partition up to its current end, read_committed.
  */
-export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegistry, logger: Logger, options: { partitions: number; replicationFactor: number }): LogAccess {
+export function kafkaAccess(
+  settings: LibrdkafkaSettings,
+  registry: SchemaRegistry,
+  logger: Logger,
+  options: { partitions: number; replicationFactor: number; /** Protects input records before they are produced (privacy.protectOnIngest). */ ingest?: InputProtection },
+): LogAccess {
   const admin = (): KafkaAdmin => new KafkaAdmin(settings, logger);
 
   const partitionCount = async (topic: string, create: boolean, createPartitions?: number, keepForever = false): Promise<number> => {
@@ -55,7 +61,8 @@ export function kafkaAccess(settings: LibrdkafkaSettings, registry: SchemaRegist
   return {
     produce: async (topic, text, produceOptions = {}) => {
       const partitions = await partitionCount(topic, true, produceOptions.createPartitions);
-      const records = jsonLinesToRecords(topic, text, produceOptions.keyField ?? 'requestId', Date.now());
+      const lines = jsonLinesToRecords(topic, text, produceOptions.keyField ?? 'requestId', Date.now());
+      const records = options.ingest ? options.ingest.protectRecords(lines) : lines;
       await send(records, partitions);
       return { appended: records.length };
     },

@@ -17,6 +17,9 @@ import { embeddedPredictor, ensureModelsTopic, type EmbeddedPredictorOptions } f
 import type { ModelRegistry } from '../models/model-registry.js';
 import { embeddedTriggerTopologies } from '../topologies/trigger.js';
 import { trustWarnings } from '../models/ledger/keys-config.js';
+import { inputProtectionFor, type InputProtection } from '../processors/input-protection.js';
+import { ConsumedInputTrimmer } from '../engine/embedded/consumed-trimmer.js';
+import { directAccess, type LogAccess } from '../access/embedded.js';
 import { startEmbeddedTrainer, type EmbeddedTrainerOptions, type TrainerJob } from '../models/trainer-job.js';
 
 export interface EmbeddedApp {
@@ -26,6 +29,10 @@ export interface EmbeddedApp {
   registry: LocalSchemaRegistry;
   serdes: OutputSerdes;
   privacy: PrivacyPolicy;
+  /** Protects input records before they are appended (undefined when privacy.protectOnIngest is off). */
+  ingest: InputProtection | undefined;
+  /** Deletes input records every group has committed past embedded.inputRetentionMs ago (maintenance); returns how many. */
+  trimProcessedInput(now?: number): number;
   metrics: EngineMetrics;
   logger: Logger;
   /** The predictor's models (set when `predictor.enabled`). */
@@ -90,6 +97,17 @@ function refuseLostGeneratedKey(config: SampleloopConfig, log: EmbeddedLog): voi
   );
 }
 
+/** The privacy policy of an embedded data dir: its key generated on first use, never silently replaced once used. */
+export function embeddedPrivacyPolicy(config: SampleloopConfig, log: EmbeddedLog): PrivacyPolicy {
+  refuseLostGeneratedKey(config, log);
+  return privacyPolicyFor(config, true);
+}
+
+/** The embedded log's ingress for the CLI and the topic API while the app holds the log: input records are protected before they are appended. */
+export function ingressAccess(app: Pick<EmbeddedApp, 'log' | 'registry' | 'ingest'>, now: () => number = Date.now): LogAccess {
+  return directAccess(app.log, app.registry, now, app.ingest ? { ingest: app.ingest } : {});
+}
+
 /** Opens the embedded log and starts the samples topology on it (not yet processing: call runtime.run/step). */
 export async function startEmbeddedApp(
   config: SampleloopConfig,
@@ -99,9 +117,14 @@ export async function startEmbeddedApp(
   const metrics = options.metrics ?? new EngineMetrics({ defaultMetrics: true });
   const log = await openEmbeddedLog(config);
   try {
-    refuseLostGeneratedKey(config, log);
-    const privacy = privacyPolicyFor(config, true);
+    const privacy = embeddedPrivacyPolicy(config, log);
     const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+    const ingest = inputProtectionFor(config, () => privacy, (id) => registry.cached(id));
+    const { requests, predictions, feedback } = config.topics;
+    const trimmer =
+      config.embedded.inputRetentionMs === null
+        ? undefined
+        : new ConsumedInputTrimmer(log, [requests, predictions, feedback].filter((t) => t !== config.topics.models), config.embedded.inputRetentionMs);
     const serdes = await registerOutputSchemas(registry, samplesOutputs(config.topics));
     const deadLetterId = serdes.schemaId(config.topics.deadLetters) as number;
     const topology = buildSamplesTopology({
@@ -111,6 +134,7 @@ export async function startEmbeddedApp(
       maxRecordBytes: config.input.maxRecordBytes,
       ...(config.input.rejectUnknownCategories ? { knownCategories: new Set(Object.keys(config.categories)) } : {}),
       serdes,
+      ...(options.now ? { now: options.now } : {}),
     });
     ensureModelsTopic(log, config.topics.models);
     if (config.predictor.enabled || config.trainer.enabled) for (const warning of trustWarnings(config)) logger.warn(warning);
@@ -139,6 +163,8 @@ export async function startEmbeddedApp(
       registry,
       serdes,
       privacy,
+      ingest,
+      trimProcessedInput: (now = (options.now ?? Date.now)()) => trimmer?.run(now) ?? 0,
       metrics,
       logger,
       ...(predictor ? { models: predictor.models } : {}),

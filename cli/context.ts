@@ -1,11 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { logDirOf, openEmbeddedLog } from '../app/embedded.js';
+import { embeddedPrivacyPolicy, logDirOf, openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
+import { inputProtectionFor } from '../processors/input-protection.js';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { loadConfig, type SampleloopConfig } from '../config/config.js';
-import { StateError, UsageError } from '../engine/errors.js';
+import { ConfigError, StateError, UsageError } from '../engine/errors.js';
+import type { PrivacyPolicy } from '../processors/privacy.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { kafkaAccess } from '../access/kafka.js';
 import { librdkafkaSettings } from '../app/kafka.js';
@@ -39,7 +41,8 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
   if (config.mode === 'kafka') {
     if (!config.kafka.schemaRegistry) throw new UsageError('mode "kafka" needs kafka.schemaRegistry.url to encode and decode Avro records');
     const registry = new ConfluentSchemaRegistry(config.kafka.schemaRegistry);
-    return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor }));
+    const ingest = inputProtectionFor(config, () => ingestPolicy(config, () => privacyPolicyFor(config, false)), (id) => registry.cached(id));
+    return fn(kafkaAccess(librdkafkaSettings(config), registry, silentLogger(), { partitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor, ...(ingest ? { ingest } : {}) }));
   }
   // Reading commands must not create an empty data dir where a typo in --data-dir points.
   if (options.readOnly && !existsSync(logDirOf(config.dataDir))) {
@@ -56,8 +59,25 @@ export async function withLogAccess<T>(config: SampleloopConfig, fn: (access: Lo
     return fn(httpAccess(info.url));
   }
   try {
-    return await fn(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+    const registry = new LocalSchemaRegistry(rocksRegistryStorage(log.db));
+    const opened = log;
+    const ingest = inputProtectionFor(config, () => ingestPolicy(config, () => embeddedPrivacyPolicy(config, opened)), (id) => registry.cached(id));
+    return await fn(directAccess(log, registry, Date.now, ingest ? { ingest } : {}));
   } finally {
     await log.close();
+  }
+}
+
+/** The policy `produce` protects input records with; a missing key says why `produce` needs one. */
+function ingestPolicy(config: SampleloopConfig, policy: () => PrivacyPolicy): PrivacyPolicy {
+  try {
+    return policy();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(
+      `${err.message}\n(produce protects records of ${config.topics.requests}, ${config.topics.predictions} and ${config.topics.feedback} with the engine's privacy key before they are written; ` +
+        'give it the key the engine runs with, or set privacy.protectOnIngest to false to write them as they are)',
+      { cause: err },
+    );
   }
 }

@@ -4,8 +4,8 @@
  * slice and each of its decisions reported.
  */
 import type { SampleloopConfig } from '../config/config.js';
-import { directAccess, type LogAccess } from '../access/embedded.js';
-import type { EmbeddedApp } from '../app/embedded.js';
+import type { LogAccess } from '../access/embedded.js';
+import { ingressAccess, type EmbeddedApp } from '../app/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import { ledgerKeysFor, publishVersion, readLedger, trustPolicyFor, type LedgerView } from '../models/ledger.js';
@@ -83,7 +83,7 @@ export class ClosedLoop {
   ) {
     if (!app.trainer) throw new UsageError('the demo needs the built-in trainer (trainer.enabled)');
     this.trainer = app.trainer;
-    this.access = directAccess(app.log, app.registry, () => clock.now);
+    this.access = ingressAccess(app, () => clock.now);
     this.byId = new Map(plan.map((r) => [r.requestId, r]));
     this.predictions = new TopicTail(app, config.topics.predictions);
     this.samples = new TopicTail(app, config.topics.samples);
@@ -134,7 +134,10 @@ export class ClosedLoop {
       while (this.sent < plan.length && (plan[this.sent] as PlannedRequest).timestamp < sliceEnd) records.push(this.requestRecord(plan[this.sent++] as PlannedRequest));
       this.pendingFeedback.sort((a, b) => a.timestamp - b.timestamp);
       while (this.pendingFeedback.length > 0 && (this.pendingFeedback[0] as Feedback).timestamp < sliceEnd) records.push(this.feedbackRecord(this.pendingFeedback.shift() as Feedback));
-      if (records.length > 0) this.app.log.append(records.sort((a, b) => a.timestamp - b.timestamp));
+      if (records.length > 0) {
+        const sorted = records.sort((a, b) => a.timestamp - b.timestamp);
+        this.app.log.append(this.app.ingest ? this.app.ingest.protectRecords(sorted) : sorted);
+      }
       this.clock.now = sliceEnd;
       await this.settle();
       await this.train();

@@ -1,6 +1,5 @@
 import { rmSync, writeFileSync } from 'node:fs';
-import { startEmbeddedApp } from '../app/embedded.js';
-import { directAccess } from '../access/embedded.js';
+import { ingressAccess, startEmbeddedApp } from '../app/embedded.js';
 import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../config/config.js';
 import { startKafkaApp } from '../app/kafka.js';
 import { startHttpServer } from '../app/http.js';
@@ -46,7 +45,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     logger,
     routes: {
       health: () => ({ healthy: true, details: { mode: 'embedded', tasks: runtime.taskList().length, lag: runtime.lag() } }),
-      log: directAccess(log, app.registry),
+      log: ingressAccess(app),
       // sampleloop_consumer_lag is computed from the log's offsets: without this a scrape saw it only
       // after a /healthz call or a maintenance run (every embedded.maintenanceIntervalMs), stale between.
       refreshMetrics: () => void runtime.lag(),
@@ -72,8 +71,9 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
       runtime.commit();
       for (const [topic, c] of log.listTopics()) if (c.compact) log.compact(topic);
       log.enforceRetention();
+      const trimmed = app.trimProcessedInput();
       const lag = runtime.lag();
-      logger.info({ lag: lag.reduce((s, l) => s + l.lag, 0) }, 'maintenance done (compaction, retention)');
+      logger.info({ lag: lag.reduce((s, l) => s + l.lag, 0), inputRecordsTrimmed: trimmed }, 'maintenance done (compaction, retention, processed input trimmed)');
     } catch (err) {
       logger.error({ err }, 'maintenance failed');
     }

@@ -52,9 +52,11 @@ export const configSchema = z
         commitIntervalMs: z.number().int().min(1).default(100),
         maintenanceIntervalMs: z.number().int().min(1000).default(60_000),
         retentionMs: z.number().int().min(1).nullable().default(null),
+        /** Input records every consumer group has committed past are deleted this long after (null: kept). */
+        inputRetentionMs: z.number().int().min(0).nullable().default(3600_000),
       })
       .strict()
-      .default({ partitions: 1, syncWrites: false, commitIntervalMs: 100, maintenanceIntervalMs: 60_000, retentionMs: null }),
+      .default({ partitions: 1, syncWrites: false, commitIntervalMs: 100, maintenanceIntervalMs: 60_000, retentionMs: null, inputRetentionMs: 3600_000 }),
     join: z
       .object({
         beforeMs: nonNegativeMs.default(60_000),
@@ -64,9 +66,10 @@ export const configSchema = z
         onTimeout: z.enum(['unmatched', 'confirm']).default('unmatched'),
         idleAdvance: z.boolean().default(true),
         punctuateIntervalMs: z.number().int().min(10).default(1000),
+        maxFutureMs: nonNegativeMs.nullable().default(3600_000),
       })
       .strict()
-      .default({ beforeMs: 60_000, afterMs: 24 * 3600_000, graceMs: 3600_000, duplicates: 'latest', onTimeout: 'unmatched', idleAdvance: true, punctuateIntervalMs: 1000 }),
+      .default({ beforeMs: 60_000, afterMs: 24 * 3600_000, graceMs: 3600_000, duplicates: 'latest', onTimeout: 'unmatched', idleAdvance: true, punctuateIntervalMs: 1000, maxFutureMs: 3600_000 }),
     categories: z
       .record(
         z.string().min(1),
@@ -87,11 +90,14 @@ export const configSchema = z
         alwaysSensitive: z.array(fieldRule).default(() => DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r }))),
         keyEnv: z.string().default('SAMPLELOOP_PRIVACY_KEY'),
         keyFile: z.string().optional(),
+        /** Apply the rules to requests, predictions and feedback before they are appended (embedded ingress, the CLI's produce). */
+        protectOnIngest: z.boolean().default(true),
       })
       .strict()
       .default({
         alwaysSensitive: DEFAULT_SENSITIVE_RULES.map((r) => ({ ...r })),
         keyEnv: 'SAMPLELOOP_PRIVACY_KEY',
+        protectOnIngest: true,
       }),
     input: z
       .object({

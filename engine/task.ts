@@ -3,9 +3,11 @@ import type { WriteOp } from './state/rocks.js';
 import { errorMessage, TopologyError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EngineMetrics } from './metrics.js';
+import { deadLetterLogFor } from './dead-letter-log.js';
 import { isBatchProcessor, type AnyProcessor, type BatchProcessor, type DeadLetterRequest, type ProcessorContext, type RecordContext } from './processor.js';
 import type { OutputRecord, SourceRecord, StreamRecord } from './record.js';
 import type { StoreSpec, Topology, TopologyNode } from './topology.js';
+import type { Extraction } from './timestamp-extractor.js';
 
 /**
  * Everything a dead-letter record carries; the application's `encodeDeadLetter` gives it a wire
@@ -77,7 +79,7 @@ export class StreamTask {
   private current: RecordContext | undefined;
   private currentStage = '';
   private readonly inCounters = new Map<string, { inc(): void }>();
-  private readonly sources = new Map<string, { name: string; position: Map<number, { topic: string; partition: number; offset: number }> }>();
+  private readonly sources = new Map<string, { name: string; extracts: boolean; position: Map<number, { topic: string; partition: number; offset: number }> }>();
 
   constructor(
     readonly topology: Topology,
@@ -114,13 +116,18 @@ export class StreamTask {
     this.prefetchers = [...this.instances.values()].filter((p) => !isBatchProcessor(p) && typeof p.prefetch === 'function') as typeof this.prefetchers;
   }
 
-  /** Processes one source record; a processor failure sends the record to the dead-letter topic. */
-  process(record: SourceRecord): void {
+  /**
+   * Processes one source record; a processor failure sends the record to the dead-letter topic. When
+   * its source has a timestamp extractor, `extraction` is what it made of the record (the input
+   * extracted it to order it); it is extracted here when not given. An invalid record goes to the
+   * dead-letter topic without reaching any processor.
+   */
+  process(record: SourceRecord, extraction?: Extraction): void {
     let source = this.sources.get(record.topic);
     if (!source) {
       const node = this.topology.sourceFor(record.topic);
       if (!node) throw new TopologyError(`topology "${this.topology.name}" has no source for topic "${record.topic}"`);
-      source = { name: node.name, position: new Map() };
+      source = { name: node.name, position: new Map(), extracts: node.timestampExtractor !== undefined };
       this.sources.set(record.topic, source);
     }
     let position = source.position.get(record.partition);
@@ -133,7 +140,18 @@ export class StreamTask {
     this.countIn(record.topic);
     this.current = record;
     try {
-      this.emit(source.name, '', { key: record.key === null ? null : record.key.toString('utf8'), value: record.value, timestamp: record.timestamp, headers: record.headers });
+      if (source.extracts) {
+        const extracted = extraction ?? this.topology.extract(record);
+        if (extracted === undefined || !extracted.valid) {
+          const invalid: { deadLetter: DeadLetterRequest; stage?: string } = extracted ?? { deadLetter: { reasonCode: 'processing-error', reason: 'the timestamp extractor returned nothing' } };
+          this.currentStage = invalid.stage ?? source.name;
+          this.sendDeadLetter(invalid.deadLetter, this.currentStage);
+          return;
+        }
+        this.emit(source.name, '', { key: record.key === null ? null : record.key.toString('utf8'), value: extracted.value, timestamp: extracted.timestamp, headers: record.headers });
+      } else {
+        this.emit(source.name, '', { key: record.key === null ? null : record.key.toString('utf8'), value: record.value, timestamp: record.timestamp, headers: record.headers });
+      }
     } catch (err) {
       this.services.logger.error({ err, task: this.id, topic: record.topic, partition: record.partition, offset: record.offset, stage: this.currentStage }, 'processing failed; record sent to the dead-letter topic');
       this.sendDeadLetter({ reasonCode: 'processing-error', reason: `processor "${this.currentStage}" failed: ${errorMessage(err)}` }, this.currentStage);
@@ -379,6 +397,15 @@ export class StreamTask {
         'sampleloop.dlq.payload.redacted': String(envelope.payloadRedacted),
         'sampleloop.dlq.payload.encoding': encoding,
       },
+    });
+    deadLetterLogFor(this.services.logger).record({
+      reasonCode: request.reasonCode,
+      reason: request.reason,
+      topic: source.topic,
+      partition: source.partition,
+      offset: source.offset,
+      stage,
+      task: this.id,
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();
     this.services.metrics.recordsOut.labels(this.services.deadLetterTopic).inc();

@@ -1,7 +1,8 @@
 import type { Codec } from './state/kv-store.js';
-import { TopologyError } from './errors.js';
+import { errorMessage, TopologyError } from './errors.js';
 import type { Processor, ProcessorSupplier } from './processor.js';
-import type { Headers, StreamRecord } from './record.js';
+import type { Headers, SourceRecord, StreamRecord } from './record.js';
+import type { Extraction, TimestampExtractor } from './timestamp-extractor.js';
 
 export interface StoreSpec<V = unknown> {
   name: string;
@@ -30,6 +31,12 @@ export interface SourceNode {
   name: string;
   topics: string[];
   children: ChildLink[];
+  /** Reads each record's event time (and decodes its value once); without it the log timestamp orders records. */
+  timestampExtractor?: TimestampExtractor;
+}
+
+export interface SourceOptions {
+  timestampExtractor?: TimestampExtractor;
 }
 
 export interface ProcessorNode {
@@ -57,14 +64,31 @@ export class Topology {
   readonly nodes = new Map<string, TopologyNode>();
   readonly stores = new Map<string, StoreSpec>();
   readonly sinkTopics = new Map<string, TopicRequirement>();
+  private readonly sourceByTopic = new Map<string, SourceNode>();
 
   constructor(readonly name: string) {
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new TopologyError(`topology name "${name}" may only use letters, digits, '.', '_' and '-'`);
   }
 
-  addSource(name: string, topics: string[]): this {
-    this.addNode({ kind: 'source', name, topics, children: [] });
+  addSource(name: string, topics: string[], options: SourceOptions = {}): this {
+    this.addNode({ kind: 'source', name, topics, children: [], ...(options.timestampExtractor ? { timestampExtractor: options.timestampExtractor } : {}) });
+    for (const topic of topics) this.sourceByTopic.set(topic, this.nodes.get(name) as SourceNode);
     return this;
+  }
+
+  /**
+   * What the timestamp extractor of `record`'s source makes of it; undefined when that source has
+   * none. An extractor that throws made the record invalid (`processing-error`).
+   */
+  extract(record: SourceRecord): Extraction | undefined {
+    const source = this.sourceByTopic.get(record.topic);
+    const extractor = source?.timestampExtractor;
+    if (!extractor) return undefined;
+    try {
+      return extractor.extract(record);
+    } catch (err) {
+      return { valid: false, deadLetter: { reasonCode: 'processing-error', reason: `the timestamp extractor of "${source.name}" failed: ${errorMessage(err)}` } };
+    }
   }
 
   addProcessor<In, Out>(name: string, supplier: ProcessorSupplier<In, Out>, parents: ReadonlyArray<ParentLink>, stores: string[] = []): this {
@@ -102,8 +126,7 @@ export class Topology {
 
   /** Source node reading `topic`. */
   sourceFor(topic: string): SourceNode | undefined {
-    for (const node of this.nodes.values()) if (node.kind === 'source' && node.topics.includes(topic)) return node;
-    return undefined;
+    return this.sourceByTopic.get(topic);
   }
 
   /** Checks that every store a processor names exists and that the graph has no cycle. */
@@ -162,10 +185,13 @@ export class StreamsBuilder {
     this.topology = new Topology(name);
   }
 
-  stream(topics: string | string[], name?: string): KStream<Buffer | null> {
+  stream(topics: string | string[], name?: string): KStream<Buffer | null>;
+  /** A stream whose records are what `timestampExtractor` extracted from them (decoded once, ordered by their event time). */
+  stream<V>(topics: string | string[], name: string, options: SourceOptions & { timestampExtractor: TimestampExtractor }): KStream<V>;
+  stream(topics: string | string[], name?: string, options: SourceOptions = {}): KStream<unknown> {
     const list = Array.isArray(topics) ? topics : [topics];
     const nodeName = name ?? `source-${list.join('+')}`;
-    this.topology.addSource(nodeName, list);
+    this.topology.addSource(nodeName, list, options);
     return new KStream(this.topology, [{ node: nodeName, output: '' }]);
   }
 

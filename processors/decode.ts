@@ -1,31 +1,89 @@
 import type avro from 'avsc';
 import type { Processor, ProcessorContext } from '../engine/processor.js';
-import type { StreamRecord } from '../engine/record.js';
+import type { SourceRecord, StreamRecord } from '../engine/record.js';
+import type { Extraction, TimestampExtractor } from '../engine/timestamp-extractor.js';
 import { decodeRecord } from '../schemas/codec.js';
-import { schemaOf } from '../schemas/index.js';
 import type { Feedback, Prediction, Request } from '../schemas/types.js';
+import { ReasonCodes } from '../schemas/validate.js';
+import { inputDeadLetter } from './dead-letter-payload.js';
 import type { PrivacyPolicy } from './privacy.js';
+import { sealedAtIngest } from './input-protection.js';
 
-type InputName = 'Request' | 'Prediction' | 'Feedback';
-type InputValue<N extends InputName> = N extends 'Request' ? Request : N extends 'Prediction' ? Prediction : Feedback;
+export type InputName = 'Request' | 'Prediction' | 'Feedback';
+export type InputValue<N extends InputName> = N extends 'Request' ? Request : N extends 'Prediction' ? Prediction : Feedback;
 
-export interface DecodeOptions {
+export interface InputExtractorOptions {
   maxRecordBytes: number;
   privacy: PrivacyPolicy;
   /** Writer schemas of Confluent-framed input, by id (already fetched). */
   writerSchema?: (id: number) => avro.Type | undefined;
+  /** An event time more than this ahead of the wall clock is invalid (`future-timestamp`); null: no bound. */
+  maxFutureMs: number | null;
+  /** The `stage` of this input's dead letters (the decode processor's name). */
+  stage: string;
+  /** Wall clock, injectable for tests. */
+  now?: () => number;
+}
+
+/**
+ * How sampleloop reads an input record's event time (the engine's TimestampExtractor): it decodes
+ * and validates the record once, where the task's input reads it, and takes its `timestamp` field.
+ * A record that cannot be decoded, or whose event time is more than `maxFutureMs` ahead of the wall
+ * clock, is invalid: the engine sends it to the dead-letter topic where it stands, and it neither
+ * takes part in ordering nor moves stream time. The dead letter never carries a sensitive value in
+ * clear (see inputDeadLetter).
+ */
+export class InputExtractor<N extends InputName> implements TimestampExtractor {
+  private readonly now: () => number;
+
+  constructor(
+    private readonly schema: N,
+    private readonly options: InputExtractorOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  extract(record: SourceRecord): Extraction {
+    const sealed = sealedAtIngest(record.value, record.headers);
+    if (sealed !== undefined) {
+      // Protected at ingest because it could not be decoded: its bytes are already sealed (or withheld), never sealed twice.
+      return { valid: false, deadLetter: { reasonCode: sealed.reasonCode, reason: sealed.reason, redactedPayload: record.value as Buffer, payloadEncoding: sealed.encoding }, stage: this.options.stage };
+    }
+    const result = decodeRecord<InputValue<N>>(this.schema, record.value, {
+      maxBytes: this.options.maxRecordBytes,
+      ...(this.options.writerSchema ? { writerSchema: this.options.writerSchema } : {}),
+    });
+    if (!result.ok) return this.invalid(result.reasonCode, result.reason, result.partial, record.value);
+    const value = result.value;
+    const { maxFutureMs } = this.options;
+    if (maxFutureMs !== null) {
+      const now = this.now();
+      if (value.timestamp > now + maxFutureMs) {
+        const reason = `event time ${value.timestamp} is ${value.timestamp - now} ms ahead of the wall clock; the limit is join.maxFutureMs = ${maxFutureMs} ms (a timestamp in microseconds or seconds, or a wrong clock?)`;
+        return this.invalid(ReasonCodes.futureTimestamp, reason, value as unknown as Record<string, unknown>, record.value);
+      }
+    }
+    return { valid: true, timestamp: value.timestamp, value };
+  }
+
+  private invalid(reasonCode: string, reason: string, partial: Record<string, unknown> | undefined, raw: Buffer | null): Extraction {
+    return { valid: false, deadLetter: inputDeadLetter(this.schema, this.options.privacy, reasonCode, reason, partial, raw), stage: this.options.stage };
+  }
+}
+
+export interface DecodeOptions {
+  privacy: PrivacyPolicy;
   /** When set, records of other categories are dead letters (`unknown-category`). */
   knownCategories?: ReadonlySet<string>;
 }
 
 /**
- * First step of every input: bytes → validated record with sensitive attributes protected.
- * Anything that fails goes to the dead-letter topic with a reason code; nothing downstream
- * (state, changelogs, outputs) ever sees a raw sensitive value.
+ * Second step of every input, after its source's InputExtractor decoded and validated it: records of
+ * unknown categories go to the dead-letter topic, sensitive attributes are protected, so nothing
+ * downstream (state, changelogs, outputs) ever sees a raw sensitive value.
  */
-export class DecodeProcessor<N extends InputName> implements Processor<Buffer | null, InputValue<N>> {
+export class DecodeProcessor<N extends InputName> implements Processor<InputValue<N>, InputValue<N>> {
   private ctx!: ProcessorContext<InputValue<N>>;
-  private fields: ReadonlySet<string> | undefined;
 
   constructor(
     private readonly schema: N,
@@ -36,68 +94,16 @@ export class DecodeProcessor<N extends InputName> implements Processor<Buffer | 
     this.ctx = ctx;
   }
 
-  process(record: StreamRecord<Buffer | null>): void {
-    const result = decodeRecord<InputValue<N>>(this.schema, record.value, {
-      maxBytes: this.options.maxRecordBytes,
-      ...(this.options.writerSchema ? { writerSchema: this.options.writerSchema } : {}),
-    });
-    if (!result.ok) {
-      this.reject(result.reasonCode, result.reason, result.partial);
-      return;
-    }
-    const value = result.value as InputValue<N> & { category?: string; attributes?: Record<string, string> };
+  process(record: StreamRecord<InputValue<N>>): void {
+    const value = record.value as InputValue<N> & { category?: string; attributes?: Record<string, string> };
     if (this.options.knownCategories && value.category !== undefined && !this.options.knownCategories.has(value.category)) {
-      this.reject('unknown-category', `category is not configured (known: ${[...this.options.knownCategories].join(', ')}); the record's category is in the payload`, value as unknown as Record<string, unknown>);
+      const reasonCode = ReasonCodes.unknownCategory;
+      this.ctx.metrics.count(`rejected-${reasonCode}`);
+      const reason = `category is not configured (known: ${[...this.options.knownCategories].join(', ')}); the record's category is in the payload`;
+      this.ctx.deadLetter(inputDeadLetter(this.schema, this.options.privacy, reasonCode, reason, value as unknown as Record<string, unknown>, this.ctx.recordContext()?.value ?? null));
       return;
     }
     if (value.attributes !== undefined) value.attributes = this.options.privacy.protect(value.category ?? null, value.attributes);
     this.ctx.forward({ key: value.requestId, value, timestamp: value.timestamp, headers: record.headers });
-  }
-
-  private reject(reasonCode: string, reason: string, partial: Record<string, unknown> | undefined): void {
-    this.ctx.metrics.count(`rejected-${reasonCode}`);
-    const redacted = partial && this.redactable(partial) ? this.redact(partial) : undefined;
-    if (redacted) {
-      this.ctx.deadLetter({ reasonCode, reason, redactedPayload: redacted });
-      return;
-    }
-    // Bytes we could not parse may hold sensitive values we cannot find: keep them sealed, never in clear.
-    const protectedPayload = this.options.privacy.protectRaw(this.ctx.recordContext()?.value ?? Buffer.alloc(0));
-    // No rule names a sensitive attribute: the dead letter keeps the original bytes.
-    if (protectedPayload === null) this.ctx.deadLetter({ reasonCode, reason });
-    else this.ctx.deadLetter({ reasonCode, reason, redactedPayload: protectedPayload.payload, payloadEncoding: protectedPayload.encoding });
-  }
-
-  /**
-   * Whether a re-encoding can vouch for every sensitive value: not when a field outside the schema is
-   * present (e.g. the raw request a gateway log carries, with its customer data) or an attribute holds
-   * an object or array (sensitive values nested under a key the rules do not name). Those are sealed.
-   */
-  private redactable(partial: Record<string, unknown>): boolean {
-    this.fields ??= new Set((schemaOf(this.schema) as unknown as { fields: Array<{ name: string }> }).fields.map((f) => f.name));
-    for (const key of Object.keys(partial)) if (!this.fields.has(key)) return false;
-    const attributes = partial.attributes;
-    if (attributes === undefined || attributes === null) return true;
-    if (typeof attributes !== 'object' || Array.isArray(attributes)) return false;
-    for (const v of Object.values(attributes as Record<string, unknown>)) if (typeof v === 'object' && v !== null) return false;
-    return true;
-  }
-
-  /** Re-encodes what could be parsed with its sensitive attributes protected, so dead letters never carry them in clear. */
-  private redact(partial: Record<string, unknown>): Buffer | undefined {
-    const attributes = partial.attributes;
-    const category = typeof partial.category === 'string' ? partial.category : null;
-    const safe: Record<string, unknown> = { ...partial };
-    if (typeof attributes === 'object' && attributes !== null && !Array.isArray(attributes)) {
-      const strings: Record<string, string> = {};
-      for (const [k, v] of Object.entries(attributes as Record<string, unknown>)) strings[k] = typeof v === 'string' ? v : JSON.stringify(v);
-      safe.attributes = this.options.privacy.protect(category, strings);
-    }
-    try {
-      return Buffer.from(JSON.stringify(safe, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
-    } catch {
-      // Nested too deeply to re-encode (JSON.stringify overflows the stack): the original is sealed instead.
-      return undefined;
-    }
   }
 }

@@ -28,6 +28,11 @@ export interface JoinOptions {
   /** Advance stream time with the wall clock while no input arrives. */
   idleAdvance: boolean;
   punctuateIntervalMs: number;
+  /**
+   * An input record whose event time is more than this ahead of the wall clock is a dead letter
+   * (`future-timestamp`), checked where the input is read (InputExtractor); null: no bound.
+   */
+  maxFutureMs: number | null;
 }
 
 export const DEFAULT_JOIN_OPTIONS: JoinOptions = {
@@ -40,6 +45,7 @@ export const DEFAULT_JOIN_OPTIONS: JoinOptions = {
   origin: 'online',
   idleAdvance: true,
   punctuateIntervalMs: 1000,
+  maxFutureMs: 3600_000,
 };
 
 /** Named outputs of the join node. */

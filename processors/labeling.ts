@@ -2,11 +2,16 @@ import type { Feedback, LabeledSample, LabelSource, Prediction, SampleOrigin } f
 
 export type LabelOutcome =
   | { kind: 'label'; label: string; labelSource: Exclude<LabelSource, 'DEFAULT'> }
-  | { kind: 'review'; reason: 'incorrect-without-label' };
+  | { kind: 'review'; reason: ReviewReason };
+
+/** Why feedback needs review (ReviewRecord.reason). */
+export type ReviewReason = 'incorrect-without-label' | 'unknown-label';
 
 /**
  * Turns feedback on a prediction into a label (docs/join-semantics.md, "Labeling").
  * `classes` are the category's configured classes; without them the prediction's score keys are used.
+ * With configured classes, an `actualLabel` outside them is never a label (a typo in a business
+ * system must not reach the training set): it needs review, reason `unknown-label`.
  */
 export function labelFeedback(
   prediction: Pick<Prediction, 'predictedLabel' | 'scores'>,
@@ -14,6 +19,7 @@ export function labelFeedback(
   classes?: readonly string[],
 ): LabelOutcome {
   if (feedback.actualLabel !== null) {
+    if (classes && classes.length > 0 && !classes.includes(feedback.actualLabel)) return { kind: 'review', reason: 'unknown-label' };
     return feedback.actualLabel === prediction.predictedLabel
       ? { kind: 'label', label: prediction.predictedLabel, labelSource: 'CONFIRMED' }
       : { kind: 'label', label: feedback.actualLabel, labelSource: 'CORRECTED' };

@@ -277,6 +277,11 @@ function readOrCreateGeneratedKey(file: string): Buffer {
   return key;
 }
 
+/** The key a privacy key file holds (hex or base64 text, or raw bytes); ConfigError when unreadable or invalid. */
+export function readPrivacyKeyFile(file: string): Buffer {
+  return readKeyFile(file);
+}
+
 function readKeyFile(file: string): Buffer {
   let content: Buffer;
   try {

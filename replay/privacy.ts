@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { SampleloopConfig } from '../config/config.js';
 import { privacyKeyConfigured, privacyKeyRequired, privacyPolicyFor } from '../app/embedded.js';
 import { ConfigError } from '../engine/errors.js';
-import { GENERATED_KEY_FILE, resolvePrivacyKey, type PrivacyPolicy } from '../processors/privacy.js';
+import { GENERATED_KEY_FILE, readPrivacyKeyFile, resolvePrivacyKey, type PrivacyPolicy } from '../processors/privacy.js';
 
 /**
  * The privacy settings a replay runs with. Tokens must equal the online engine's, so the key is the
@@ -20,6 +20,29 @@ export function replayPrivacySettings(config: SampleloopConfig, keyDirs: readonl
   if (generateIn === undefined || !privacyKeyRequired(config)) return privacy;
   resolvePrivacyKey({ envVar: privacy.keyEnv, dataDir: generateIn, allowGenerate: true });
   return { ...privacy, keyFile: join(generateIn, GENERATED_KEY_FILE) };
+}
+
+/**
+ * The configured key (environment variable or privacy.keyFile) wins over a data dir's generated
+ * `privacy.key`: when both exist and differ, replayed tokens would not match the samples the online
+ * engine made in that data dir. Returns a warning naming both, or undefined.
+ */
+export function replayKeyMismatch(config: SampleloopConfig, keyDirs: readonly string[]): string | undefined {
+  if (!privacyKeyConfigured(config)) return undefined;
+  const envSet = (process.env[config.privacy.keyEnv]?.trim() ?? '') !== '';
+  const configured = resolvePrivacyKey({ envVar: config.privacy.keyEnv, ...(config.privacy.keyFile ? { keyFile: config.privacy.keyFile } : {}), allowGenerate: false }).key;
+  const where = envSet ? `the environment variable ${config.privacy.keyEnv}` : `privacy.keyFile ${config.privacy.keyFile ?? ''}`;
+  for (const dir of keyDirs) {
+    const file = join(dir, GENERATED_KEY_FILE);
+    if (!existsSync(file) || file === config.privacy.keyFile) continue;
+    if (!readPrivacyKeyFile(file).equals(configured)) {
+      return (
+        `privacy key: replaying with the key from ${where}, which differs from ${file} (the key the engine generated for that data dir): ` +
+        `replayed tokens will not match that data dir's online samples. Unset ${config.privacy.keyEnv} (and privacy.keyFile) to replay with ${file}, or ignore this if the online engine runs with ${where} too.`
+      );
+    }
+  }
+  return undefined;
 }
 
 /** The policy of `config`, or a ConfigError that says where a replay looks for the key. */

@@ -29,7 +29,7 @@ import { JsonLinesFile } from './output/files-out.js';
 import { emptyMapping, type ColumnMapping } from './input/mapping.js';
 import { DisorderError } from './input/merge.js';
 import { ReplayOutputs } from './output/outputs.js';
-import { replayPrivacyPolicy, replayPrivacySettings } from './privacy.js';
+import { replayKeyMismatch, replayPrivacyPolicy, replayPrivacySettings } from './privacy.js';
 import { ReplayProgress, type ProgressStream } from './progress.js';
 import type { ReadSpec, ReadStats } from './input/records.js';
 import { openSink, parseOutputTarget, sideFileBase, sideFileName } from './output/sinks.js';
@@ -155,6 +155,8 @@ export async function runReplay(request: ReplayRequest): Promise<ReplaySummary> 
 
   // The target's own key first (its online samples use it), then the engine's data dir given with --data-dir.
   const keyDirs = target.kind === 'embedded' ? [target.dataDir, config.dataDir] : [config.dataDir];
+  const keyMismatch = replayKeyMismatch(config, keyDirs);
+  if (keyMismatch !== undefined) (request.logger ?? silentLogger()).warn({ keyDirs }, keyMismatch);
   const privacySettings = replayPrivacySettings(config, keyDirs, target.kind === 'embedded' ? target.dataDir : undefined);
   const replayConfig: SampleloopConfig = { ...config, privacy: privacySettings };
   const privacy = replayPrivacyPolicy(replayConfig, keyDirs);

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type avro from 'avsc';
 import { DecodeError, SchemaError, errorMessage } from '../engine/errors.js';
 import { isBoundedType, parseSchema, schemaOf, type SchemaName } from './index.js';
@@ -34,7 +35,11 @@ export function decodeRecord<T>(name: InputSchemaName, bytes: Buffer | null, opt
     if (bytes.length === 0) return rejected('undecodable', 'record value is empty');
     if (startsWithJsonObject(bytes)) return decodeJson<T>(name, bytes);
     if (bytes[0] === MAGIC_BYTE) return decodeFramedRecord<T>(name, bytes, opts.writerSchema);
-    return decodeAvroBody<T>(name, bytes, 0, schemaOf(name), null);
+    const avroResult = decodeAvroBody<T>(name, bytes, 0, schemaOf(name), null);
+    // Text that is no JSON object (a JSON array or string, a line that is not JSON) is rarely a valid
+    // Avro body too; when it is not, say what it is rather than why Avro could not read it.
+    if (!avroResult.ok && avroResult.reasonCode === 'undecodable' && isText(bytes)) return notAJsonObject(bytes);
+    return avroResult;
   } catch (err) {
     return rejected('undecodable', `cannot decode ${name}: ${errorMessage(err)}`);
   }
@@ -111,6 +116,26 @@ function startsWithJsonObject(bytes: Buffer): boolean {
     if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return false;
   }
   return false;
+}
+
+/** Printable UTF-8 (tabs and line breaks allowed): bytes a producer meant as text. */
+function isText(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i] as number;
+    if (byte < 0x20 ? byte !== 0x09 && byte !== 0x0a && byte !== 0x0d : byte === 0x7f) return false;
+  }
+  return isUtf8(bytes);
+}
+
+function notAJsonObject<T>(bytes: Buffer): DecodeResult<T> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return rejected('undecodable', 'not a JSON object: the value is text but not JSON');
+  }
+  const kind = Array.isArray(parsed) ? 'a JSON array' : parsed === null ? 'JSON null' : `a JSON ${typeof parsed}`;
+  return rejected('undecodable', `not a JSON object: the value is ${kind}`);
 }
 
 function decodeJson<T>(name: InputSchemaName, bytes: Buffer): DecodeResult<T> {

@@ -4,8 +4,9 @@ import type { Feedback, Prediction, Request } from './types.js';
 export type InputSchemaName = 'Request' | 'Prediction' | 'Feedback';
 
 /**
- * Stable machine codes of rejected input records (the dead letter's `reasonCode`). The last two are
- * raised downstream (join / routing), not by the decoder; they are listed so every code lives in one place.
+ * Stable machine codes of rejected input records (the dead letter's `reasonCode`). `future-timestamp`
+ * is raised by the input's timestamp extractor, the last three downstream (join / routing), not by
+ * the decoder; they are listed so every code lives in one place.
  */
 export const ReasonCodes = {
   undecodable: 'undecodable',
@@ -17,6 +18,7 @@ export const ReasonCodes = {
   nonFiniteFeature: 'non-finite-feature',
   nonFiniteScore: 'non-finite-score',
   invalidTimestamp: 'invalid-timestamp',
+  futureTimestamp: 'future-timestamp',
   invalidFeedback: 'invalid-feedback',
   unknownCategory: 'unknown-category',
   duplicatePrediction: 'duplicate-prediction',

@@ -41,7 +41,14 @@ describe('invalid timestamps', () => {
       JSON.stringify(prediction('r-ok')),
     ].join('\n');
     const records = jsonLinesToRecords('predictions', lines, 'requestId', 42);
-    expect(records.map((r) => r.timestamp)).toEqual([42, 42, T0]);
+    // Before the first valid timestamp: the next one's; never the wall clock while the input has one.
+    expect(records.map((r) => r.timestamp)).toEqual([T0, T0, T0]);
+  });
+
+  it('produce stamps a line without a valid timestamp with the previous valid one, the wall clock only when none has one', () => {
+    const lines = ['not json at all', JSON.stringify(prediction('r-1', { timestamp: T0 + 10 })), '[1, 2]', JSON.stringify(prediction('r-2', { timestamp: T0 + 20 })), '{"requestId":"r-3"}'].join('\n');
+    expect(jsonLinesToRecords('predictions', lines, 'requestId', 42).map((r) => r.timestamp)).toEqual([T0 + 10, T0 + 10, T0 + 10, T0 + 20, T0 + 20]);
+    expect(jsonLinesToRecords('predictions', 'not json\n"a string"', 'requestId', 42).map((r) => r.timestamp)).toEqual([42, 42]);
   });
 
   it('a record whose log timestamp is fractional is dead-lettered, not a crash', async () => {

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countRawValues, runDemo, splitDataset, type DemoResult } from '../cli/demo.js';
+import { runDemo, splitDataset, type DemoResult } from '../cli/demo.js';
 import { directAccess, type DisplayRecord } from '../access/embedded.js';
 import { EmbeddedLog } from '../engine/embedded/log.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
@@ -183,19 +183,24 @@ describe('closed loop: traffic → predictor → samples → trigger → trainer
     }
   });
 
-  it('no raw name, phone or ID number is in any topic but the inputs (and the scan does find them in the requests)', async () => {
+  it('no raw name, phone or ID number is in any topic: the requests were protected on ingest, the outputs by the engine', async () => {
     const topics = await allRecords(first.dir);
     const requests = (topics.get('requests') ?? []).map((r) => r.value as { attributes?: Record<string, string> } | null);
-    const raw = new Set(requests.flatMap((r) => [r?.attributes?.name, r?.attributes?.phone, r?.attributes?.idNumber]).filter((v): v is string => typeof v === 'string'));
-    expect(raw.size).toBeGreaterThanOrEqual(3 * REQUESTS);
-    // Positive control: the input topic holds every raw value in clear.
-    expect(countRawValues(topics.get('requests'), raw)).toBeGreaterThanOrEqual(3 * REQUESTS);
-    expect(countRawValues({ nested: [Buffer.from(`x${[...raw][0]}y`, 'latin1')] }, raw)).toBe(1);
+    expect(requests.length).toBeGreaterThanOrEqual(REQUESTS);
+    // The demo writes its requests through the ingest protection: the input topic holds tokens and masks, no raw value.
+    for (const r of requests.filter((x) => x?.attributes !== undefined)) {
+      expect(r!.attributes!.name).toMatch(/^tok_[A-Za-z0-9_-]{22}$/);
+      expect(r!.attributes!.idNumber).toMatch(/^tok_[A-Za-z0-9_-]{22}$/);
+      expect(r!.attributes!.phone).toMatch(/^\*+\d{4}$/);
+    }
+    // The demo's raw values (cli/demo.ts planTraffic): "Customer <n>", "+44 7700 9<n>", "ID9<7 digits>"; none in any topic.
+    const rawPattern = /Customer \d|\+44 7700 9\d|ID9\d{7}/;
+    expect(rawPattern.test(JSON.stringify({ attributes: { phone: '+44 7700 9123' } }))).toBe(true);
+    expect(rawPattern.test(JSON.stringify(requests))).toBe(false);
     let scanned = 0;
     for (const [topic, records] of topics) {
-      if (topic === 'requests' || topic === 'feedback') continue;
-      scanned += records.length;
-      expect(countRawValues(records, raw), topic).toBe(0);
+      if (topic !== 'requests' && topic !== 'feedback') scanned += records.length;
+      expect(rawPattern.exec(JSON.stringify(records))?.[0], topic).toBeUndefined();
     }
     expect(scanned).toBe(first.result.scannedRecords);
     // The protected forms are there instead: tokens and masked phones.

@@ -228,8 +228,18 @@ describe('decodeRecord: reason codes', () => {
   });
 
   it('covers every decoder reason code', () => {
-    const decoderCodes = Object.values(ReasonCodes).filter((c) => c !== 'unknown-category' && c !== 'duplicate-prediction');
+    const decoderCodes = Object.values(ReasonCodes).filter((c) => c !== 'unknown-category' && c !== 'duplicate-prediction' && c !== 'future-timestamp');
     expect(new Set(cases.map(([code]) => code))).toEqual(new Set(decoderCodes));
+  });
+
+  it('says "not a JSON object" for text that is a JSON array, a JSON string or no JSON, not "not a valid Avro ..."', () => {
+    const reason = (text: string): string => failure(decodeRecord('Prediction', Buffer.from(text, 'utf8'), { maxBytes: 64 * 1024 })).reason;
+    expect(reason('[{"requestId":"r-1"}]')).toBe('not a JSON object: the value is a JSON array');
+    expect(reason('"r-1"')).toBe('not a JSON object: the value is a JSON string');
+    expect(reason('42')).toBe('not a JSON object: the value is a JSON number');
+    expect(reason('not json at all')).toBe('not a JSON object: the value is text but not JSON');
+    // Bytes that are not text are still reported as what Avro could not read.
+    expect(reason(String.fromCharCode(0x02, 0xff, 0x10))).toMatch(/^not a valid Avro Prediction/);
   });
 
   it('reports requestId first when several rules are broken', () => {

@@ -81,7 +81,8 @@ describe('day-2 operations', () => {
     const dataDir = join(base, 'unseal');
     const keyA = 'a'.repeat(64);
     const keyB = 'b'.repeat(64);
-    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: '{"requestId": "ops-broken", "name": "Customer Two"\n' })).code).toBe(0);
+    // produce seals the unparsable line on ingest, with the key the engine runs with
+    expect((await cli(['produce', 'predictions', '--data-dir', dataDir], { input: '{"requestId": "ops-broken", "name": "Customer Two"\n', env: { SAMPLELOOP_PRIVACY_KEY: keyA } })).code).toBe(0);
     const engine = await startEngine(dataDir, { SAMPLELOOP_PRIVACY_KEY: keyA });
     await waitFor('a dead letter', async () => {
       const r = await cli(['consume', 'dead-letters', '--data-dir', dataDir]);

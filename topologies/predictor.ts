@@ -3,7 +3,7 @@ import type { EmbeddedLog, TopicConfig } from '../engine/embedded/log.js';
 import { StreamsBuilder, type Topology } from '../engine/topology.js';
 import { embeddedLedgerSource, ModelRegistry, type ModelLoader } from '../models/model-registry.js';
 import { trustPolicyFor } from '../models/ledger/keys-config.js';
-import { DecodeProcessor } from '../processors/decode.js';
+import { DecodeProcessor, InputExtractor } from '../processors/decode.js';
 import { PredictorProcessor, type PredictionTimestamp } from '../processors/predictor.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
 import type { SchemaName } from '../schemas/index.js';
@@ -37,12 +37,15 @@ export function predictorOutputs(topics: Pick<TopicNames, 'predictions' | 'deadL
 /** requests → decode/validate/protect (Request) → predictor (ONNX, micro-batched) → predictions (Avro Prediction). */
 export function buildPredictorTopology(options: PredictorTopologyOptions): Topology {
   const builder = new StreamsBuilder(options.name ?? 'predictor');
-  const decode = {
+  // Requests are not joined: their event time is not bounded (a client's clock may be off).
+  const extractor = new InputExtractor('Request', {
     maxRecordBytes: options.maxRecordBytes,
     privacy: options.privacy,
     writerSchema: options.serdes.writerSchema,
-    ...(options.knownCategories ? { knownCategories: options.knownCategories } : {}),
-  };
+    maxFutureMs: null,
+    stage: 'decode-requests',
+  });
+  const decode = { privacy: options.privacy, ...(options.knownCategories ? { knownCategories: options.knownCategories } : {}) };
   const predictor = {
     models: options.models,
     ...(options.featureDefaults ? { featureDefaults: options.featureDefaults } : {}),
@@ -51,7 +54,7 @@ export function buildPredictorTopology(options: PredictorTopologyOptions): Topol
   };
   const { predictions } = options.topics;
   builder
-    .stream(options.topics.requests, 'requests-source')
+    .stream<Request>(options.topics.requests, 'requests-source', { timestampExtractor: extractor })
     .process<Request>('decode-requests', () => new DecodeProcessor('Request', decode))
     .process<Prediction>('predictor', () => new PredictorProcessor(predictor))
     .to(predictions, options.serdes.serializer(predictions, 'Prediction'), undefined, 'predictions-sink');

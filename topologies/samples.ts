@@ -1,6 +1,6 @@
 import type { SampleloopConfig } from '../config/config.js';
 import { StreamsBuilder, type Topology } from '../engine/topology.js';
-import { DecodeProcessor } from '../processors/decode.js';
+import { DecodeProcessor, InputExtractor } from '../processors/decode.js';
 import { predictionFeedbackJoin, JoinOutput, type JoinOptions } from '../processors/join.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
 import type { SchemaName } from '../schemas/index.js';
@@ -17,6 +17,8 @@ export interface SamplesTopologyOptions {
   maxRecordBytes: number;
   knownCategories?: ReadonlySet<string>;
   serdes: OutputSerdes;
+  /** Wall clock of the `join.maxFutureMs` bound, injectable for tests. */
+  now?: () => number;
 }
 
 /** Every topic the samples topology writes, with its schema. */
@@ -32,22 +34,27 @@ export function samplesOutputs(topics: TopicNames): Array<{ topic: string; schem
 }
 
 /**
- * predictions + feedback → decode/validate/protect → windowed join → labeled samples (compacted,
+ * predictions + feedback → decode/validate (each source's InputExtractor, which also reads the event
+ * time the task's input orders by) → protect → windowed join → labeled samples (compacted,
  * keyed by request ID), unmatched predictions, orphan feedback, late records, records for review.
  */
 export function buildSamplesTopology(options: SamplesTopologyOptions): Topology {
   const builder = new StreamsBuilder(options.name ?? 'samples');
-  const decode = {
-    maxRecordBytes: options.maxRecordBytes,
-    privacy: options.privacy,
-    writerSchema: options.serdes.writerSchema,
-    ...(options.knownCategories ? { knownCategories: options.knownCategories } : {}),
-  };
+  const extractor = (schema: 'Prediction' | 'Feedback', stage: string): InputExtractor<typeof schema> =>
+    new InputExtractor(schema, {
+      maxRecordBytes: options.maxRecordBytes,
+      privacy: options.privacy,
+      writerSchema: options.serdes.writerSchema,
+      maxFutureMs: options.join.maxFutureMs,
+      stage,
+      ...(options.now ? { now: options.now } : {}),
+    });
+  const decode = { privacy: options.privacy, ...(options.knownCategories ? { knownCategories: options.knownCategories } : {}) };
   const predictions = builder
-    .stream(options.topics.predictions, 'predictions-source')
+    .stream<Prediction>(options.topics.predictions, 'predictions-source', { timestampExtractor: extractor('Prediction', 'decode-predictions') })
     .process<Prediction>('decode-predictions', () => new DecodeProcessor('Prediction', decode));
   const feedback = builder
-    .stream(options.topics.feedback, 'feedback-source')
+    .stream<Feedback>(options.topics.feedback, 'feedback-source', { timestampExtractor: extractor('Feedback', 'decode-feedback') })
     .process<Feedback>('decode-feedback', () => new DecodeProcessor('Feedback', decode));
   const joined = predictions.join(feedback, 'join', predictionFeedbackJoin('join', options.join));
   const { topics, serdes } = options;

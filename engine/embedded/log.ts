@@ -289,6 +289,19 @@ export class EmbeddedLog {
     return removed;
   }
 
+  /** Deletes the records of a partition below `offset` (records a consumer has committed past); returns how many. */
+  deleteBefore(topic: string, partition: number, offset: number): number {
+    this.requireTopic(topic);
+    const ops: WriteOp[] = [];
+    this.scan(this.prefix(topic, partition), (recordOffset, _entry, key) => {
+      if (recordOffset >= offset) return false;
+      ops.push({ type: 'del', key });
+      return true;
+    });
+    if (ops.length > 0) this.db.write(ops);
+    return ops.length;
+  }
+
   private scan(prefix: Buffer, visit: (offset: number, entry: ReturnType<typeof decodeEntry>, key: Buffer) => boolean | void): void {
     const end = prefixEnd(prefix);
     let from = prefix;

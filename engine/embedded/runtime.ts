@@ -2,11 +2,12 @@ import { ConfigError, TopologyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { EngineMetrics } from '../metrics.js';
 import { PartitionGroup } from '../partition-group.js';
+import type { InputRecord } from '../timestamp-extractor.js';
 import { StreamTask, type DeadLetterEnvelope } from '../task.js';
 import type { Topology } from '../topology.js';
 import { CachedKeyValueStore } from '../state/kv-store.js';
 import type { EmbeddedLog, GroupOffset, TopicConfig } from './log.js';
-import type { OutputRecord, SourceRecord } from '../record.js';
+import type { OutputRecord } from '../record.js';
 import type { WriteOp } from '../state/rocks.js';
 
 export interface EmbeddedRuntimeOptions {
@@ -84,7 +85,7 @@ export class EmbeddedRuntime {
         });
         task.init();
         const inputs = sources.map((topic) => ({ topic, partition: p, position: this.log.committedOffset(consumerGroup, topic, p) ?? 0 }));
-        const group = new PartitionGroup(inputs, (t, part, from, max) => this.log.read(t, part, from, max), this.fetchSize);
+        const group = new PartitionGroup(inputs, (t, part, from, max) => this.log.read(t, part, from, max), this.fetchSize, (r) => topology.extract(r));
         this.tasks.push({ task, group, consumerGroup });
       }
     }
@@ -167,14 +168,14 @@ export class EmbeddedRuntime {
 
   private pull(rt: RunningTask, budget: number): number {
     rt.group.refresh();
-    const batch: SourceRecord[] = [];
+    const batch: InputRecord[] = [];
     for (let n = 0; n < budget; n++) {
-      const record = rt.group.next();
-      if (!record) break;
-      batch.push(record);
+      const next = rt.group.next();
+      if (!next) break;
+      batch.push(next);
     }
-    rt.task.prefetch(batch);
-    for (const record of batch) rt.task.process(record);
+    rt.task.prefetch(batch.map((e) => e.record));
+    for (const e of batch) rt.task.process(e.record, e.extraction);
     return batch.length;
   }
 

@@ -2,6 +2,7 @@ import type { SourceRecord } from '../record.js';
 import type { Topology } from '../topology.js';
 import type { KafkaConsumerType } from './client.js';
 import { TaskInput } from './task-input.js';
+import type { InputRecord } from '../timestamp-extractor.js';
 import { taskKey, type KafkaTasks } from './tasks.js';
 
 /** Records buffered per input partition before its fetching is paused. */
@@ -52,7 +53,7 @@ export class InputRouter {
     let input = this.inputs.get(key);
     if (!input) {
       if (!this.tasks.has(key)) return undefined;
-      input = new TaskInput(topology.sourceTopics().map((t) => ({ topic: t, partition })));
+      input = new TaskInput(topology.sourceTopics().map((t) => ({ topic: t, partition })), (r) => topology.extract(r));
       this.inputs.set(key, input);
     }
     return input;
@@ -80,10 +81,10 @@ export class InputRouter {
         continue;
       }
       if (input.size() === 0) continue;
-      const batch: SourceRecord[] = [];
-      for (let record = input.next(this.caughtUp); record; record = input.next(this.caughtUp)) batch.push(record);
-      rt.task.prefetch(batch);
-      for (const record of batch) rt.task.process(record);
+      const batch: InputRecord[] = [];
+      for (let next = input.next(this.caughtUp); next; next = input.next(this.caughtUp)) batch.push(next);
+      rt.task.prefetch(batch.map((e) => e.record));
+      for (const e of batch) rt.task.process(e.record, e.extraction);
       if (batch.length > 0) await rt.task.flushBatches();
       if (input.size() > 0) this.waiting = true;
       for (const b of input.buffered()) {

@@ -1,15 +1,22 @@
 import type { SourceRecord } from '../record.js';
+import { orderingTime, type ExtractFn, type Extraction, type InputRecord } from '../timestamp-extractor.js';
 
 interface Queue {
   topic: string;
   partition: number;
   records: SourceRecord[];
+  /** What the source's extractor made of each buffered record (parallel to `records`). */
+  extractions: Array<Extraction | undefined>;
+  /** Ordering time of each buffered record; NaN: invalid, takes no part in ordering. */
+  times: number[];
   head: number;
   /** Offset of the last record pushed, -1 before the first. */
   lastOffset: number;
   /** End offset of the consumer's last end-of-partition event, -1 before the first. */
   endOffset: number;
 }
+
+const noExtractor: ExtractFn = () => undefined;
 
 /** Whether an input partition with nothing buffered has nothing more to fetch right now (lag known to be zero). */
 export type CaughtUp = (topic: string, partition: number) => boolean;
@@ -20,13 +27,18 @@ export type CaughtUp = (topic: string, partition: number) => boolean;
  * them, and while a partition has nothing buffered it waits for it unless that partition is known to
  * be caught up, so one topic fetched far ahead of the other cannot push stream time past the join
  * window. A partition is caught up once the consumer reported its end (`markEnd`) and no record at or
- * beyond that end arrived since, or when `caughtUp` says so.
+ * beyond that end arrived since, or when `caughtUp` says so. The timestamp is the one the source's
+ * TimestampExtractor reads (the log timestamp without one); a record it finds invalid is handed out
+ * as soon as it is at the head of its partition, taking no part in ordering and waiting for nothing.
  */
 export class TaskInput {
   private readonly queues: Queue[];
 
-  constructor(partitions: ReadonlyArray<{ topic: string; partition: number }>) {
-    this.queues = partitions.map((p) => ({ topic: p.topic, partition: p.partition, records: [], head: 0, lastOffset: -1, endOffset: -1 }));
+  constructor(
+    partitions: ReadonlyArray<{ topic: string; partition: number }>,
+    private readonly extract: ExtractFn = noExtractor,
+  ) {
+    this.queues = partitions.map((p) => ({ topic: p.topic, partition: p.partition, records: [], extractions: [], times: [], head: 0, lastOffset: -1, endOffset: -1 }));
   }
 
   private queue(topic: string, partition: number): Queue | undefined {
@@ -37,7 +49,10 @@ export class TaskInput {
   push(record: SourceRecord): boolean {
     const q = this.queue(record.topic, record.partition);
     if (!q) return false;
+    const extraction = this.extract(record);
     q.records.push(record);
+    q.extractions.push(extraction);
+    q.times.push(orderingTime(record, extraction) ?? Number.NaN);
     q.lastOffset = record.offset;
     return true;
   }
@@ -58,32 +73,49 @@ export class TaskInput {
    * The next record in timestamp order, or undefined when none may be processed yet. `caughtUp` is
    * asked about empty partitions without an end-of-partition event after their last record.
    */
-  next(caughtUp: CaughtUp): SourceRecord | undefined {
+  next(caughtUp: CaughtUp): InputRecord | undefined {
     let best: Queue | undefined;
     let bestTs = Infinity;
     for (const q of this.queues) {
       if (q.head >= q.records.length) {
         if (q.endOffset > q.lastOffset) continue;
-        if (!caughtUp(q.topic, q.partition)) return undefined;
+        if (!caughtUp(q.topic, q.partition)) return this.nextInvalid();
         continue;
       }
-      const ts = (q.records[q.head] as SourceRecord).timestamp;
+      const ts = q.times[q.head] as number;
+      if (Number.isNaN(ts)) return this.take(q);
       if (best === undefined || ts < bestTs) {
         best = q;
         bestTs = ts;
       }
     }
-    if (!best) return undefined;
-    const record = best.records[best.head] as SourceRecord;
-    best.records[best.head++] = undefined as unknown as SourceRecord; // let it be collected
-    if (best.head >= best.records.length) {
-      best.records = [];
-      best.head = 0;
-    } else if (best.head >= 4096 && best.head * 2 >= best.records.length) {
-      best.records = best.records.slice(best.head);
-      best.head = 0;
+    return best ? this.take(best) : undefined;
+  }
+
+  /** While ordering waits for a partition, an invalid record at the head of another may still go. */
+  private nextInvalid(): InputRecord | undefined {
+    for (const q of this.queues) if (q.head < q.records.length && Number.isNaN(q.times[q.head])) return this.take(q);
+    return undefined;
+  }
+
+  private take(q: Queue): InputRecord {
+    const i = q.head++;
+    const taken: InputRecord = { record: q.records[i] as SourceRecord, extraction: q.extractions[i] };
+    // let them be collected
+    q.records[i] = undefined as unknown as SourceRecord;
+    q.extractions[i] = undefined;
+    if (q.head >= q.records.length) {
+      q.records = [];
+      q.extractions = [];
+      q.times = [];
+      q.head = 0;
+    } else if (q.head >= 4096 && q.head * 2 >= q.records.length) {
+      q.records = q.records.slice(q.head);
+      q.extractions = q.extractions.slice(q.head);
+      q.times = q.times.slice(q.head);
+      q.head = 0;
     }
-    return record;
+    return taken;
   }
 
   buffered(): Array<{ topic: string; partition: number; size: number }> {

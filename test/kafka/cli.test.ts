@@ -8,7 +8,11 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KafkaPartitionReader } from '../../engine/kafka/partition-reader.js';
+import { HARNESS_PRIVACY_KEY } from '../helpers/engine-harness.js';
+import { isSealed } from '../../processors/privacy.js';
 import { KafkaAdmin } from '../../engine/kafka/admin.js';
 import { silentLogger } from '../../engine/logger.js';
 import { ensureBuilt, ROOT } from '../helpers/dist.js';
@@ -108,5 +112,32 @@ describe.skipIf(endpoints === null)('sampleloop CLI in Kafka mode', () => {
     expect(r.code).toBe(1);
     // The broker refuses the whole batch of a partition, so the valid record may fail with it.
     expect(r.stderr).toMatch(/SL_KAFKA.*[12] of 2 record\(s\) could not be delivered: .*Invalid timestamp.*message\.timestamp\.after\.max\.ms/);
+  }, 120_000);
+
+  it('produce protects input records before they reach the cluster: tokens and masks, an unparsable line sealed', async () => {
+    const test = createTestApp(endpoints!, 'cli-protect', 1);
+    apps.push(test);
+    const file = join(test.dir, 'kafka.json');
+    writeFileSync(file, JSON.stringify(test.config({ instanceId: 'cli-5' })));
+    const lines = join(test.dir, 'predictions.jsonl');
+    const now = Date.now();
+    const prediction = { requestId: 'k-1', category: 'loan', features: { amount: 1 }, attributes: { name: 'Kafka Person', phone: '+44 7700 900321' }, predictedLabel: 'approve', scores: { approve: 0.6, deny: 0.4 }, modelVersion: '1', requestTimestamp: now, timestamp: now };
+    writeFileSync(lines, [JSON.stringify(prediction), 'not json, ID 555-44-3333'].join('\n'));
+    const r = await runCli(['produce', test.topics.predictions, '--config', file, '--file', lines], 60_000);
+    expect(r.code, r.stderr).toBe(0);
+    const reader = await KafkaPartitionReader.open({ 'bootstrap.servers': endpoints!.bootstrap }, silentLogger(), `${test.run}-check`);
+    try {
+      const records = await reader.read(test.topics.predictions, 0, 0, 10);
+      expect(records).toHaveLength(2);
+      const stored = JSON.parse(records[0]!.value!.toString()) as { attributes: Record<string, string> };
+      const token = `tok_${createHmac('sha256', HARNESS_PRIVACY_KEY).update('name\u0000Kafka Person', 'utf8').digest('base64url').slice(0, 22)}`;
+      expect(stored.attributes).toEqual({ name: token, phone: '***********0321' });
+      expect(isSealed(records[1]!.value!)).toBe(true);
+      expect(records[1]!.headers['sampleloop.ingest.reason.code']).toBe('undecodable');
+      const all = records.map((x) => x.value!.toString('latin1')).join('\n');
+      for (const raw of ['Kafka Person', '900321', '555-44-3333']) expect(all).not.toContain(raw);
+    } finally {
+      await reader.close();
+    }
   }, 120_000);
 });

@@ -259,7 +259,7 @@ describe('reference join: labeling', () => {
     expect(refLabel(multi, fb('sales', null))).toEqual({ kind: 'label', label: 'sales', labelSource: 'CORRECTED' });
     expect(refLabel(multi, fb(null, true))).toEqual({ kind: 'label', label: 'billing', labelSource: 'CONFIRMED' });
     expect(refLabel(two, fb(null, false))).toEqual({ kind: 'label', label: 'legit', labelSource: 'CORRECTED' });
-    expect(refLabel(multi, fb(null, false))).toEqual({ kind: 'needs-review' });
+    expect(refLabel(multi, fb(null, false))).toEqual({ kind: 'needs-review', reason: 'incorrect-without-label' });
   });
 
   it('lets actualLabel win over correct', () => {
@@ -273,12 +273,18 @@ describe('reference join: labeling', () => {
       label: 'support',
       labelSource: 'CORRECTED',
     });
-    expect(refLabel(two, fb(null, false), ['fraud', 'legit', 'review'])).toEqual({ kind: 'needs-review' });
+    expect(refLabel(two, fb(null, false), ['fraud', 'legit', 'review'])).toEqual({ kind: 'needs-review', reason: 'incorrect-without-label' });
+  });
+
+  it('asks for review of an actualLabel outside the configured classes, and only with configured classes', () => {
+    expect(refLabel(multi, fb('class_9', null), ['billing', 'sales'])).toEqual({ kind: 'needs-review', reason: 'unknown-label' });
+    expect(refLabel(multi, fb('billing', null), ['billing', 'sales'])).toEqual({ kind: 'label', label: 'billing', labelSource: 'CONFIRMED' });
+    expect(refLabel(multi, fb('class_9', null))).toEqual({ kind: 'label', label: 'class_9', labelSource: 'CORRECTED' });
   });
 
   it('asks for review when the predicted label is not one of the two classes', () => {
     const odd = prediction('r1', 1000, { ...FRAUD, predictedLabel: 'unknown' });
-    expect(refLabel(odd, fb(null, false))).toEqual({ kind: 'needs-review' });
+    expect(refLabel(odd, fb(null, false))).toEqual({ kind: 'needs-review', reason: 'incorrect-without-label' });
   });
 
   it('sends needs-review to review without touching the held state', () => {

@@ -93,7 +93,7 @@ export interface RefLateOutput {
 export interface RefReviewOutput {
   topic: 'review';
   requestId: string;
-  reason: 'incorrect-without-label';
+  reason: 'incorrect-without-label' | 'unknown-label';
 }
 
 export interface RefDeadLetterOutput {
@@ -115,7 +115,7 @@ export type RefCounterName = 'duplicate-feedback' | 'superseded-feedback';
 
 export type RefLabelResult =
   | { kind: 'label'; label: string; labelSource: 'CONFIRMED' | 'CORRECTED' }
-  | { kind: 'needs-review' };
+  | { kind: 'needs-review'; reason: 'incorrect-without-label' | 'unknown-label' };
 
 /** The labeling table of the doc. `classes` are the category's configured classes, if any. */
 export function refLabel(
@@ -124,6 +124,9 @@ export function refLabel(
   configuredClasses?: string[],
 ): RefLabelResult {
   if (feedback.actualLabel !== null) {
+    if (configuredClasses && configuredClasses.length > 0 && !configuredClasses.includes(feedback.actualLabel)) {
+      return { kind: 'needs-review', reason: 'unknown-label' };
+    }
     if (feedback.actualLabel === prediction.predictedLabel) {
       return { kind: 'label', label: prediction.predictedLabel, labelSource: 'CONFIRMED' };
     }
@@ -137,7 +140,7 @@ export function refLabel(
     const other = classes.find((c) => c !== prediction.predictedLabel);
     if (other !== undefined) return { kind: 'label', label: other, labelSource: 'CORRECTED' };
   }
-  return { kind: 'needs-review' };
+  return { kind: 'needs-review', reason: 'incorrect-without-label' };
 }
 
 interface HeldPrediction {
@@ -311,7 +314,7 @@ export class ReferenceJoin {
     const p = state.prediction;
     const result = refLabel(p, f, this.config.classes?.[p.category]);
     if (result.kind === 'needs-review') {
-      out.push({ topic: 'review', requestId: p.requestId, reason: 'incorrect-without-label' });
+      out.push({ topic: 'review', requestId: p.requestId, reason: result.reason });
       return;
     }
     if (!state.matched) {
