@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { SampleloopConfig } from '../../config/config.js';
 import { directAccess } from '../../access/embedded.js';
 import { kafkaAccess } from '../../access/kafka.js';
-import { readLedger, trustPolicyFor } from '../../models/ledger.js';
+import { readLedger, trustPolicyFor, type LedgerView } from '../../models/ledger.js';
 import type { EmbeddedApp } from '../embedded.js';
 import { librdkafkaSettings, type KafkaApp } from '../kafka.js';
 import { DashboardCollector, type DashboardSettings } from './collector.js';
@@ -25,8 +25,16 @@ export function embeddedDashboard(app: EmbeddedApp, options: { now?: () => numbe
       categories: Object.keys(config.categories),
       accuracyFloor: config.trigger.minLiveAccuracy,
       ...(options.now ? { now: options.now } : {}),
-      // Verified with the predictor's trust policy (signatures, trusted keys), read again each time: keys may rotate.
-      readLedger: () => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })),
+      readLedger: unlessUnchanged(
+        () => {
+          const topic = log.topic(config.topics.models);
+          let end = 0;
+          for (let p = 0; p < (topic?.partitions ?? 0); p++) end += log.endOffset(config.topics.models, p);
+          return end;
+        },
+        // Verified with the predictor's trust policy (signatures, trusted keys), read again: keys may rotate.
+        () => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })),
+      ),
       stateBytes: () => log.db.approximateSizeBytes(),
       refreshLag: () => void runtime.lag(),
       logger: app.logger,
@@ -59,6 +67,18 @@ export function kafkaDashboard(config: SampleloopConfig, app: KafkaApp): Dashboa
     },
     dashboardSettings(config),
   ).start();
+}
+
+/** Reads the ledger (every model's bytes, hashed) only when the topic grew, or a minute after the last read (a trust policy may change). */
+function unlessUnchanged(endOffset: () => number, read: () => Promise<LedgerView>): () => Promise<LedgerView> {
+  let last: { end: number; at: number; view: LedgerView } | undefined;
+  return async () => {
+    const end = endOffset();
+    if (last && last.end === end && Date.now() - last.at < 60_000) return last.view;
+    const view = await read();
+    last = { end, at: Date.now(), view };
+    return view;
+  };
 }
 
 function directoryBytes(dir: string): number {
