@@ -14,11 +14,12 @@ import { KafkaGlobalTable } from '../engine/kafka/global-table.js';
 import { ledgerRecordDecoder, ModelRegistry } from '../models/model-registry.js';
 import type { LedgerRecord } from '../models/ledger.js';
 import { buildPredictorTopology, predictorOutputs } from '../topologies/predictor.js';
+import { trainerSettingsFor } from '../config/category-settings.js';
 import { startTrainerLoop, trainerSettingsFromConfig, TrainerJob } from '../models/trainer-job.js';
 import { KafkaTrainerLog } from '../models/trainer-kafka.js';
 import { ledgerClient, ledgerKeysFor, trustPolicyFor, trustWarnings } from '../models/ledger.js';
 import { kafkaAccess } from '../access/kafka.js';
-import { buildTriggerTopologies, triggerOutputs, triggerSettingsFromConfig, triggerTopicsFromConfig } from '../topologies/trigger.js';
+import { buildTriggerTopologies, triggerOutputs, triggerSettingsByCategory, triggerSettingsFromConfig, triggerTopicsFromConfig } from '../topologies/trigger.js';
 
 export interface KafkaApp {
   runtime: KafkaRuntime;
@@ -97,6 +98,7 @@ export async function startKafkaApp(config: SampleloopConfig, options: { logger?
       ...buildTriggerTopologies({
         topics,
         settings: triggerSettingsFromConfig(config),
+        settingsFor: triggerSettingsByCategory(config),
         serdes: triggerSerdes,
         writerSchema: (id) => registry.cached(id),
         // Called when a trigger fires, long after start() has found or created the samples topic.
@@ -160,6 +162,7 @@ async function startKafkaTrainer(
     writerSchema: (id) => deps.registry.cached(id),
     ledger: ledgerClient(access, topics.models, ledgerKeysFor(config, { generate: true })),
     settings: trainerSettingsFromConfig(config),
+    settingsFor: (category) => trainerSettingsFor(config, category),
     topics: { triggers: topics.retrainTriggers, decisions: topics.trainerDecisions },
     applicationId: config.applicationId,
     classesFor: (category) => config.categories[category]?.classes,

@@ -229,12 +229,16 @@ export class ClosedLoop {
       run.promotions.push(promotion);
       run.points.push({ samples: promotion.sampleCount, accuracy: promotion.testAccuracy, label: `v${promotion.version}` });
       const vs = promotion.servingHoldoutAccuracy === null ? '' : ` vs ${percent(promotion.servingHoldoutAccuracy)} for v${d.servingVersion}`;
+      const evidence = d.gate?.pValue != null ? ` (McNemar p = ${formatP(d.gate.pValue)})` : '';
       this.say(
-        `  promoted ${d.category} v${promotion.version} after ${promotion.sampleCount} samples (${reason}): holdout ${percent(promotion.holdoutAccuracy)}${vs} on ${promotion.holdoutSize} held-out samples -> test-set accuracy ${percent(promotion.testAccuracy)}`,
+        `  promoted ${d.category} v${promotion.version} after ${promotion.sampleCount} samples (${reason}): holdout ${percent(promotion.holdoutAccuracy)}${vs} on ${promotion.holdoutSize} held-out samples${evidence} -> test-set accuracy ${percent(promotion.testAccuracy)}`,
       );
     } else if (d.decision === 'rejected') {
       run.rejectedAt.push(d.sampleCount);
-      this.say(`  rejected ${d.category} candidate v${d.candidateVersion} after ${d.sampleCount} samples (${reason}): holdout ${percent(d.candidateAccuracy ?? 0)} < ${percent(d.servingAccuracy ?? 0)} for v${d.servingVersion}, which keeps serving`);
+      const evidence = d.gate?.pValue != null ? `McNemar p = ${formatP(d.gate.pValue)}, not < ${d.gate.threshold}` : 'not better';
+      this.say(
+        `  rejected ${d.category} candidate v${d.candidateVersion} after ${d.sampleCount} samples (${reason}): holdout ${percent(d.candidateAccuracy ?? 0)} vs ${percent(d.servingAccuracy ?? 0)} for v${d.servingVersion} (${evidence}), which keeps serving`,
+      );
     } else {
       run.skipped++;
       this.say(`  ${d.decision} ${d.category} trigger ${d.triggerId} (${reason}): ${d.message}`);
@@ -254,3 +258,6 @@ export class ClosedLoop {
 // ---------------------------------------------------------------------------------------------
 // Summary, leak scan, chart
 
+function formatP(p: number): string {
+  return p < 0.001 ? p.toExponential(1) : p.toFixed(3);
+}

@@ -60,7 +60,7 @@ export function demoConfigInput(dataDir: string, datasets: readonly Dataset[]): 
     // Retrain every 100 new samples (or when live accuracy drops); after the traffic, the age rule
     // retrains on what is left once a version has served 3 simulated minutes.
     trigger: { enabled: true, minNewSamples: 100, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 300, maxAgeMs: 180_000, minNewSamplesForAge: 25, debounceMs: 60_000, checkIntervalMs: 10_000 },
-    trainer: { enabled: true, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0 },
+    trainer: { enabled: true, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, promotionTest: 'mcnemar', significance: 0.05, refitOnAll: true },
   };
 }
 
@@ -116,7 +116,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await loop.publishSeeds(data);
     say(`traffic: ${plan.length} requests over ${((plan.length * REQUEST_INTERVAL_MS) / 60_000).toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
     say(`  only "correct: true/false" for ${percent(1 - (LABELED_FEEDBACK.digits ?? 0), 0)} (digits) / ${percent(1 - (LABELED_FEEDBACK['breast-cancer'] ?? 0), 0)} (breast-cancer), first mislabeled then corrected by an audit for ${percent(MISLABEL_THEN_CORRECTION, 0)}`);
-    say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only if holdout accuracy >= the serving model's`);
+    say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only on evidence (McNemar's exact test on the same holdout rows, p < ${config.trainer.significance}), then refit on every sample`);
     await loop.runTraffic();
     await loop.finish();
     const result = await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });

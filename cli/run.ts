@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { ingressAccess, startEmbeddedApp } from '../app/embedded.js';
 import { DEFAULT_SENSITIVE_RULES, type SampleloopConfig } from '../config/config.js';
 import { startKafkaApp } from '../app/kafka.js';
@@ -53,7 +53,10 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     plugins: config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [],
   });
   const info: EngineInfo = { pid: process.pid, url: `http://${config.http.host}:${http.port}` };
-  writeFileSync(engineInfoPath(config.dataDir), JSON.stringify(info));
+  // Written whole under another name, then renamed: a reader never sees a half-written file.
+  const infoPath = engineInfoPath(config.dataDir);
+  writeFileSync(`${infoPath}.tmp`, JSON.stringify(info));
+  renameSync(`${infoPath}.tmp`, infoPath);
   logger.info({ dataDir: config.dataDir, url: info.url, topics: config.topics }, 'sampleloop engine running (embedded mode)');
   warnUnprotectedDefaults(config, logger);
 

@@ -39,6 +39,80 @@ const topicsSchema = z
   })
   .strict();
 
+/** The retrain trigger's rules (docs/retraining.md); global under `trigger`, per category under `categories.<name>.trigger`. */
+const triggerRuleFields = {
+  minNewSamples: z.number().int().min(1),
+  minLiveAccuracy: z.number().min(0).max(1),
+  minWindowSamples: z.number().int().min(1),
+  windowSamples: z.number().int().min(1),
+  maxAgeMs: z.number().int().min(1).nullable(),
+  minNewSamplesForAge: z.number().int().min(1),
+  debounceMs: nonNegativeMs,
+  /** A category with no serving version fires once it has this many samples; null: enough for the trainer's minTrainSamples and minHoldoutSamples. */
+  minFirstVersionSamples: z.number().int().min(1).nullable(),
+  /** feature-drift: fire when a feature's population stability index exceeds this (null = off). */
+  maxFeaturePsi: z.number().gt(0).nullable(),
+  /** ... over at least this many samples since the serving version started; its reference needs as many. */
+  minDriftSamples: z.number().int().min(1),
+  /** Bins per feature (quantiles of the reference). */
+  driftBins: z.number().int().min(2).max(100),
+  /** Size of the reference sample kept per category (a hash-chosen uniform sample of the samples before the serving version). */
+  driftReferenceSamples: z.number().int().min(10),
+};
+
+const TRIGGER_RULE_DEFAULTS = {
+  minNewSamples: 1000,
+  minLiveAccuracy: 0.8,
+  minWindowSamples: 100,
+  windowSamples: 500,
+  maxAgeMs: 7 * 24 * 3600_000,
+  minNewSamplesForAge: 1,
+  debounceMs: 3600_000,
+  minFirstVersionSamples: null,
+  maxFeaturePsi: 0.2,
+  minDriftSamples: 500,
+  driftBins: 10,
+  driftReferenceSamples: 1000,
+};
+
+/** The built-in trainer's settings (docs/retraining.md); global under `trainer`, per category under `categories.<name>.trainer`. */
+const trainerFields = {
+  holdoutFraction: z.number().gt(0).lt(1),
+  minTrainSamples: z.number().int().min(2),
+  minHoldoutSamples: z.number().int().min(1),
+  /** mcnemar: McNemar's exact test on the paired holdout results; min-improvement: a fixed accuracy margin. */
+  promotionTest: z.enum(['mcnemar', 'min-improvement']),
+  /** mcnemar: promote when the one-sided exact p-value is below this. */
+  significance: z.number().gt(0).lt(1),
+  /** Accuracy gain the candidate needs on the holdout (both tests; min-improvement also needs candidate > serving). */
+  minImprovement: z.number().min(0).max(1),
+  /** After the gate passes, train the published version on every sample (train + holdout). */
+  refitOnAll: z.boolean(),
+  l2: z.number().min(0),
+  maxIterations: z.number().int().min(1),
+  tolerance: z.number().min(0),
+};
+
+const TRAINER_DEFAULTS = {
+  holdoutFraction: 0.2,
+  minTrainSamples: 50,
+  minHoldoutSamples: 20,
+  promotionTest: 'mcnemar' as const,
+  significance: 0.05,
+  minImprovement: 0,
+  refitOnAll: true,
+  l2: 1e-3,
+  maxIterations: 500,
+  tolerance: 1e-5,
+};
+
+/** The same fields, each with its default. */
+function withDefaults<S extends Record<string, z.ZodType>>(shape: S, defaults: { [K in keyof S]: z.output<S[K]> }): { [K in keyof S]: z.ZodDefault<S[K]> } {
+  const out: Record<string, z.ZodType> = {};
+  for (const [key, schema] of Object.entries(shape)) out[key] = schema.default(defaults[key as keyof S] as never);
+  return out as { [K in keyof S]: z.ZodDefault<S[K]> };
+}
+
 export const configSchema = z
   .object({
     applicationId: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, ".", "_" or "-"').default('sampleloop'),
@@ -81,6 +155,10 @@ export const configSchema = z
               .refine((classes) => new Set(classes).size === classes.length, { message: 'classes must be distinct' })
               .optional(),
             sensitive: z.array(fieldRule).default([]),
+            /** Overrides of `trigger.*` rule settings for this category. */
+            trigger: z.object(triggerRuleFields).partial().strict().optional(),
+            /** Overrides of `trainer.*` settings for this category. */
+            trainer: z.object(trainerFields).partial().strict().optional(),
           })
           .strict(),
       )
@@ -153,35 +231,22 @@ export const configSchema = z
     trigger: z
       .object({
         enabled: z.boolean().default(false),
-        minNewSamples: z.number().int().min(1).default(1000),
-        minLiveAccuracy: z.number().min(0).max(1).default(0.8),
-        minWindowSamples: z.number().int().min(1).default(100),
-        windowSamples: z.number().int().min(1).default(500),
-        maxAgeMs: z.number().int().min(1).nullable().default(7 * 24 * 3600_000),
-        minNewSamplesForAge: z.number().int().min(1).default(1),
-        debounceMs: nonNegativeMs.default(3600_000),
+        ...withDefaults(triggerRuleFields, TRIGGER_RULE_DEFAULTS),
         checkIntervalMs: z.number().int().min(10).default(10_000),
         /** Internal topic of samples and model versions re-keyed by category; default `<applicationId>-retrain-trigger-by-category-repartition`. */
         repartitionTopic: z.string().min(1).optional(),
       })
       .strict()
-      .default({ enabled: false, minNewSamples: 1000, minLiveAccuracy: 0.8, minWindowSamples: 100, windowSamples: 500, maxAgeMs: 7 * 24 * 3600_000, minNewSamplesForAge: 1, debounceMs: 3600_000, checkIntervalMs: 10_000 }),
+      .default({ enabled: false, ...TRIGGER_RULE_DEFAULTS, checkIntervalMs: 10_000 }),
     trainer: z
       .object({
         enabled: z.boolean().default(false),
-        holdoutFraction: z.number().gt(0).lt(1).default(0.2),
-        minTrainSamples: z.number().int().min(2).default(50),
-        minHoldoutSamples: z.number().int().min(1).default(20),
-        /** The candidate is promoted when its holdout accuracy >= the serving version's + this. */
-        minImprovement: z.number().min(-1).max(1).default(0),
-        l2: z.number().min(0).default(1e-3),
-        maxIterations: z.number().int().min(1).default(500),
-        tolerance: z.number().min(0).default(1e-5),
+        ...withDefaults(trainerFields, TRAINER_DEFAULTS),
         pollIntervalMs: z.number().int().min(10).default(1000),
         progressEveryIterations: z.number().int().min(1).default(10),
       })
       .strict()
-      .default({ enabled: false, holdoutFraction: 0.2, minTrainSamples: 50, minHoldoutSamples: 20, minImprovement: 0, l2: 1e-3, maxIterations: 500, tolerance: 1e-5, pollIntervalMs: 1000, progressEveryIterations: 10 }),
+      .default({ enabled: false, ...TRAINER_DEFAULTS, pollIntervalMs: 1000, progressEveryIterations: 10 }),
     kafka: z
       .object({
         /** Shortcut for librdkafka["bootstrap.servers"]. */

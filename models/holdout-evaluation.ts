@@ -9,30 +9,38 @@ import type { TrainingRow } from './training-set.js';
 /** Share of rows an ONNX model labels right, reading each row's features in the model's own order; a row it cannot read counts as wrong. */
 export async function onnxHoldoutAccuracy(bytes: Uint8Array, rows: readonly TrainingRow[], options: { featureNames?: string[]; classes?: string[] } = {}): Promise<number> {
   if (rows.length === 0) return 0;
+  const right = await onnxHoldoutResults(bytes, rows, options);
+  return right.filter(Boolean).length / rows.length;
+}
+
+/** Per row (in order): whether the ONNX model labels it right; a row it cannot read counts as wrong. */
+export async function onnxHoldoutResults(bytes: Uint8Array, rows: readonly TrainingRow[], options: { featureNames?: string[]; classes?: string[] } = {}): Promise<boolean[]> {
+  const right = rows.map(() => false);
+  if (rows.length === 0) return right;
   const model = await loadOnnxModel(bytes, {
     ...(options.featureNames && options.featureNames.length > 0 ? { featureNames: options.featureNames } : {}),
     ...(options.classes && options.classes.length > 0 ? { classes: options.classes } : {}),
   });
   try {
     if (model.featureNames.length === 0) throw new ModelError('the model does not name its features; cannot evaluate it on samples');
-    const readable: TrainingRow[] = [];
+    const readable: number[] = [];
     const vectors: number[][] = [];
-    for (const row of rows) {
+    rows.forEach((row, index) => {
       const vector = model.featureNames.map((name) => row.features[name]);
       if (vector.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-        readable.push(row);
+        readable.push(index);
         vectors.push(vector as number[]);
       }
-    }
-    let correct = 0;
+    });
     const BATCH = 4096;
     for (let i = 0; i < vectors.length; i += BATCH) {
       const predictions = await model.predictBatch(vectors.slice(i, i + BATCH));
       predictions.forEach((p, j) => {
-        if (p.label === readable[i + j]?.label) correct++;
+        const index = readable[i + j] as number;
+        if (p.label === rows[index]?.label) right[index] = true;
       });
     }
-    return correct / rows.length;
+    return right;
   } finally {
     await model.close();
   }

@@ -2,13 +2,14 @@
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { RetrainTrigger, TrainingSnapshot } from '../schemas/types.js';
-import { onnxHoldoutAccuracy, versionOnnxBytes } from './holdout-evaluation.js';
+import { onnxHoldoutResults, versionOnnxBytes } from './holdout-evaluation.js';
 import type { LogisticModel } from './logistic-regression.js';
 import { exportOnnx, modelSha256 } from './onnx-export.js';
 import { trainInWorker } from './train-async.js';
-import type { DecisionKind, TrainerDecision, TrainerProgress } from './trainer-decision.js';
+import { judgeCandidate } from './promotion-gate.js';
+import { blankDecision, type DecisionKind, type TrainerDecision, type TrainerProgress } from './trainer-decision.js';
 import { TRAINER_ID, type LedgerPort, type NewModelVersion, type TrainerLog, type TrainerSettings } from './trainer-ports.js';
-import { buildTrainingSet, readSnapshotSamples, splitHoldout } from './training-set.js';
+import { buildTrainingSet, readSnapshotSamples, splitHoldout, type TrainingRow, type TrainingSet } from './training-set.js';
 
 export interface TrainingOutcome {
   decision: TrainerDecision;
@@ -42,24 +43,7 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   const nextSequence = String((serving?.sequence ?? 0) + 1);
   let candidateVersion = nextSequence;
   for (let n = 1; usedLabels.has(candidateVersion); n++) candidateVersion = `${nextSequence}.${n}`;
-  const decision: TrainerDecision = {
-    triggerId,
-    category,
-    decision: 'skipped',
-    reason: '',
-    message: '',
-    candidateVersion,
-    candidateSha256: '',
-    candidateAccuracy: null,
-    servingVersion: serving?.version ?? '',
-    servingAccuracy: null,
-    holdoutSize: 0,
-    trainSize: 0,
-    sampleCount: 0,
-    skippedSamples: 0,
-    iterations: 0,
-    decidedAt: 0,
-  };
+  const decision: TrainerDecision = blankDecision({ triggerId, category, candidateVersion, servingVersion: serving?.version ?? '' });
   const decide = (kind: DecisionKind, reason: string, message: string): TrainerDecision => {
     Object.assign(decision, { decision: kind, reason, message, decidedAt: now() });
     progress({ phase: 'decided', triggerId, category, decision });
@@ -101,74 +85,131 @@ export async function trainOnTrigger(trigger: RetrainTrigger, deps: TrainOnTrigg
   }
 
   logger.info({ triggerId, category, trainSize: train.length, holdoutSize: holdout.length, features: set.featureNames.length, classes: set.classes.length }, 'trainer: training');
+  const onIteration = ({ iteration, loss }: { iteration: number; loss: number }): void => {
+    if (iteration === 1 || iteration % settings.progressEveryIterations === 0) logger.info({ triggerId, category, iteration, loss }, 'trainer: iteration');
+    progress({ phase: 'training', triggerId, category, iteration, loss, maxIterations: settings.maxIterations });
+  };
+  const candidate = await fitAndExport(train, set, settings, candidateVersion, category, onIteration);
+  const onnx = candidate.onnx;
+  decision.iterations = candidate.iterations;
+  decision.candidateSha256 = modelSha256(onnx);
+  logger.info({ triggerId, category, iterations: candidate.iterations, loss: candidate.loss, seconds: candidate.seconds }, 'trainer: trained');
+
+  progress({ phase: 'evaluating', triggerId, category });
+  const candidateRight = await onnxHoldoutResults(onnx, holdout);
+  decision.candidateAccuracy = share(candidateRight);
+  if (serving) {
+    let servingRight: boolean[];
+    try {
+      servingRight = await onnxHoldoutResults(versionOnnxBytes(serving), holdout, { featureNames: serving.featureNames, classes: serving.classes });
+    } catch (err) {
+      // A serving model that cannot run gets nothing right, so a working candidate replaces it.
+      logger.error({ err, triggerId, category, servingVersion: serving.version }, 'trainer: the serving version cannot be evaluated; counting every holdout row as wrong');
+      servingRight = holdout.map(() => false);
+    }
+    decision.servingAccuracy = share(servingRight);
+    const verdict = judgeCandidate(candidateRight, servingRight, settings);
+    decision.gate = verdict.statistic;
+    if (!verdict.promote) return { decision: decide('rejected', verdict.reason, verdict.message), onnx };
+    decision.message = verdict.message;
+  }
+
+  // The gate judged `candidate`; with refitOnAll the published version learns from the holdout rows too.
+  let publishedModel = candidate;
+  if (settings.refitOnAll) {
+    publishedModel = await fitAndExport(set.rows, set, settings, candidateVersion, category, onIteration);
+    logger.info({ triggerId, category, rows: set.rows.length, iterations: publishedModel.iterations, seconds: publishedModel.seconds }, 'trainer: refitted on every sample');
+  }
+  decision.publishedSha256 = modelSha256(publishedModel.onnx);
+  decision.publishedTrainSize = settings.refitOnAll ? set.rows.length : train.length;
+  const published = await publishCandidate(deps.ledger, {
+    category,
+    version: candidateVersion,
+    createdAt: now(),
+    onnx: Buffer.from(publishedModel.onnx),
+    onnxUri: null,
+    modelSha256: decision.publishedSha256,
+    featureNames: set.featureNames,
+    classes: set.classes,
+    metrics: versionMetrics(decision, candidate, publishedModel, settings.refitOnAll ? await onnxHoldoutResults(publishedModel.onnx, set.rows) : null),
+    trainingSnapshot: { topic: trigger.snapshot.topic, offsets: trigger.snapshot.offsets.map((o) => ({ ...o })), sampleCount: samples.length },
+    trainer: TRAINER_ID,
+  });
+  if (serving === undefined) return { decision: decide('promoted', 'no-serving-version', `first version of the category: holdout accuracy ${fmt(decision.candidateAccuracy)}`), onnx, published };
+  return { decision: decide('promoted', 'candidate-better', decision.message), onnx, published };
+}
+
+/** The one place the trainer hands a version to the ledger. */
+async function publishCandidate(ledger: LedgerPort, version: NewModelVersion): Promise<NewModelVersion> {
+  await ledger.publishVersion(version);
+  return version;
+}
+
+interface FittedModel {
+  onnx: Uint8Array;
+  iterations: number;
+  loss: number;
+  seconds: number;
+}
+
+async function fitAndExport(
+  rows: readonly TrainingRow[],
+  set: Pick<TrainingSet, 'featureNames' | 'classes'>,
+  settings: TrainerSettings,
+  version: string,
+  category: string,
+  onIteration: (progress: { iteration: number; loss: number }) => void,
+): Promise<FittedModel> {
   const started = Date.now();
-  let finalLoss = Number.NaN;
+  let iterations = 0;
+  let loss = Number.NaN;
   const model: LogisticModel = await trainInWorker(
     {
-      rows: train.map((r) => ({ features: r.vector, label: r.label })),
+      rows: rows.map((r) => ({ features: r.vector, label: r.label })),
       featureNames: set.featureNames,
       classes: set.classes,
       options: { l2: settings.l2, maxIterations: settings.maxIterations, tolerance: settings.tolerance },
     },
-    ({ iteration, loss }) => {
-      decision.iterations = iteration;
-      finalLoss = loss;
-      if (iteration === 1 || iteration % settings.progressEveryIterations === 0) logger.info({ triggerId, category, iteration, loss }, 'trainer: iteration');
-      progress({ phase: 'training', triggerId, category, iteration, loss, maxIterations: settings.maxIterations });
+    (p) => {
+      iterations = p.iteration;
+      loss = p.loss;
+      onIteration(p);
     },
   );
-  const onnx = exportOnnx(model, { version: candidateVersion, category });
-  decision.candidateSha256 = modelSha256(onnx);
-  logger.info({ triggerId, category, iterations: decision.iterations, loss: finalLoss, seconds: (Date.now() - started) / 1000 }, 'trainer: trained');
+  return { onnx: exportOnnx(model, { version, category }), iterations, loss, seconds: (Date.now() - started) / 1000 };
+}
 
-  progress({ phase: 'evaluating', triggerId, category });
-  decision.candidateAccuracy = await onnxHoldoutAccuracy(onnx, holdout);
-  if (serving) {
-    try {
-      decision.servingAccuracy = await onnxHoldoutAccuracy(versionOnnxBytes(serving), holdout, { featureNames: serving.featureNames, classes: serving.classes });
-    } catch (err) {
-      // A serving model that cannot run gets nothing right, so a working candidate replaces it.
-      logger.error({ err, triggerId, category, servingVersion: serving.version }, 'trainer: the serving version cannot be evaluated; counting its accuracy as 0');
-      decision.servingAccuracy = 0;
-    }
-  }
-
-  const servingAccuracy = decision.servingAccuracy;
-  const candidateAccuracy = decision.candidateAccuracy;
-  if (servingAccuracy !== null && candidateAccuracy < servingAccuracy + settings.minImprovement) {
-    return {
-      decision: decide('rejected', 'candidate-worse', `candidate ${fmt(candidateAccuracy)} < serving ${fmt(servingAccuracy)}${settings.minImprovement !== 0 ? ` + ${settings.minImprovement}` : ''} on ${holdout.length} holdout samples`),
-      onnx,
-    };
-  }
-
+/**
+ * Ledger metrics of a promoted version: the gated candidate's holdout figures (what the gate judged)
+ * and, after a refit, the published model's (trained on every row, so its accuracy on them is a
+ * training accuracy, not an estimate).
+ */
+function versionMetrics(decision: TrainerDecision, gated: FittedModel, published: FittedModel, publishedRight: boolean[] | null): Record<string, number> {
   const metrics: Record<string, number> = {
-    holdoutAccuracy: candidateAccuracy,
-    holdoutSize: holdout.length,
-    trainSize: train.length,
-    trainIterations: decision.iterations,
-    trainLoss: finalLoss,
+    holdoutAccuracy: decision.candidateAccuracy ?? Number.NaN,
+    holdoutSize: decision.holdoutSize,
+    trainSize: decision.trainSize,
+    trainIterations: gated.iterations,
+    trainLoss: gated.loss,
+    publishedTrainSize: decision.publishedTrainSize,
+    refitOnAll: publishedRight === null ? 0 : 1,
   };
-  if (servingAccuracy !== null) metrics.servingHoldoutAccuracy = servingAccuracy;
-  const published: NewModelVersion = {
-    category,
-    version: candidateVersion,
-    createdAt: now(),
-    onnx: Buffer.from(onnx),
-    onnxUri: null,
-    modelSha256: decision.candidateSha256,
-    featureNames: set.featureNames,
-    classes: set.classes,
-    metrics,
-    trainingSnapshot: { topic: trigger.snapshot.topic, offsets: trigger.snapshot.offsets.map((o) => ({ ...o })), sampleCount: samples.length },
-    trainer: TRAINER_ID,
-  };
-  await deps.ledger.publishVersion(published);
-  const message =
-    servingAccuracy === null
-      ? `first version of the category: holdout accuracy ${fmt(candidateAccuracy)}`
-      : `candidate ${fmt(candidateAccuracy)} >= serving ${fmt(servingAccuracy)} on ${holdout.length} holdout samples`;
-  return { decision: decide('promoted', servingAccuracy === null ? 'no-serving-version' : 'candidate-not-worse', message), onnx, published };
+  if (decision.servingAccuracy !== null) metrics.servingHoldoutAccuracy = decision.servingAccuracy;
+  if (decision.gate) {
+    metrics.gateCandidateOnlyRight = decision.gate.candidateOnlyRight;
+    metrics.gateServingOnlyRight = decision.gate.servingOnlyRight;
+    if (decision.gate.pValue !== null) metrics.gatePValue = decision.gate.pValue;
+  }
+  if (publishedRight !== null) {
+    metrics.publishedTrainAccuracy = share(publishedRight);
+    metrics.publishedTrainIterations = published.iterations;
+    metrics.publishedTrainLoss = published.loss;
+  }
+  return metrics;
+}
+
+function share(right: readonly boolean[]): number {
+  return right.length === 0 ? 0 : right.filter(Boolean).length / right.length;
 }
 
 function sameSnapshot(a: Pick<TrainingSnapshot, 'topic' | 'offsets'>, b: Pick<TrainingSnapshot, 'topic' | 'offsets'>): boolean {

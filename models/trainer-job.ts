@@ -1,11 +1,12 @@
 /**
  * The built-in trainer (docs/retraining.md): consumes `retrain-triggers`, trains a logistic regression
  * on the category's samples up to the trigger's snapshot, and promotes the candidate through the
- * model ledger only when it does at least as well as the serving version on the same holdout.
+ * model ledger only when the promotion gate finds it better than the serving version on the same holdout.
  *
  * This file is the polling job; one trigger is handled in train-on-trigger.ts. The trainer's other
  * modules are re-exported here, so callers import the trainer from one place.
  */
+import { trainerSettingsFor } from '../config/category-settings.js';
 import type { SampleloopConfig } from '../config/config.js';
 import { DecodeError, errorMessage, SampleloopError } from '../engine/errors.js';
 import { directAccess } from '../access/embedded.js';
@@ -20,12 +21,13 @@ import type { SchemaRegistry } from '../schemas/registry.js';
 import type { RetrainTrigger } from '../schemas/types.js';
 import { ledgerClient, ledgerKeysFor } from './ledger.js';
 import { trainOnTrigger } from './train-on-trigger.js';
-import type { DecisionKind, TrainerDecision, TrainerProgress } from './trainer-decision.js';
+import { blankDecision, type DecisionKind, type TrainerDecision, type TrainerProgress } from './trainer-decision.js';
 import { embeddedTrainerLog, type LedgerPort, type TrainerLog, type TrainerSettings } from './trainer-ports.js';
 
-export { onnxHoldoutAccuracy, versionOnnxBytes } from './holdout-evaluation.js';
+export { onnxHoldoutAccuracy, onnxHoldoutResults, versionOnnxBytes } from './holdout-evaluation.js';
+export { judgeCandidate, mcnemarExactPValue, type GateSettings, type GateStatistic, type GateVerdict, type PromotionTest } from './promotion-gate.js';
 export { trainOnTrigger, type TrainingOutcome, type TrainOnTriggerDeps } from './train-on-trigger.js';
-export type { DecisionKind, TrainerDecision, TrainerProgress } from './trainer-decision.js';
+export { blankDecision, type DecisionKind, type TrainerDecision, type TrainerProgress } from './trainer-decision.js';
 export { embeddedTrainerLog, TRAINER_ID, type LedgerPort, type NewModelVersion, type TrainerLog, type TrainerSettings } from './trainer-ports.js';
 export { buildTrainingSet, naturalCompare, readSnapshotSamples, splitHoldout, type TrainingRow, type TrainingSet } from './training-set.js';
 
@@ -34,6 +36,8 @@ export interface TrainerJobOptions {
   writerSchema: WriterSchemaLookup;
   ledger: LedgerPort;
   settings: TrainerSettings;
+  /** A category's settings (its `categories.<name>.trainer` overrides); default: `settings`. */
+  settingsFor?: (category: string) => TrainerSettings;
   topics: { triggers: string; /** null: decisions are only logged. */ decisions: string | null };
   /** Names the consumer group `<applicationId>.trainer`. */
   applicationId: string;
@@ -111,7 +115,7 @@ export class TrainerJob {
         log: this.options.log,
         writerSchema: this.options.writerSchema,
         ledger: this.options.ledger,
-        settings: this.options.settings,
+        settings: this.options.settingsFor?.(trigger.category) ?? this.options.settings,
         logger: this.logger,
         now: this.now,
         ...(this.options.classesFor ? { classesFor: this.options.classesFor } : {}),
@@ -154,24 +158,8 @@ export class TrainerJob {
   }
 
   private plainDecision(trigger: RetrainTrigger, kind: DecisionKind, reason: string, message: string): TrainerDecision {
-    return {
-      triggerId: trigger.triggerId,
-      category: trigger.category,
-      decision: kind,
-      reason,
-      message,
-      candidateVersion: '',
-      candidateSha256: '',
-      candidateAccuracy: null,
-      servingVersion: trigger.servingVersion,
-      servingAccuracy: null,
-      holdoutSize: 0,
-      trainSize: 0,
-      sampleCount: 0,
-      skippedSamples: 0,
-      iterations: 0,
-      decidedAt: this.now(),
-    };
+    const decision = blankDecision({ triggerId: trigger.triggerId, category: trigger.category, candidateVersion: '', servingVersion: trigger.servingVersion }, this.now());
+    return { ...decision, decision: kind, reason, message };
   }
 
   private decodeTrigger(bytes: Buffer | null, partition: number, offset: number): RetrainTrigger | undefined {
@@ -214,8 +202,7 @@ export function startTrainerLoop(job: TrainerJob, logger: Logger = silentLogger(
 }
 
 export function trainerSettingsFromConfig(config: SampleloopConfig): TrainerSettings {
-  const { enabled: _enabled, ...settings } = config.trainer;
-  return settings;
+  return trainerSettingsFor(config);
 }
 
 export interface EmbeddedTrainerOptions {
@@ -240,6 +227,7 @@ export function startEmbeddedTrainer(
     writerSchema: (id) => deps.registry.cached(id),
     ledger: deps.ledger ?? ledgerClient(directAccess(deps.log, deps.registry, now), config.topics.models, ledgerKeysFor(config, { generate: true })),
     settings: trainerSettingsFromConfig(config),
+    settingsFor: (category) => trainerSettingsFor(config, category),
     topics: { triggers: config.topics.retrainTriggers, decisions: config.topics.trainerDecisions },
     applicationId: config.applicationId,
     classesFor: (category) => config.categories[category]?.classes,

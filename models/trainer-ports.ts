@@ -2,6 +2,7 @@
 import type { EmbeddedLog, GroupOffset } from '../engine/embedded/log.js';
 import type { OutputRecord, SourceRecord } from '../engine/record.js';
 import type { ModelVersion } from '../schemas/types.js';
+import type { GateSettings } from './promotion-gate.js';
 
 /** `trainer` field of the versions this job publishes. */
 export const TRAINER_ID = 'sampleloop-logreg/1';
@@ -18,12 +19,12 @@ export interface LedgerPort {
   publishVersion(version: NewModelVersion): Promise<unknown>;
 }
 
-export interface TrainerSettings {
+export interface TrainerSettings extends GateSettings {
   holdoutFraction: number;
   minTrainSamples: number;
   minHoldoutSamples: number;
-  /** Promote when candidate accuracy >= serving accuracy + minImprovement. */
-  minImprovement: number;
+  /** After the gate passes, train the published version on every sample (train + holdout). */
+  refitOnAll: boolean;
   l2: number;
   maxIterations: number;
   tolerance: number;

@@ -1,9 +1,9 @@
 /** From a trigger's snapshot to training rows: read the category's samples, pick columns and classes, split off the holdout. */
-import { DecodeError } from '../engine/errors.js';
+import { ConfigError, DecodeError } from '../engine/errors.js';
 import { decodeLoggedValue } from '../processors/retrain-trigger-events.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
 import type { LabeledSample, TrainingSnapshot } from '../schemas/types.js';
-import { inHoldout } from './holdout.js';
+import { holdoutPosition } from './holdout.js';
 import type { TrainerLog } from './trainer-ports.js';
 
 // ---------------------------------------------------------------- reading the snapshot
@@ -108,10 +108,32 @@ function majorityFeatureNames(samples: readonly LabeledSample[]): string[] {
   return [...featureCounts].filter(([, count]) => count * 2 > samples.length).map(([k]) => k).sort(naturalCompare);
 }
 
+/**
+ * Stratified holdout, deterministic from request IDs: within each class the rows are ordered by
+ * `holdoutPosition(requestId)` (the first 4 bytes of its sha256, so the same on every machine) and the
+ * first round(n × fraction) of them are held out; a class with 2 or more rows holds out at least 1 and
+ * keeps at least 1 for training. Each class is held out in its share, whatever the hash happens to do
+ * on a small set. Rows keep their input order in both parts.
+ */
 export function splitHoldout(rows: readonly TrainingRow[], fraction: number): { train: TrainingRow[]; holdout: TrainingRow[] } {
+  if (!Number.isFinite(fraction) || fraction < 0 || fraction > 1) throw new ConfigError(`holdout fraction must be within [0, 1], got ${fraction}`);
+  const byClass = new Map<string, Array<{ row: TrainingRow; position: number }>>();
+  for (const row of rows) {
+    const group = byClass.get(row.label) ?? [];
+    group.push({ row, position: holdoutPosition(row.requestId) });
+    byClass.set(row.label, group);
+  }
+  const heldOut = new Set<TrainingRow>();
+  for (const group of byClass.values()) {
+    const n = group.length;
+    let count = Math.round(n * fraction);
+    if (fraction > 0 && n >= 2) count = Math.min(n - 1, Math.max(1, count));
+    group.sort((x, y) => x.position - y.position || compareCodeUnits(x.row.requestId, y.row.requestId));
+    for (const { row } of group.slice(0, count)) heldOut.add(row);
+  }
   const train: TrainingRow[] = [];
   const holdout: TrainingRow[] = [];
-  for (const row of rows) (inHoldout(row.requestId, fraction) ? holdout : train).push(row);
+  for (const row of rows) (heldOut.has(row) ? holdout : train).push(row);
   return { train, holdout };
 }
 

@@ -20,6 +20,8 @@ export type CategoryEvent =
       /** Where the sample is in the samples topic (for the trigger's snapshot). */
       partition: number;
       offset: number;
+      /** The request's numeric features (for feature-drift); absent in events written before it existed. */
+      features?: Record<string, number>;
     }
   | { kind: 'model'; version: string; sequence: number; createdAt: number };
 
@@ -41,6 +43,14 @@ function field<T>(value: unknown, name: string, type: 'string' | 'number'): T {
   const v = (value as Record<string, unknown> | null)?.[name];
   if (typeof v !== type || (type === 'number' && !Number.isFinite(v))) throw new DecodeError(`field "${name}" is missing or not a ${type}`);
   return v as T;
+}
+
+/** The finite numbers of a features map (anything else is left out). */
+function numericFeatures(value: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (typeof value !== 'object' || value === null) return out;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  return out;
 }
 
 const LABEL_SOURCES: ReadonlySet<string> = new Set(['CONFIRMED', 'CORRECTED', 'DEFAULT']);
@@ -73,6 +83,7 @@ export class SampleRekeyProcessor implements Processor<Buffer | null, CategoryEv
         modelVersion: field<string>(sample, 'modelVersion', 'string'),
         partition: source?.partition ?? 0,
         offset: source?.offset ?? 0,
+        features: numericFeatures((sample as { features?: unknown }).features),
       };
     } catch (err) {
       this.ctx.deadLetter({ reasonCode: 'undecodable-sample', reason: `trigger cannot read this sample: ${errorMessage(err)}` });
@@ -138,6 +149,7 @@ export function parseCategoryEvent(bytes: Buffer): CategoryEvent {
       modelVersion: field<string>(value, 'modelVersion', 'string'),
       partition: field<number>(value, 'partition', 'number'),
       offset: field<number>(value, 'offset', 'number'),
+      ...(typeof (value as { features?: unknown }).features === 'object' ? { features: numericFeatures((value as { features?: unknown }).features) } : {}),
     };
   }
   if (kind === 'model') {

@@ -1,6 +1,7 @@
 /** The trigger's per-category state and its stores. */
 import type { StoreSpec } from '../engine/topology.js';
 import type { Codec } from '../engine/state/kv-store.js';
+import type { DriftProfile } from './feature-drift.js';
 
 /** Per-category state of the trigger. Times are wall-clock ms; -1 means "not yet". */
 export interface CategoryState {
@@ -27,6 +28,10 @@ export interface CategoryState {
   lastFiredAt: number;
   /** Triggers fired for the serving version (the n of the trigger id). */
   firedForVersion: number;
+  /** The drift reference sample holds the requests whose hash position is below this ... */
+  referenceThreshold: number;
+  /** ... this many of them. */
+  referenceSize: number;
 }
 
 export interface SeenEntry {
@@ -44,8 +49,26 @@ function jsonCodec<V>(): Codec<V> {
   return { encode: (v) => Buffer.from(JSON.stringify(v), 'utf8'), decode: (b) => JSON.parse(b.toString('utf8')) as V };
 }
 
-export function triggerStoreNames(name: string): { categories: string; seen: string; window: string; positions: string } {
-  return { categories: `${name}-categories`, seen: `${name}-seen`, window: `${name}-window`, positions: `${name}-positions` };
+export interface TriggerStoreNames {
+  categories: string;
+  seen: string;
+  window: string;
+  positions: string;
+  /** Drift reference sample: `<category>/<hash position, 8 hex digits>/<requestId>` → the request's features. */
+  reference: string;
+  /** Drift profile of the serving version per category. */
+  profiles: string;
+}
+
+export function triggerStoreNames(name: string): TriggerStoreNames {
+  return {
+    categories: `${name}-categories`,
+    seen: `${name}-seen`,
+    window: `${name}-window`,
+    positions: `${name}-positions`,
+    reference: `${name}-drift-reference`,
+    profiles: `${name}-drift-profiles`,
+  };
 }
 
 export function triggerStores(name: string): StoreSpec[] {
@@ -55,6 +78,8 @@ export function triggerStores(name: string): StoreSpec[] {
     { name: names.seen, codec: jsonCodec<SeenEntry>() },
     { name: names.window, codec: jsonCodec<WindowEntry>(), readCacheEntries: 0 },
     { name: names.positions, codec: jsonCodec<number>() },
+    { name: names.reference, codec: jsonCodec<Record<string, number>>(), rangeScans: true, readCacheEntries: 0 },
+    { name: names.profiles, codec: jsonCodec<DriftProfile>() },
   ];
 }
 
@@ -81,6 +106,8 @@ export function freshState(): CategoryState {
     pending: false,
     lastFiredAt: -1,
     firedForVersion: 0,
+    referenceThreshold: 1,
+    referenceSize: 0,
   };
 }
 

@@ -12,15 +12,25 @@ import type { StreamRecord } from '../engine/record.js';
 import type { KeyValueStore } from '../engine/state/kv-store.js';
 import type { RetrainTrigger } from '../schemas/types.js';
 import { parseCategoryEvent, type CategoryEvent } from './retrain-trigger-events.js';
-import { firingReason, type TriggerSettings } from './retrain-trigger-rules.js';
+import { holdoutPosition } from '../models/holdout.js';
+import { naturalCompare } from '../models/training-set.js';
+import { buildDriftProfile, countLive, featureDrift, type DriftProfile } from './feature-drift.js';
+import { firingReason, type DriftReading, type TriggerSettings } from './retrain-trigger-rules.js';
 import { ALL_KEYS_END, freshState, keyOf, MAX_KNOWN_VERSIONS, type CategoryState, type SeenEntry, type triggerStoreNames, type WindowEntry } from './retrain-trigger-state.js';
 
 export { categoryEventSerializer, decodeLoggedValue, ModelRekeyProcessor, parseCategoryEvent, SampleRekeyProcessor, type CategoryEvent } from './retrain-trigger-events.js';
-export type { TriggerReason, TriggerSettings } from './retrain-trigger-rules.js';
+export type { DriftReading, TriggerReason, TriggerSettings } from './retrain-trigger-rules.js';
 export { triggerStoreNames, triggerStores, type CategoryState } from './retrain-trigger-state.js';
+
+/** A hash position in [0, 1) as 8 hex digits, so store keys sort as the positions do. */
+function positionKey(position: number): string {
+  return Math.floor(position * 2 ** 32).toString(16).padStart(8, '0');
+}
 
 export interface RetrainTriggerOptions {
   settings: TriggerSettings;
+  /** A category's rule settings (its `categories.<name>.trigger` overrides); default: `settings`. */
+  settingsFor?: (category: string) => TriggerSettings;
   samplesTopic: string;
   /** Partition count of the samples topic, so every partition is in the snapshot. */
   samplesPartitions?: () => number;
@@ -35,6 +45,8 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
   private seen!: KeyValueStore<SeenEntry>;
   private window!: KeyValueStore<WindowEntry>;
   private positions!: KeyValueStore<number>;
+  private reference!: KeyValueStore<Record<string, number>>;
+  private profiles!: KeyValueStore<DriftProfile>;
 
   constructor(
     private readonly storeNames: ReturnType<typeof triggerStoreNames>,
@@ -47,6 +59,8 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
     this.seen = ctx.store(this.storeNames.seen);
     this.window = ctx.store(this.storeNames.window);
     this.positions = ctx.store(this.storeNames.positions);
+    this.reference = ctx.store(this.storeNames.reference);
+    this.profiles = ctx.store(this.storeNames.profiles);
     ctx.schedule(this.options.settings.checkIntervalMs, (now) => this.checkAll(now));
   }
 
@@ -60,7 +74,7 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
       return;
     }
     const category = record.key;
-    const state = this.categories.get(keyOf(category)) ?? freshState();
+    const state = { ...freshState(), ...this.categories.get(keyOf(category)) };
     const now = this.options.now();
     if (event.kind === 'model') this.onModel(category, state, event, now);
     else this.onSample(category, state, event, now);
@@ -72,11 +86,10 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
     if (event.sequence <= state.ledgerSequence) return;
     state.ledgerSequence = event.sequence;
     state.servingFromLedger = true;
-    if (event.version === state.servingVersion) {
-      state.servingSince = event.createdAt;
-      return;
-    }
-    this.adoptVersion(category, state, event.version, event.createdAt);
+    // already serving (learned from its samples): its age runs from then
+    if (event.version === state.servingVersion) return;
+    // a version published before the app ran starts serving when the app learns of it, not at `models publish`
+    this.adoptVersion(category, state, event.version, Math.max(event.createdAt, now));
     this.ctx.logger.info({ category, version: event.version, at: now }, 'trigger: new serving version from the model ledger');
   }
 
@@ -95,6 +108,7 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
       seen = { revision: event.revision, windowSeq: -1 };
       state.totalSamples++;
       state.newSamples++;
+      if (event.features !== undefined) this.observeFeatures(category, state, event.requestId, event.features);
     }
     seen.revision = event.revision;
     state.changes++;
@@ -118,8 +132,50 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
     this.ctx.logger.info({ category, version: modelVersion }, 'trigger: new serving version seen in samples');
   }
 
+  /** A new request's features: counted against the serving version's profile, and offered to the reference sample. */
+  private observeFeatures(category: string, state: CategoryState, requestId: string, features: Record<string, number>): void {
+    const profile = this.profiles.get(keyOf(category));
+    if (profile !== undefined && profile.version === state.servingVersion) {
+      countLive(profile, features);
+      this.profiles.put(keyOf(category), profile);
+    }
+    // A bottom-k sample by request-ID hash: uniform over every request seen, the same whatever the order.
+    const position = holdoutPosition(requestId);
+    if (position >= state.referenceThreshold) return;
+    this.reference.put(`${keyOf(category)}/${positionKey(position)}/${encodeURIComponent(requestId)}`, features);
+    state.referenceSize++;
+    const limit = 2 * this.settingsOf(category).driftReferenceSamples;
+    while (state.referenceSize > limit) {
+      state.referenceThreshold /= 2;
+      for (const [key] of this.reference.range(`${keyOf(category)}/${positionKey(state.referenceThreshold)}`, `${keyOf(category)}/~`)) {
+        this.reference.delete(key);
+        state.referenceSize--;
+      }
+    }
+  }
+
+  /** The new serving version's drift reference: the reference sample as it stands (the samples before it, which it was trained on). */
+  private freezeDriftProfile(category: string, version: string): void {
+    const s = this.settingsOf(category);
+    const rows: Array<Record<string, number>> = [];
+    for (const [, features] of this.reference.range(`${keyOf(category)}/`, `${keyOf(category)}/~`)) rows.push(features);
+    // a reference as large as the live count the rule needs: with n samples on each side, noise alone gives a PSI of about (bins - 1) × 2 / n
+    if (s.maxFeaturePsi === null || rows.length < s.minDriftSamples) {
+      this.profiles.delete(keyOf(category));
+      return;
+    }
+    this.profiles.put(keyOf(category), buildDriftProfile(version, rows, s.driftBins, naturalCompare));
+  }
+
+  private driftReading(category: string, state: CategoryState): DriftReading | undefined {
+    const profile = this.profiles.get(keyOf(category));
+    if (profile === undefined || profile.version !== state.servingVersion) return undefined;
+    return { referenceSamples: profile.referenceSamples, liveSamples: profile.liveSamples, features: featureDrift(profile) };
+  }
+
   /** A new serving version: counters, window and the pending trigger start over. */
   private adoptVersion(category: string, state: CategoryState, version: string, since: number): void {
+    this.freezeDriftProfile(category, version);
     state.servingVersion = version;
     state.servingSince = since;
     state.newSamples = 0;
@@ -135,7 +191,7 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
     const seq = state.windowEnd++;
     this.window.put(`${keyOf(category)}/${seq}`, entry);
     this.countWindow(state, entry.labelSource, 1);
-    while (state.windowEnd - state.windowStart > this.options.settings.windowSamples) {
+    while (state.windowEnd - state.windowStart > this.settingsOf(category).windowSamples) {
       const oldKey = `${keyOf(category)}/${state.windowStart}`;
       const old = this.window.get(oldKey);
       if (old) this.countWindow(state, old.labelSource, -1);
@@ -169,12 +225,12 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
   }
 
   private evaluate(category: string, state: CategoryState, now: number): void {
-    const s = this.options.settings;
+    const s = this.settingsOf(category);
     if (state.changes <= state.changesAtLastFire) return;
     if (state.pending && now - state.lastFiredAt < s.debounceMs) return;
-    const fired = firingReason(state, s, now);
+    const fired = firingReason(state, s, now, s.maxFeaturePsi === null ? undefined : this.driftReading(category, state));
     if (fired === undefined) return;
-    const { reason, details } = fired;
+    const { reason, details, driftedFeatures } = fired;
 
     state.firedForVersion++;
     state.pending = true;
@@ -188,10 +244,15 @@ export class RetrainTriggerProcessor implements Processor<Buffer | null, Retrain
       servingVersion: state.servingVersion,
       snapshot: { topic: this.options.samplesTopic, offsets: this.snapshotOffsets(), sampleCount: state.totalSamples },
       createdAt: now,
+      driftedFeatures,
     };
     this.ctx.metrics.count(`trigger-${reason}`);
-    this.ctx.logger.info({ category, triggerId: trigger.triggerId, reason, ...details }, 'retrain trigger fired');
+    this.ctx.logger.info({ category, triggerId: trigger.triggerId, reason, ...details, ...(driftedFeatures.length > 0 ? { driftedFeatures } : {}) }, 'retrain trigger fired');
     this.ctx.forward({ key: category, value: trigger, timestamp: now, headers: {} });
+  }
+
+  private settingsOf(category: string): TriggerSettings {
+    return this.options.settingsFor?.(category) ?? this.options.settings;
   }
 
   /** Next offset per samples partition after the last sample this task has counted. */

@@ -132,6 +132,8 @@ export interface RetrainTrigger {
   servingVersion: string;
   snapshot: TrainingSnapshot;
   createdAt: number;
+  /** feature-drift triggers: the features whose PSI exceeded the threshold, highest first; empty otherwise. */
+  driftedFeatures?: Array<{ feature: string; psi: number }>;
 }
 
 /** Maps each schema name to the TS type of its records. */

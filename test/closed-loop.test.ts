@@ -144,7 +144,7 @@ describe('closed loop: traffic → predictor → samples → trigger → trainer
       const reported = first.result.categories.find((c) => c.category === category)?.promotions ?? [];
       expect(reported.map((p) => [p.version, p.modelSha256, p.holdoutAccuracy])).toEqual(promoted.map((v) => [v.version, v.modelSha256, v.metrics.holdoutAccuracy]));
       const decisions = first.result.decisions.filter((d) => d.category === category && d.decision === 'promoted');
-      expect(decisions.map((d) => d.candidateSha256)).toEqual(promoted.map((v) => v.modelSha256));
+      expect(decisions.map((d) => d.publishedSha256)).toEqual(promoted.map((v) => v.modelSha256));
     }
   });
 
@@ -212,7 +212,7 @@ describe('closed loop: traffic → predictor → samples → trigger → trainer
   it('prints progress and each promotion, then the summary; --quiet prints only the summary', () => {
     const text = first.lines.join('\n');
     expect(text).toMatch(/traffic: +\d+% \| +\d+\/800 requests \| live accuracy/);
-    expect(text).toMatch(/promoted digits v2 after \d+ samples \([a-z-]+\): holdout \d+\.\d% vs \d+\.\d% for v1 on \d+ held-out samples -> test-set accuracy \d+\.\d%/);
+    expect(text).toMatch(/promoted digits v2 after \d+ samples \([a-z-]+\): holdout \d+\.\d% vs \d+\.\d% for v1 on \d+ held-out samples \(McNemar p = \d\.\d+\) -> test-set accuracy \d+\.\d%/);
     expect(text).toMatch(/model ledger: ok: \d+ version\(s\) of 2 categories verified/);
     expect(text).toContain('raw sensitive values found in outputs: 0');
     const quiet = second.lines.join('\n');

@@ -50,6 +50,7 @@ const samples: { [N in SchemaName]: SchemaValueTypes[N] } = {
   RetrainTrigger: {
     triggerId: 'loan-2-1', category: 'loan', reason: 'sample-count', details: { newSamples: 500 }, servingVersion: '2',
     snapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 42 }], sampleCount: 40 }, createdAt: 1_700_000_000_000,
+    driftedFeatures: [{ feature: 'income', psi: 0.31 }],
   },
 };
 
@@ -88,6 +89,18 @@ describe('schemas', () => {
       const decoded: unknown = type.fromBuffer(type.toBuffer(value));
       expect({ ...(decoded as object) }).toEqual(value);
     }
+  });
+
+  it('RetrainTrigger evolves compatibly: driftedFeatures is optional with a default, both ways', () => {
+    const current = schemaOf('RetrainTrigger');
+    const before = JSON.parse(schemaJson('RetrainTrigger')) as { fields: Array<{ name: string }> };
+    before.fields = before.fields.filter((f) => f.name !== 'driftedFeatures');
+    const previous = parseSchema(before);
+    const { driftedFeatures: _drifted, ...old } = samples.RetrainTrigger;
+    // a record written before the field existed reads with the default
+    expect({ ...(current.fromBuffer(previous.toBuffer(old), current.createResolver(previous)) as object) }).toEqual({ ...old, driftedFeatures: [] });
+    // a reader of the previous version skips the new field
+    expect({ ...(previous.fromBuffer(current.toBuffer(samples.RetrainTrigger), previous.createResolver(current)) as object) }).toEqual(old);
   });
 
   it('keeps the public field order', () => {

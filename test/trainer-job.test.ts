@@ -16,7 +16,7 @@ import { parseConfig } from '../config/config.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import { loadDataset, type Dataset } from '../models/datasets/index.js';
-import { inHoldout } from '../models/holdout.js';
+import { holdoutPosition } from '../models/holdout.js';
 import { ledgerClient, type LedgerClient } from '../models/ledger.js';
 import { trainLogistic } from '../models/logistic-regression.js';
 import { exportOnnx, modelSha256 } from '../models/onnx-export.js';
@@ -46,7 +46,10 @@ const SETTINGS: TrainerSettings = {
   holdoutFraction: 0.2,
   minTrainSamples: 20,
   minHoldoutSamples: 10,
+  promotionTest: 'mcnemar',
+  significance: 0.05,
   minImprovement: 0,
+  refitOnAll: false,
   l2: 1e-3,
   maxIterations: 500,
   tolerance: 1e-5,
@@ -180,7 +183,7 @@ describe('trainer: the promotion gate', () => {
 
     const outcome = await trainOnTrigger(trigger, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
     const d = outcome.decision;
-    expect(d).toMatchObject({ decision: 'promoted', reason: 'candidate-not-worse', candidateVersion: '2', servingVersion: '1', sampleCount: 1797, skippedSamples: 0 });
+    expect(d).toMatchObject({ decision: 'promoted', reason: 'candidate-better', candidateVersion: '2', servingVersion: '1', sampleCount: 1797, skippedSamples: 0 });
     expect(d.trainSize + d.holdoutSize).toBe(1797);
     expect(d.holdoutSize).toBeGreaterThan(300);
     expect(d.holdoutSize).toBeLessThan(420);
@@ -212,7 +215,7 @@ describe('trainer: the promotion gate', () => {
     const trigger = f.trigger([{ partition: 0, offset: 150 }], 150);
 
     const { decision: d, onnx } = await trainOnTrigger(trigger, { log: f.trainerLog, writerSchema: f.lookup, ledger: f.ledger, settings: SETTINGS, now: () => NOW });
-    expect(d).toMatchObject({ decision: 'rejected', reason: 'candidate-worse', sampleCount: 150 });
+    expect(d).toMatchObject({ decision: 'rejected', reason: 'candidate-not-better', sampleCount: 150 });
     expect(d.servingAccuracy).toBeGreaterThan(0.95);
     expect(d.candidateAccuracy as number).toBeLessThan(d.servingAccuracy as number);
     expect(onnx).toBeInstanceOf(Uint8Array);
@@ -273,7 +276,7 @@ describe('trainer: determinism and the holdout', () => {
     expect(ledgerB.published[0]?.modelSha256).toBe(first.decision.candidateSha256);
   });
 
-  it('holdout and training sets are disjoint, split by inHoldout, and the candidate is trained on the training set alone', async () => {
+  it('holdout and training sets are disjoint, stratified per class by request-ID hash, and the candidate is trained on the training set alone', async () => {
     const f = await fixture();
     const offsets = f.appendDigits(ALL().slice(0, 500));
     const samples = await readSnapshotSamples(f.trainerLog, f.lookup, { topic: 'samples', offsets }, 'digits');
@@ -282,8 +285,14 @@ describe('trainer: determinism and the holdout', () => {
     const trainIds = new Set(train.map((r) => r.requestId));
     expect(holdout.some((r) => trainIds.has(r.requestId))).toBe(false);
     expect(train.length + holdout.length).toBe(500);
-    expect(holdout.every((r) => inHoldout(r.requestId, 0.2))).toBe(true);
-    expect(train.every((r) => !inHoldout(r.requestId, 0.2))).toBe(true);
+    for (const label of set.classes) {
+      const ofClass = set.rows.filter((r) => r.label === label);
+      const held = holdout.filter((r) => r.label === label);
+      // each class held out in its share, and the held-out rows are the class's lowest hash positions
+      expect(held.length).toBe(Math.round(ofClass.length * 0.2));
+      const positions = ofClass.map((r) => holdoutPosition(r.requestId)).sort((a, b) => a - b);
+      expect(held.map((r) => holdoutPosition(r.requestId)).sort((a, b) => a - b)).toEqual(positions.slice(0, held.length));
+    }
 
     const ledger = recordingLedger();
     const { decision, onnx } = await trainOnTrigger(f.trigger(offsets, 500), { log: f.trainerLog, writerSchema: f.lookup, ledger, settings: SETTINGS, now: () => NOW });
@@ -391,7 +400,7 @@ describe('trainer job: consuming retrain-triggers', () => {
     const decisions = await job.processPending();
     expect(decisions.map((d) => [d.triggerId, d.decision, d.reason])).toEqual([
       ['digits-1-1', 'skipped', 'superseded'],
-      ['digits-1-2', 'promoted', 'candidate-not-worse'],
+      ['digits-1-2', 'promoted', 'candidate-better'],
     ]);
     expect(await job.processPending()).toEqual([]);
     expect(f.log.committedOffset('test.trainer', 'retrain-triggers', 0)).toBe(2);
@@ -469,7 +478,7 @@ describe('trigger → trainer → ledger inside startEmbeddedApp', () => {
       dataDir: dir,
       log: { level: 'silent' },
       privacy: { alwaysSensitive: [] },
-      trigger: { enabled: true, minNewSamples: 500 },
+      trigger: { enabled: true, minNewSamples: 500, minFirstVersionSamples: 500, maxFeaturePsi: null },
       trainer: { enabled: true, minTrainSamples: 20, minHoldoutSamples: 10 },
     });
     const app: EmbeddedApp = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => clock.now, trainer: { loop: false } });
@@ -511,6 +520,7 @@ describe('trigger → trainer → ledger inside startEmbeddedApp', () => {
     pump();
     const [decision] = (await app.trainer?.processPending()) ?? [];
     expect(decision).toMatchObject({ triggerId: 'digits-none-1', decision: 'promoted', reason: 'no-serving-version', sampleCount: 500 });
+    expect((await directAccess(app.log, app.registry).read('retrain-triggers'))[0]?.value).toMatchObject({ reason: 'first-version' });
 
     const access = directAccess(app.log, app.registry);
     const [trigger] = (await access.read('retrain-triggers')).map((r) => r.value as RetrainTrigger);
@@ -529,5 +539,57 @@ describe('trigger → trainer → ledger inside startEmbeddedApp', () => {
       ['digits-none-1', '', 500, 500],
       ['digits-1-1', '1', 500, 1000],
     ]);
+  });
+
+  it('takes a category\'s first version by itself: replayed samples, no serving version, default settings', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sampleloop-trainer-first-'));
+    const config = parseConfig({ dataDir: dir, log: { level: 'silent' }, privacy: { alwaysSensitive: [] }, trigger: { enabled: true }, trainer: { enabled: true } });
+    const app: EmbeddedApp = await startEmbeddedApp(config, { logger: silentLogger(), metrics: new EngineMetrics(), now: () => NOW, trainer: { loop: false } });
+    cleanups.push(async () => {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const sampleId = app.serdes.schemaId('samples') as number;
+    const append = (indices: number[]): void => {
+      app.log.append(
+        indices.map((i) => {
+          const row = digits.rows[i] as Dataset['rows'][number];
+          const sample: LabeledSample = {
+            requestId: `replayed-${i}`,
+            category: 'digits',
+            features: Object.fromEntries(digits.featureNames.map((n, j) => [n, row.features[j] as number])),
+            attributes: {},
+            label: row.label,
+            labelSource: 'CONFIRMED',
+            predictedLabel: row.label,
+            modelVersion: '',
+            requestTimestamp: NOW,
+            feedbackTimestamp: NOW,
+            revision: 0,
+            origin: 'replay',
+          };
+          return { topic: 'samples', key: Buffer.from(sample.requestId), value: encodeFramed('LabeledSample', sampleId, sample), timestamp: NOW, headers: {} };
+        }),
+      );
+    };
+    const pump = (): void => {
+      for (let i = 0; i < 10 && app.runtime.runUntilIdle() > 0; i++);
+    };
+    // defaults: minTrainSamples 50, minHoldoutSamples 20 at holdoutFraction 0.2 → 110 samples
+    append(ALL().slice(0, 109));
+    pump();
+    expect(await app.trainer?.processPending()).toEqual([]);
+    append([109]);
+    pump();
+    const [decision] = (await app.trainer?.processPending()) ?? [];
+    expect(decision).toMatchObject({ triggerId: 'digits-none-1', decision: 'promoted', reason: 'no-serving-version', candidateVersion: '1', sampleCount: 110, gate: null });
+    expect(decision?.holdoutSize).toBeGreaterThanOrEqual(20);
+    expect(decision?.trainSize).toBeGreaterThanOrEqual(50);
+    expect(decision?.publishedTrainSize).toBe(110); // refitOnAll (default): v1 learns from every sample
+    const access = directAccess(app.log, app.registry);
+    const latest = await ledgerClient(access, 'models').latest('digits');
+    expect(latest).toMatchObject({ version: '1', sequence: 1, trainer: TRAINER_ID, modelSha256: decision?.publishedSha256, trainingSnapshot: { sampleCount: 110 } });
+    expect(latest?.metrics).toMatchObject({ refitOnAll: 1, publishedTrainSize: 110, holdoutSize: decision?.holdoutSize });
+    expect(decision?.publishedSha256).not.toBe(decision?.candidateSha256);
   });
 });

@@ -13,6 +13,7 @@ import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { EmbeddedRuntime } from '../engine/embedded/runtime.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
+import { holdoutPosition } from '../models/holdout.js';
 import { embeddedTrainerLog, readSnapshotSamples } from '../models/trainer-job.js';
 import type { TriggerSettings } from '../processors/retrain-trigger.js';
 import { encodeFramed } from '../schemas/codec.js';
@@ -36,6 +37,11 @@ const QUIET: TriggerSettings = {
   minNewSamplesForAge: 1,
   debounceMs: HOUR,
   checkIntervalMs: 1000,
+  minFirstVersionSamples: 1_000_000,
+  maxFeaturePsi: null,
+  minDriftSamples: 1,
+  driftBins: 10,
+  driftReferenceSamples: 100,
 };
 
 interface Bench {
@@ -62,7 +68,7 @@ afterEach(async () => {
   for (const h of harnesses.splice(0)) await h.close();
 });
 
-async function startBench(settings: Partial<TriggerSettings>, partitions = 2): Promise<Bench> {
+async function startBench(settings: Partial<TriggerSettings>, partitions = 2, perCategory: Record<string, Partial<TriggerSettings>> = {}): Promise<Bench> {
   const dir = mkdtempSync(join(tmpdir(), 'sampleloop-trigger-'));
   const clock = { now: START };
   let log: EmbeddedLog;
@@ -86,6 +92,7 @@ async function startBench(settings: Partial<TriggerSettings>, partitions = 2): P
     const topologies = buildTriggerTopologies({
       topics: TOPICS,
       settings: { ...QUIET, ...settings },
+      settingsFor: (category) => ({ ...QUIET, ...settings, ...perCategory[category] }),
       serdes,
       writerSchema: (id) => registry.cached(id),
       samplesPartitions: () => partitions,
@@ -203,6 +210,7 @@ describe('retrain trigger: sample count, debounce, new versions', () => {
         servingVersion: 'v1',
         snapshot: { topic: 'samples', offsets: endOffsets(b.log, 2), sampleCount: 5 },
         createdAt: START,
+        driftedFeatures: [],
       },
     ]);
     expect(first[0]?.snapshot.offsets.reduce((n, o) => n + o.offset, 0)).toBe(5);
@@ -439,5 +447,142 @@ describe('retrain trigger inside startEmbeddedApp', () => {
       snapshot: { topic: 'samples', offsets: [{ partition: 0, offset: 3 }], sampleCount: 3 },
     });
     expect(triggers[0]?.details.liveAccuracy).toBeCloseTo(2 / 3, 12);
+  });
+});
+
+describe('retrain trigger: first version, per-category settings, age from serving', () => {
+  it('fires first-version once a category with nothing in the ledger has minFirstVersionSamples samples', async () => {
+    const b = await startBench({ minFirstVersionSamples: 4 });
+    for (let i = 1; i <= 3; i++) b.sample(`r${i}`, { modelVersion: '' });
+    b.pump();
+    expect(await b.triggers()).toEqual([]);
+    b.sample('r4', { modelVersion: '' });
+    b.pump();
+    expect(await b.triggers()).toEqual([
+      {
+        triggerId: 'fraud-none-1',
+        category: 'fraud',
+        reason: 'first-version',
+        details: { newSamples: 4, totalSamples: 4, windowSamples: 4, liveAccuracy: 1 },
+        servingVersion: '',
+        snapshot: { topic: 'samples', offsets: endOffsets(b.log, 2), sampleCount: 4 },
+        createdAt: START,
+        driftedFeatures: [],
+      },
+    ]);
+  });
+
+  it('does not fire first-version for a category with a version in the ledger', async () => {
+    const b = await startBench({ minFirstVersionSamples: 2 });
+    b.model('fraud', 'v1', 1, START);
+    b.pump();
+    for (let i = 1; i <= 5; i++) b.sample(`r${i}`);
+    b.pump();
+    expect(await b.triggers()).toEqual([]);
+  });
+
+  it('applies a category\'s own settings over the global ones', async () => {
+    const b = await startBench({ minNewSamples: 5 }, 2, { small: { minNewSamples: 2 } });
+    for (let i = 1; i <= 2; i++) b.sample(`s${i}`, { category: 'small' });
+    for (let i = 1; i <= 4; i++) b.sample(`f${i}`);
+    b.pump();
+    expect((await b.triggers()).map((t) => [t.category, t.reason, t.details.newSamples])).toEqual([['small', 'sample-count', 2]]);
+    b.sample('f5');
+    b.pump();
+    expect((await b.triggers()).map((t) => [t.category, t.details.newSamples])).toEqual([
+      ['small', 2],
+      ['fraud', 5],
+    ]);
+  });
+
+  it('counts a version\'s age from when the trigger learns it serves, not from its createdAt (published before the app ran)', async () => {
+    const b = await startBench({ maxAgeMs: 24 * HOUR });
+    b.model('fraud', 'v7', 3, START - 10 * HOUR); // published 10 h before the app started
+    b.sample('r1', { modelVersion: 'v7' });
+    b.pump();
+    b.tick(23 * HOUR);
+    expect(await b.triggers()).toEqual([]);
+    b.tick(HOUR);
+    expect((await b.triggers())[0]).toMatchObject({ reason: 'age', details: { ageMs: 24 * HOUR }, createdAt: START + 24 * HOUR });
+  });
+
+  it('a version first seen in samples ages from then, also when its ledger record arrives later', async () => {
+    const b = await startBench({ maxAgeMs: 24 * HOUR });
+    b.sample('r1', { modelVersion: 'v7' });
+    b.pump();
+    b.tick(2 * HOUR);
+    b.model('fraud', 'v7', 3, START + 2 * HOUR);
+    b.pump();
+    b.tick(22 * HOUR);
+    expect((await b.triggers())[0]).toMatchObject({ reason: 'age', details: { ageMs: 24 * HOUR } });
+  });
+});
+
+describe('retrain trigger: feature-drift', () => {
+  /** A well-spread sequence in [0, 1) (golden-ratio steps), so the test needs no random numbers. */
+  const spread = (i: number): number => (i * 0.6180339887498949) % 1;
+  const DRIFT: Partial<TriggerSettings> = { maxFeaturePsi: 0.2, minDriftSamples: 200, driftBins: 10, driftReferenceSamples: 200 };
+
+  async function servingWithReference(): Promise<Bench> {
+    const b = await startBench(DRIFT);
+    // 300 samples before v2: its reference (amount in [0, 100), age in [20, 80))
+    for (let i = 0; i < 300; i++) b.sample(`ref-${i}`, { modelVersion: 'v1', features: { amount: 100 * spread(i), age: 20 + 60 * spread(i + 7) } });
+    b.pump();
+    b.model('fraud', 'v2', 2, START);
+    b.pump();
+    return b;
+  }
+
+  it('stays quiet while the live distribution matches the reference', async () => {
+    const b = await servingWithReference();
+    for (let i = 0; i < 400; i++) b.sample(`live-${i}`, { modelVersion: 'v2', features: { amount: 100 * spread(i + 1000), age: 20 + 60 * spread(i + 2000) } });
+    b.pump();
+    expect(await b.triggers()).toEqual([]);
+  });
+
+  it('fires on a shifted feature after minDriftSamples, naming only the features that moved and by how much', async () => {
+    const b = await servingWithReference();
+    // amount shifts up by 40 (most live values land in the reference's top bins and above); age does not move
+    for (let i = 0; i < 199; i++) b.sample(`live-${i}`, { modelVersion: 'v2', features: { amount: 40 + 100 * spread(i + 1000), age: 20 + 60 * spread(i + 2000) } });
+    b.pump();
+    expect(await b.triggers()).toEqual([]); // 199 < minDriftSamples
+    b.sample('live-199', { modelVersion: 'v2', features: { amount: 40 + 100 * spread(1199), age: 20 + 60 * spread(2199) } });
+    b.pump();
+    const [trigger] = await b.triggers();
+    expect(trigger).toMatchObject({ triggerId: 'fraud-v2-1', reason: 'feature-drift', servingVersion: 'v2', details: { driftSamples: 200, driftReferenceSamples: 300, newSamples: 200 } });
+    expect(trigger?.driftedFeatures?.map((f) => f.feature)).toEqual(['amount']);
+    const psi = trigger?.driftedFeatures?.[0]?.psi as number;
+    // 40% of the live values lie above the reference maximum (a bin the reference leaves empty) and the
+    // 4 lowest reference deciles get none: PSI well above 1
+    expect(psi).toBeGreaterThan(1);
+    expect(trigger?.details.maxFeaturePsi).toBe(psi);
+  });
+
+  it('keeps a bounded reference: the requests below a hash threshold that halves past 2 x driftReferenceSamples', async () => {
+    const b = await startBench({ ...DRIFT, minDriftSamples: 10, driftReferenceSamples: 10 });
+    const ids = Array.from({ length: 300 }, (_, i) => `ref-${i}`);
+    for (const [i, id] of ids.entries()) b.sample(id, { modelVersion: 'v1', features: { amount: 100 * spread(i) } });
+    b.pump();
+    b.model('fraud', 'v2', 2, START);
+    b.pump();
+    for (let i = 0; i < 10; i++) b.sample(`live-${i}`, { modelVersion: 'v2', features: { amount: 1000 + i } });
+    b.pump();
+    // computed independently: halve the threshold while more than 20 of all 300 requests fall below it
+    let threshold = 1;
+    while (ids.filter((id) => holdoutPosition(id) < threshold).length > 20) threshold /= 2;
+    const expected = ids.filter((id) => holdoutPosition(id) < threshold).length;
+    expect(expected).toBeGreaterThanOrEqual(10);
+    const [trigger] = await b.triggers();
+    expect(trigger).toMatchObject({ reason: 'feature-drift', details: { driftSamples: 10, driftReferenceSamples: expected } });
+    expect(trigger?.driftedFeatures?.map((f) => f.feature)).toEqual(['amount']);
+  });
+
+  it('has no reference for a version nothing was seen before (a seed model): the rule waits for the next version', async () => {
+    const b = await startBench(DRIFT);
+    b.model('fraud', 'v1', 1, START);
+    b.pump();
+    for (let i = 0; i < 300; i++) b.sample(`live-${i}`, { modelVersion: 'v1', features: { amount: 1000 + i } });
+    b.pump();
+    expect(await b.triggers()).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+import { triggerSettingsFor } from '../config/category-settings.js';
 import type { SampleloopConfig } from '../config/config.js';
 import type { EmbeddedLog } from '../engine/embedded/log.js';
 import type { WriterSchemaLookup } from '../schemas/codec.js';
@@ -31,6 +32,8 @@ export interface TriggerTopics {
 export interface TriggerTopologyOptions {
   topics: TriggerTopics;
   settings: TriggerSettings;
+  /** A category's settings (`categories.<name>.trigger` overrides); default: `settings`. */
+  settingsFor?: (category: string) => TriggerSettings;
   /** Serializer source for the RetrainTrigger output: register `triggerOutputs(topics)` first. */
   serdes: OutputSerdes;
   /** Writer schemas of the Avro records read from samples and models. */
@@ -81,6 +84,7 @@ export function buildTriggerTopologies(options: TriggerTopologyOptions): Topolog
       () =>
         new RetrainTriggerProcessor(storeNames, {
           settings: options.settings,
+          ...(options.settingsFor ? { settingsFor: options.settingsFor } : {}),
           samplesTopic: topics.samples,
           now: options.now,
           ...(options.samplesPartitions ? { samplesPartitions: options.samplesPartitions } : {}),
@@ -92,9 +96,14 @@ export function buildTriggerTopologies(options: TriggerTopologyOptions): Topolog
   return [samples.build(), models.build(), trigger.build()];
 }
 
+/** The global trigger settings (`trigger.*`). */
 export function triggerSettingsFromConfig(config: SampleloopConfig): TriggerSettings {
-  const { enabled: _enabled, repartitionTopic: _repartition, ...settings } = config.trigger;
-  return settings;
+  return triggerSettingsFor(config);
+}
+
+/** The settings per category: `trigger.*` with `categories.<name>.trigger` on top. */
+export function triggerSettingsByCategory(config: SampleloopConfig): (category: string) => TriggerSettings {
+  return (category) => triggerSettingsFor(config, category);
 }
 
 export function triggerTopicsFromConfig(config: SampleloopConfig): TriggerTopics {
@@ -116,6 +125,7 @@ export async function embeddedTriggerTopologies(
   return buildTriggerTopologies({
     topics,
     settings: triggerSettingsFromConfig(config),
+    settingsFor: triggerSettingsByCategory(config),
     serdes,
     writerSchema: (id) => deps.registry.cached(id),
     samplesPartitions: () => deps.log.topic(topics.samples)?.partitions ?? config.embedded.partitions,

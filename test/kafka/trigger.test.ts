@@ -124,7 +124,11 @@ describe.skipIf(endpoints === null)('retrain trigger on Kafka', () => {
 
   it('closes the loop on Kafka with the trainer on in two instances: the trigger fires, one trainer trains on the snapshot, records its decision and publishes the version once', async () => {
     const kafka = endpoints!;
-    const { test, app, instance } = await start('trainer', 40, { trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 } });
+    const { test, app, instance } = await start('trainer', 40, {
+      // no version in the ledger: the first-version rule fires at 40 samples
+      trigger: { enabled: true, minNewSamples: 40, minFirstVersionSamples: 40, minLiveAccuracy: 0, maxAgeMs: null, checkIntervalMs: 200 },
+      trainer: { enabled: true, minTrainSamples: 10, minHoldoutSamples: 5, holdoutFraction: 0.25, pollIntervalMs: 200 },
+    });
     const second = await instance('trainer-2');
     expect(app.app.trainer).toBeDefined();
     expect(second.app.trainer).toBeDefined();
