@@ -3,6 +3,11 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', '**/*.py'] },
+  {
+    // The dashboard's page runs in the browser as a classic script, with uPlot loaded before it.
+    files: ['app/dashboard/page/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', CSS: 'readonly', devicePixelRatio: 'readonly', uPlot: 'readonly' } },
+  },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } } },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -8,6 +8,15 @@ function nonNegativeInt(value: string, name: string): number {
   return n;
 }
 
+/** `demo --serve`: the dashboard stays up until SIGINT / SIGTERM. */
+function untilInterrupted(url: string, out: (line: string) => void): Promise<void> {
+  out(`dashboard: ${url} (the engine keeps serving it; Ctrl-C to stop)`);
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
 export function registerDemoCommand(program: Command, out: (line: string) => void): void {
   program
     .command('demo')
@@ -17,11 +26,15 @@ export function registerDemoCommand(program: Command, out: (line: string) => voi
     .option('--seed <n>', 'random seed of the simulated traffic', '7')
     .option('--chart <path>', 'where to write the accuracy chart (HTML; default <data-dir>/accuracy.html)')
     .addOption(new Option('--quiet', 'print only the summary'))
-    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean }) => {
+    .option('--serve', 'serve the live dashboard of the demo\'s engine and keep it up after the summary until Ctrl-C')
+    .option('--http-port <n>', 'port of the dashboard with --serve (default 9464; 0 = any free port)', '9464')
+    .action(async (opts: { dataDir?: string; requests?: string; seed: string; chart?: string; quiet?: boolean; serve?: boolean; httpPort: string }) => {
       const requests = opts.requests !== undefined ? nonNegativeInt(opts.requests, '--requests') : undefined;
       const seed = nonNegativeInt(opts.seed, '--seed');
+      const port = nonNegativeInt(opts.httpPort, '--http-port');
       const { runDemo } = await import('./demo.js');
       await runDemo({
+        ...(opts.serve ? { dashboard: { port, afterTraffic: (url: string) => untilInterrupted(url, out) } } : {}),
         ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
         ...(requests !== undefined ? { requests } : {}),
         ...(opts.chart ? { chartPath: opts.chart } : {}),

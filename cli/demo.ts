@@ -27,6 +27,7 @@ import { EngineMetrics } from '../engine/metrics.js';
 import { loadDataset, type Dataset } from '../models/datasets/index.js';
 import { ClosedLoop } from './demo-loop.js';
 import { percent, summarize, type DemoResult } from './demo-report.js';
+import { startDemoDashboard, type DemoDashboardOptions } from './demo-dashboard.js';
 import { BASE_TIME, DATASETS, FEEDBACK_MAX_DELAY_MS, FEEDBACK_MIN_DELAY_MS, FEEDBACK_MISSING, LABELED_FEEDBACK, MISLABEL_THEN_CORRECTION, planTraffic, REQUEST_INTERVAL_MS, SEED_FRACTION, SLICE_MS, splitDataset, TEST_FRACTION } from './demo-traffic.js';
 
 export { countRawValues, type CategoryReport, type DemoResult, type PromotionReport } from './demo-report.js';
@@ -43,6 +44,8 @@ export interface DemoOptions {
   quiet: boolean;
   /** Where to write the HTML chart; default `<dataDir>/accuracy.html`; null: none. */
   chartPath?: string | null;
+  /** Serve the live dashboard of the demo's engine (`--serve`). */
+  dashboard?: DemoDashboardOptions;
   out: (line: string) => void;
 }
 
@@ -107,10 +110,18 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   // The traffic goes through the gateway on a local port, on the simulated clock.
   const gateway = await embeddedGateway({ config, models: app.models!, registry: app.registry, privacy: app.privacy, logger: silentLogger(), metrics, ready: () => true, log: app.log, now: () => clock.now });
   const http = await startHttpServer({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger(), routes: { health: () => ({ healthy: true, details: {} }) }, plugins: [gateway.plugin] }).catch(async (err: unknown) => {
+    await gateway.close();
     await app.close();
     throw err;
   });
+  let closeDashboard: (() => Promise<void>) | undefined;
   try {
+    const dashboard = options.dashboard ? await startDemoDashboard(app, () => clock.now, options.dashboard) : undefined;
+    closeDashboard = dashboard?.close;
+    if (dashboard) {
+      say(`dashboard: ${dashboard.url}`);
+      await options.dashboard?.onReady?.(dashboard.url);
+    }
     const loop = new ClosedLoop(app, config, plan, clock, say, `http://127.0.0.1:${http.port}`);
     await loop.publishSeeds(data);
     say(`traffic: ${plan.length} requests over ${((plan.length * REQUEST_INTERVAL_MS) / 60_000).toFixed(1)} simulated minutes; feedback ${FEEDBACK_MIN_DELAY_MS / 1000}-${FEEDBACK_MAX_DELAY_MS / 1000} s later, missing for ${percent(FEEDBACK_MISSING, 0)},`);
@@ -118,11 +129,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`retraining: trigger every ${config.trigger.minNewSamples} new samples of a category (or live accuracy < ${percent(config.trigger.minLiveAccuracy, 0)}); promote only on evidence (McNemar's exact test on the same holdout rows, p < ${config.trainer.significance}), then refit on every sample`);
     await loop.runTraffic();
     await loop.finish();
-    return await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
+    const result = await summarize({ access: loop.access, config, runs: loop.runs, decisions: loop.decisions, plan, dataDir, started, options });
+    if (dashboard) await options.dashboard?.afterTraffic?.(dashboard.url, app);
+    return result;
   } finally {
+    await closeDashboard?.();
     await http.close();
     await gateway.close();
     await app.close();
   }
 }
-

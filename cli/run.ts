@@ -5,6 +5,8 @@ import { startKafkaApp } from '../app/kafka.js';
 import { startHttpServer, type HttpServerOptions } from '../app/http.js';
 import { BearerTokens } from '../app/http-auth.js';
 import { embeddedGateway, kafkaGateway } from '../app/gateway/index.js';
+import { dashboardPlugin } from '../app/dashboard/plugin.js';
+import { embeddedDashboard, kafkaDashboard } from '../app/dashboard/wiring.js';
 import { engineInfoPath, type EngineInfo } from './context.js';
 import { errorMessage } from '../engine/errors.js';
 import type { Logger } from '../engine/logger.js';
@@ -40,9 +42,11 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     config.gateway.enabled && app.models
       ? await embeddedGateway({ config, models: app.models, registry: app.registry, privacy: app.privacy, logger, metrics: app.metrics, ready: () => running, log })
       : undefined;
+  // The collector runs whether or not the page is served: it exports sampleloop_live_accuracy and the other app metrics.
+  const dashboard = embeddedDashboard(app);
   const http = await startHttpServer({
     ...httpServerSettings(config),
-    plugins: gateway ? [gateway.plugin] : [],
+    plugins: [...(gateway ? [gateway.plugin] : []), ...(config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [])],
     metrics: app.metrics,
     logger,
     routes: {
@@ -94,6 +98,7 @@ export async function runEngine(config: SampleloopConfig, options: { signal?: Ab
     clearInterval(maintenance);
     await http.close();
     await gateway?.close();
+    await dashboard.stop();
     await app.close();
     rmSync(engineInfoPath(config.dataDir), { force: true });
     logStopped(logger, failure);
@@ -109,9 +114,10 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     config.gateway.enabled && app.models
       ? await kafkaGateway({ config, models: app.models, registry: app.registry, privacy: app.privacy, logger, metrics: app.metrics, ready: () => running, settings: app.settings })
       : undefined;
+  const dashboard = kafkaDashboard(config, app);
   const http = await startHttpServer({
     ...httpServerSettings(config),
-    plugins: gateway ? [gateway.plugin] : [],
+    plugins: [...(gateway ? [gateway.plugin] : []), ...(config.dashboard.enabled ? [dashboardPlugin(dashboard)] : [])],
     metrics: app.metrics,
     logger,
     routes: {
@@ -119,6 +125,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
         const { healthy, details } = runtime.health();
         return { healthy, details: { mode: 'kafka', ...details, instanceId: config.kafka.instanceId } };
       },
+      refreshMetrics: () => void runtime.lag(),
     },
   });
   const controller = new AbortController();
@@ -141,6 +148,7 @@ async function runOnKafka(config: SampleloopConfig, options: { signal?: AbortSig
     running = false;
     await http.close();
     await gateway?.close();
+    await dashboard.stop();
     await app.close();
     logStopped(logger, failure);
   }

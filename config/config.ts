@@ -356,6 +356,22 @@ export const configSchema = z
       })
       .strict()
       .default({ enabled: true, maxRowsPerRequest: 1000, maxBatchRows: 256, maxQueueRows: 4096, retryAfterSeconds: 1, maxFeedbackRecords: 1000 }),
+    dashboard: z
+      .object({
+        /** Serve the live dashboard at `/` and its API under `/api/v1/` on the HTTP port. */
+        enabled: z.boolean().default(true),
+        /** One slot of the in-process time series. */
+        resolutionMs: z.number().int().min(100).default(1000),
+        /** How far back the time series reach (the ring keeps retentionMs / resolutionMs slots, at most 100,000). */
+        retentionMs: z.number().int().min(1000).default(3_600_000),
+        /** Dead letters the page lists (reason, topic, offset; never payloads). */
+        recentDeadLetters: z.number().int().min(1).max(1000).default(50),
+        /** How often the model ledger is read and verified again. */
+        ledgerRefreshMs: z.number().int().min(500).default(5000),
+      })
+      .strict()
+      .refine((d) => d.retentionMs / d.resolutionMs <= 100_000, { message: 'dashboard.retentionMs / dashboard.resolutionMs must be at most 100,000 slots' })
+      .default({ enabled: true, resolutionMs: 1000, retentionMs: 3_600_000, recentDeadLetters: 50, ledgerRefreshMs: 5000 }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -1,8 +1,35 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProcessorMetrics } from './processor.js';
 
+/** Which processor a count, observation or note came from. */
+export interface MetricSource {
+  topology: string;
+  processor: string;
+}
+
+/** A record the runtime sent to the dead-letter topic: where it came from and why, never its bytes. */
+export interface DeadLetterNote {
+  topology: string;
+  reasonCode: string;
+  stage: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  /** The runtime's clock when the record was dead-lettered (ms). */
+  at: number;
+}
+
+/** In-process subscriber to what processors and the runtime report (e.g. the dashboard's time series). */
+export interface MetricsListener {
+  count?(source: MetricSource, event: string, by: number): void;
+  observe?(source: MetricSource, name: string, value: number): void;
+  note?(source: MetricSource, event: string, fields: Readonly<Record<string, string | number | null>>): void;
+  deadLetter?(letter: DeadLetterNote): void;
+}
+
 /** Every metric sampleloop exports, documented in docs/operations.md. */
 export class EngineMetrics {
+  private listeners: MetricsListener[] = [];
   readonly registry = new Registry();
   readonly recordsIn = new Counter({ name: 'sampleloop_records_in_total', help: 'Records read from source topics', labelNames: ['topology', 'topic'], registers: [this.registry] });
   readonly recordsOut = new Counter({ name: 'sampleloop_records_out_total', help: 'Records written to topics', labelNames: ['topic'], registers: [this.registry] });
@@ -29,9 +56,23 @@ export class EngineMetrics {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'sampleloop_' });
   }
 
+  /** Subscribes to counts, observations, notes and dead letters as they happen; returns the unsubscribe. */
+  listen(listener: MetricsListener): () => void {
+    this.listeners = [...this.listeners, listener];
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Called by the runtime for every dead letter it writes (after counting it in `deadLetters`). */
+  deadLetterWritten(letter: DeadLetterNote): void {
+    for (const l of this.listeners) l.deadLetter?.(letter);
+  }
+
   forProcessor(topology: string, processor: string): ProcessorMetrics {
     const counters = new Map<string, { inc(by?: number): void }>();
     const histograms = new Map<string, { observe(v: number): void }>();
+    const source: MetricSource = { topology, processor };
     return {
       count: (event, by = 1) => {
         let c = counters.get(event);
@@ -40,6 +81,7 @@ export class EngineMetrics {
           counters.set(event, c);
         }
         c.inc(by);
+        for (const l of this.listeners) l.count?.(source, event, by);
       },
       observe: (name, value) => {
         let h = histograms.get(name);
@@ -48,6 +90,10 @@ export class EngineMetrics {
           histograms.set(name, h);
         }
         h.observe(value);
+        for (const l of this.listeners) l.observe?.(source, name, value);
+      },
+      note: (event, fields) => {
+        for (const l of this.listeners) l.note?.(source, event, fields);
       },
     };
   }

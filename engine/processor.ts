@@ -27,6 +27,12 @@ export interface DeadLetterRequest {
 export interface ProcessorMetrics {
   count(event: string, by?: number): void;
   observe(histogram: string, value: number): void;
+  /**
+   * A fact with fields for in-process listeners (`EngineMetrics.listen`, e.g. the dashboard): a
+   * sample's category, model version and label source. Not exported to Prometheus (its fields would
+   * make unbounded label sets); never put sensitive values in it.
+   */
+  note(event: string, fields: Readonly<Record<string, string | number | null>>): void;
 }
 
 export interface ProcessorContext<Out> {

@@ -409,5 +409,14 @@ export class StreamTask {
     });
     this.services.metrics.deadLetters.labels(this.topology.name, request.reasonCode).inc();
     this.services.metrics.recordsOut.labels(this.services.deadLetterTopic).inc();
+    this.services.metrics.deadLetterWritten({
+      topology: this.topology.name,
+      reasonCode: request.reasonCode,
+      stage,
+      sourceTopic: source.topic,
+      sourcePartition: source.partition,
+      sourceOffset: source.offset,
+      at: now,
+    });
   }
 }

@@ -139,6 +139,18 @@ export class TrainerJob {
 
   private report(decision: TrainerDecision): void {
     this.metrics?.count(decision.decision);
+    this.metrics?.note('decision', {
+      category: decision.category,
+      decision: decision.decision,
+      reason: decision.reason,
+      candidateVersion: decision.candidateVersion,
+      candidateAccuracy: decision.candidateAccuracy,
+      servingVersion: decision.servingVersion,
+      servingAccuracy: decision.servingAccuracy,
+      holdoutSize: decision.holdoutSize,
+      sampleCount: decision.sampleCount,
+      decidedAt: decision.decidedAt,
+    });
     const fields = { ...decision };
     if (decision.decision === 'promoted') this.logger.info(fields, 'trainer: candidate promoted');
     else if (decision.decision === 'rejected') this.logger.warn(fields, 'trainer: candidate rejected by the promotion gate');

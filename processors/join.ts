@@ -175,6 +175,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
   }
 
   private onPrediction(p: Prediction): void {
+    this.ctx.metrics.note('prediction', { category: p.category, version: p.modelVersion });
     const closeTime = p.timestamp + this.options.afterMs + this.options.graceMs;
     if (closeTime <= this.streamTime) {
       this.emitLate({ kind: 'PREDICTION', requestId: p.requestId, recordTimestamp: p.timestamp, streamTime: this.streamTime, closeTime, prediction: p, feedback: null });
@@ -205,6 +206,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
 
   private onFeedback(f: Feedback): void {
     const held = this.predictions.get(f.requestId);
+    this.ctx.metrics.note('feedback', { category: held?.prediction.category ?? null });
     if (held) {
       if (this.fits(held.prediction.timestamp, f.timestamp)) {
         this.apply(held, f);
@@ -253,7 +255,13 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     this.ctx.metrics.observe('label_delay_seconds', Math.max(0, f.timestamp - p.timestamp) / 1000);
     this.ctx.metrics.observe('feedback_to_sample_seconds', Math.max(0, Date.now() - f.timestamp) / 1000);
     const sample = buildSample(p, outcome, f.timestamp, held.revision, this.options.origin);
+    this.noteSample(sample);
     this.ctx.forward({ key: p.requestId, value: sample, timestamp: Math.max(p.timestamp, f.timestamp), headers: {} }, JoinOutput.samples);
+  }
+
+  /** For live accuracy (CONFIRMED share per category and model version): a revision replaces the request's earlier label source. */
+  private noteSample(sample: LabeledSample): void {
+    this.ctx.metrics.note('sample', { requestId: sample.requestId, category: sample.category, version: sample.modelVersion, labelSource: sample.labelSource, revision: sample.revision });
   }
 
   private addExpiry(closeTime: number, kind: string, requestId: string): void {
@@ -304,6 +312,7 @@ export class PredictionFeedbackJoin implements Processor<Prediction | Feedback, 
     if (this.options.onTimeout === 'confirm') {
       this.ctx.metrics.count('default-sample');
       const sample = buildSample(p, { label: p.predictedLabel, labelSource: 'DEFAULT' }, null, 0, this.options.origin);
+      this.noteSample(sample);
       this.ctx.forward({ key: requestId, value: sample, timestamp: p.timestamp, headers: {} }, JoinOutput.samples);
       return;
     }

@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import { packageRoot } from '../../config/paths.js';
+import type { DashboardCollector } from './collector.js';
+import * as views from './views.js';
+
+/** The page's own files (app/dashboard/page, read from the package: no build step). */
+const PAGE_FILES: Record<string, string> = {
+  '/': 'index.html',
+  '/dashboard/dashboard.js': 'dashboard.js',
+  '/dashboard/dashboard.css': 'dashboard.css',
+};
+const CONTENT_TYPES: Record<string, string> = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
+
+const windowQuery = {
+  type: 'object',
+  properties: {
+    from: { type: 'integer', minimum: 0, description: 'oldest slot to return, ms since the epoch' },
+    step: { type: 'integer', minimum: 1, description: 'step of the series in ms (rounded to whole slots)' },
+  },
+  additionalProperties: false,
+} as const;
+
+interface WindowRequest {
+  Querystring: { from?: number; step?: number };
+}
+
+function pageAssets(): Map<string, { body: Buffer; type: string }> {
+  const dir = join(packageRoot(), 'app', 'dashboard', 'page');
+  const assets = new Map<string, { body: Buffer; type: string }>();
+  for (const [url, file] of Object.entries(PAGE_FILES)) assets.set(url, { body: readFileSync(join(dir, file)), type: CONTENT_TYPES[file.split('.').pop() as string] as string });
+  // uPlot, served from the installed package (no CDN: the engine's machine may have no internet).
+  const require = createRequire(import.meta.url);
+  assets.set('/dashboard/uPlot.iife.min.js', { body: readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js')), type: CONTENT_TYPES.js as string });
+  assets.set('/dashboard/uPlot.min.css', { body: readFileSync(require.resolve('uplot/dist/uPlot.min.css')), type: CONTENT_TYPES.css as string });
+  return assets;
+}
+
+/**
+ * The dashboard as a fastify plugin: the page at `/` (with its script, style and uPlot under
+ * `/dashboard/`) and the JSON API under `/api/v1/` that the page reads (docs/operations.md).
+ */
+export function dashboardPlugin(collector: DashboardCollector): FastifyPluginAsync {
+  const assets = pageAssets();
+  return async (app) => {
+    for (const [url, asset] of assets) {
+      app.get(url, async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
+    }
+    app.get('/api/v1/overview', async () => views.overview(collector));
+    app.get<WindowRequest>('/api/v1/series/traffic', { schema: { querystring: windowQuery } }, async (request) => views.traffic(collector, request.query));
+    app.get<WindowRequest>('/api/v1/series/outcomes', { schema: { querystring: windowQuery } }, async (request) => views.outcomes(collector, request.query));
+    app.get<WindowRequest>('/api/v1/series/label-delay', { schema: { querystring: windowQuery } }, async (request) => views.labelDelay(collector, request.query));
+    app.get<WindowRequest>('/api/v1/series/accuracy', { schema: { querystring: windowQuery } }, async (request) => views.accuracy(collector, request.query));
+    app.get<WindowRequest>('/api/v1/series/runtime', { schema: { querystring: windowQuery } }, async (request) => views.runtime(collector, request.query));
+    app.get('/api/v1/ledger', async () => views.ledger(collector));
+    app.get<{ Querystring: { limit?: number } }>(
+      '/api/v1/dead-letters',
+      { schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } }, additionalProperties: false } } },
+      async (request) => views.deadLetters(collector, request.query.limit ?? collector.settings.recentDeadLetters),
+    );
+  };
+}
