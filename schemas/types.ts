@@ -2,6 +2,7 @@
  * TypeScript mirrors of the Avro schemas in this directory (field for field, same order).
  * `long` timestamps are milliseconds since the Unix epoch as JS numbers; `bytes` are Buffers.
  */
+import type { DeadLetterEnvelope } from '../engine/task.js';
 
 export interface Request {
   requestId: string;
@@ -83,19 +84,8 @@ export interface ReviewRecord {
   reason: string;
 }
 
-export interface DeadLetter {
-  reasonCode: string;
-  reason: string;
-  sourceTopic: string;
-  sourcePartition: number;
-  sourceOffset: number;
-  sourceTimestamp: number;
-  key: Buffer | null;
-  payload: Buffer;
-  payloadRedacted: boolean;
-  stage: string;
-  failedAt: number;
-}
+/** The DeadLetter Avro record is the engine's dead-letter envelope (engine/task.ts), field for field. */
+export type DeadLetter = DeadLetterEnvelope;
 
 export interface TrainingSnapshot {
   topic: string;

@@ -10,6 +10,7 @@ import type { OutputRecord } from '../engine/record.js';
 import { generateTraffic, DEFAULT_TRAFFIC_CATEGORIES } from './reference/traffic.js';
 import type { RefInput } from './reference/join-model.js';
 import { HARNESS_START_WALL_CLOCK, startHarness, type EngineHarness } from './helpers/engine-harness.js';
+import { mulberry32 } from './reference/traffic.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -23,18 +24,6 @@ afterEach(async () => {
   harness = undefined;
 });
 
-/** A small seeded PRNG (mulberry32), so a failing case can be run again from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Expected {
   label: string;
   labelSource: string;
@@ -46,7 +35,7 @@ describe('the issue 11 reproducer: a backlog produced before `run` with one line
     harness = await startHarness({ config: { categories: { loan: { classes: ['approve', 'reject'] } } } });
     const now = harness.wallClock();
     const t0 = now - 5 * 7 * DAY;
-    const random = rng(11);
+    const random = mulberry32(11);
     const predictions: string[] = [];
     const feedback: Array<{ timestamp: number; line: string }> = [];
     const expected = new Map<string, Expected>();
@@ -214,7 +203,7 @@ function toRecord(input: RefInput, topic: string): OutputRecord {
 describe('k bad records at random places in a pre-produced backlog', () => {
   for (const seed of [1, 2, 3]) {
     it(`seed ${seed}: samples, unmatched, orphans, late and review identical to the clean run, record for record`, async () => {
-      const random = rng(1000 + seed);
+      const random = mulberry32(1000 + seed);
       const traffic = generateTraffic({
         seed,
         requests: 1_500,

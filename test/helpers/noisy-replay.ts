@@ -20,6 +20,7 @@ import { LocalSchemaRegistry } from '../../schemas/registry.js';
 import { rocksRegistryStorage } from '../../schemas/registry-storage.js';
 import type { LabeledSample } from '../../schemas/types.js';
 import { registerOutputSchemas } from '../../topologies/serde.js';
+import { mulberry32 } from '../reference/traffic.js';
 
 export interface NoisyReplayOptions {
   dataset: DatasetName;
@@ -54,18 +55,6 @@ export interface NoisyReplayResult {
   finals: Array<{ seed: number; seedAccuracy: number; finalAccuracy: number }>;
 }
 
-/** mulberry32: a small seeded PRNG, the same sequence on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function runNoisyReplay(options: NoisyReplayOptions): Promise<NoisyReplayResult> {
   const data: Dataset = loadDataset(options.dataset);
   const rowsOf = (indices: readonly number[], prefix: string): TrainingRow[] =>
@@ -95,7 +84,7 @@ export async function runNoisyReplay(options: NoisyReplayOptions): Promise<Noisy
 
     for (const seed of options.seedList ?? Array.from({ length: options.seeds }, (_, i) => i + 1)) {
       const category = `${options.dataset}-${seed}`;
-      const random = prng(seed);
+      const random = mulberry32(seed);
       const order = [...poolIndices];
       for (let i = order.length - 1; i > 0; i--) {
         const j = Math.floor(random() * (i + 1));
