@@ -1,0 +1,53 @@
+/**
+ * The `models` commands under the default trust policy (no `models.trust.keys`: the data dir's
+ * generated key is the one trusted), in process through cli/main.ts on the embedded log:
+ * `models train` signs what it publishes, `models publish --key` with a key that policy does not
+ * trust is refused, and `models export` / `models evaluate` pick the version the predictor serves,
+ * not one a stranger appended to the topic.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadDataset } from '../models/datasets/index.js';
+import { loadSigner } from '../models/ledger.js';
+import { runCli } from './helpers/cli-in-process.js';
+import { splitRows, writeCsv } from './helpers/tables.js';
+
+const cancer = loadDataset('breast-cancer');
+const { train, test } = splitRows(cancer.rows);
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sampleloop-default-trust-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  while (dirs.length > 0) rmSync(dirs.pop() as string, { recursive: true, force: true });
+});
+
+async function trainedDataDir(): Promise<{ dir: string; dataDir: string; testFile: string; exported: string }> {
+  const dir = tempDir();
+  const dataDir = join(dir, 'data');
+  const trainFile = join(dir, 'train.csv');
+  const testFile = join(dir, 'test.csv');
+  writeCsv(trainFile, cancer.featureNames, train);
+  writeCsv(testFile, cancer.featureNames, test);
+  expect((await runCli('models', 'train', '--category', 'cancer', '--from', trainFile, '--data-dir', dataDir)).code).toBe(0);
+  const exported = join(dir, 'v1.onnx');
+  expect((await runCli('models', 'export', '--category', 'cancer', '--out', exported, '--data-dir', dataDir)).code).toBe(0);
+  return { dir, dataDir, testFile, exported };
+}
+
+describe('models commands under the default trust policy', () => {
+  it('models train signs the version it publishes with the data dir key, so verify passes and it is served', async () => {
+    const { dataDir } = await trainedDataDir();
+    const verify = await runCli('models', 'verify', '--data-dir', dataDir);
+    expect(verify).toMatchObject({ code: 0, stdout: ['ok: 1 version(s) of 1 category verified'] });
+    const localKey = loadSigner(join(dataDir, 'model-signing.key'));
+    const listed = (await runCli('models', 'list', '--json', '--data-dir', dataDir)).stdout.map((l) => JSON.parse(l) as { version: string; verified: boolean; serving: boolean; signerKeyId: string | null });
+    expect(listed).toEqual([expect.objectContaining({ version: '1', verified: true, serving: true, signerKeyId: localKey.keyId })]);
+  });
+
+});
