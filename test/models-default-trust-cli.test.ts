@@ -9,8 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { directAccess } from '../access/embedded.js';
+import { openEmbeddedLog } from '../app/embedded.js';
+import { parseConfig } from '../config/config.js';
 import { loadDataset } from '../models/datasets/index.js';
-import { loadSigner } from '../models/ledger.js';
+import { loadSigner, readLedger } from '../models/ledger.js';
+import { LocalSchemaRegistry } from '../schemas/registry.js';
+import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { runCli } from './helpers/cli-in-process.js';
 import { splitRows, writeCsv } from './helpers/tables.js';
 
@@ -26,6 +31,15 @@ function tempDir(): string {
 afterEach(() => {
   while (dirs.length > 0) rmSync(dirs.pop() as string, { recursive: true, force: true });
 });
+
+async function withLedgerAccess<T>(dataDir: string, fn: (access: ReturnType<typeof directAccess>) => Promise<T>): Promise<T> {
+  const log = await openEmbeddedLog(parseConfig({ dataDir }));
+  try {
+    return await fn(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))));
+  } finally {
+    await log.close();
+  }
+}
 
 async function trainedDataDir(): Promise<{ dir: string; dataDir: string; testFile: string; exported: string }> {
   const dir = tempDir();
@@ -48,6 +62,18 @@ describe('models commands under the default trust policy', () => {
     const localKey = loadSigner(join(dataDir, 'model-signing.key'));
     const listed = (await runCli('models', 'list', '--json', '--data-dir', dataDir)).stdout.map((l) => JSON.parse(l) as { version: string; verified: boolean; serving: boolean; signerKeyId: string | null });
     expect(listed).toEqual([expect.objectContaining({ version: '1', verified: true, serving: true, signerKeyId: localKey.keyId })]);
+  });
+
+  it('models publish --key with a key the policy does not trust is refused (exit 1) and appends nothing', async () => {
+    const { dir, dataDir, exported } = await trainedDataDir();
+    const stranger = join(dir, 'stranger.key');
+    expect((await runCli('models', 'keygen', '--out', stranger)).code).toBe(0);
+    const refused = await runCli('models', 'publish', exported, '--category', 'cancer', '--version', 'evil', '--key', stranger, '--data-dir', dataDir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/not published: predictors would refuse this version of "cancer" \(untrusted-signer: signed by key [0-9a-f]{32}, which the trust policy \(models.trust.keys\) does not list\)/);
+    expect(refused.stdout).toEqual([]);
+    const versions = await withLedgerAccess(dataDir, async (access) => (await readLedger(access)).versions.map((v) => v.version?.version));
+    expect(versions).toEqual(['1']);
   });
 
 });
