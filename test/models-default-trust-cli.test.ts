@@ -5,7 +5,7 @@
  * trust is refused, and `models export` / `models evaluate` pick the version the predictor serves,
  * not one a stranger appended to the topic.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { directAccess } from '../access/embedded.js';
 import { openEmbeddedLog } from '../app/embedded.js';
 import { parseConfig } from '../config/config.js';
 import { loadDataset } from '../models/datasets/index.js';
-import { loadSigner, readLedger } from '../models/ledger.js';
+import { loadSigner, publishVersion, readLedger } from '../models/ledger.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { runCli } from './helpers/cli-in-process.js';
@@ -76,4 +76,23 @@ describe('models commands under the default trust policy', () => {
     expect(versions).toEqual(['1']);
   });
 
+  it('models export and evaluate pick the served version, not a stranger-signed one appended to the topic', async () => {
+    const { dir, dataDir, testFile, exported } = await trainedDataDir();
+    const stranger = join(dir, 'stranger.key');
+    expect((await runCli('models', 'keygen', '--out', stranger)).code).toBe(0);
+    await withLedgerAccess(dataDir, async (access) => {
+      const bytes = readFileSync(exported);
+      await publishVersion(access, { category: 'cancer', version: 'evil', onnx: bytes, featureNames: cancer.featureNames, classes: cancer.classes, createdAt: Date.now() }, { signer: loadSigner(stranger) });
+      expect((await readLedger(access)).heads.get('cancer')?.version).toBe('evil'); // integrity alone accepts it
+    });
+    const exportedAgain = await runCli('models', 'export', '--category', 'cancer', '--out', join(dir, 'served.onnx'), '--data-dir', dataDir);
+    expect(exportedAgain.code).toBe(0);
+    expect(JSON.parse(exportedAgain.stdout[0] as string)).toMatchObject({ category: 'cancer', version: '1' });
+    const evaluated = await runCli('models', 'evaluate', '--category', 'cancer', '--from', testFile, '--json', '--data-dir', dataDir);
+    expect(evaluated.code).toBe(0);
+    expect(JSON.parse(evaluated.stdout[0] as string)).toMatchObject({ version: '1', rows: test.length });
+    const byLabel = await runCli('models', 'export', '--category', 'cancer', '--version', 'evil', '--out', join(dir, 'evil.onnx'), '--data-dir', dataDir);
+    expect(byLabel.code).toBe(1);
+    expect(byLabel.stderr).toMatch(/version "evil" of "cancer" fails verification \(untrusted-signer/);
+  });
 });
