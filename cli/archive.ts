@@ -59,6 +59,7 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
         return partitions.get(topic);
       },
       read: (topic, partition, from, max) => access.read(topic, { partition, from, max }),
+      endOffset: async (topic, partition) => (await access.topics()).find((t) => t.topic === topic)?.endOffsets[partition] ?? 0,
     });
   }
   try {
@@ -67,6 +68,7 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
     return await fn({
       partitions: (topic) => Promise.resolve(opened.topic(topic)?.partitions),
       read: (topic, partition, from, max) => Promise.resolve(opened.read(topic, partition, from, max).map((r) => toDisplay(r, registry))),
+      endOffset: (topic, partition) => Promise.resolve(opened.endOffset(topic, partition)),
     });
   } finally {
     await log.close();

@@ -16,6 +16,7 @@ import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { schemaOf } from '../schemas/index.js';
 import { MANIFEST_FILE, SKIPPED_FILE } from '../replay/archive.js';
 import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
+import { runCli } from './helpers/cli-in-process.js';
 
 const T0 = Date.UTC(2026, 0, 5);
 
@@ -74,6 +75,45 @@ function lines(dir: string, prefix: string): Array<Record<string, unknown>> {
 }
 
 describe('sampleloop archive', () => {
+  it('counts and warns about input deleted (trimmed) before it was archived, once, and archives what is left', async () => {
+    const configFile = join(root, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: config.dataDir, log: { level: 'silent' }, privacy: { keyFile: join(root, 'key'), keyEnv: 'SAMPLELOOP_ARCHIVE_TEST_UNUSED_KEY' } }));
+    const outDir = join(root, 'archive');
+    const append = async (topic: string, values: Array<Record<string, unknown>>, deleteBefore?: number): Promise<void> => {
+      const log = await openEmbeddedLog(config);
+      try {
+        log.ensureTopic(topic);
+        log.append(values.map((v) => ({ topic, key: Buffer.from(String(v.requestId)), value: Buffer.from(JSON.stringify(v)), timestamp: T0, headers: {} })));
+        if (deleteBefore !== undefined) log.deleteBefore(topic, 0, deleteBefore);
+      } finally {
+        await log.close();
+      }
+    };
+    const feedback = (i: number): Record<string, unknown> => ({ requestId: `req-${i}`, timestamp: T0 + i * 1000 + 500, correct: true });
+    await append('predictions', Array.from({ length: 10 }, (_, i) => prediction(i)));
+    await append('feedback', Array.from({ length: 4 }, (_, i) => feedback(i)));
+    const first = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout[0] as string)).toMatchObject({ records: { gateway: 10, business: 4 }, deleted: {} });
+    expect(first.stderr).toBe('');
+
+    // input trimming deletes processed records before the next archive run: 5 new predictions, every new feedback
+    await append('predictions', Array.from({ length: 10 }, (_, i) => prediction(10 + i)), 15);
+    await append('feedback', Array.from({ length: 3 }, (_, i) => feedback(4 + i)), 7);
+    const second = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout[0] as string)).toMatchObject({ records: { gateway: 5, business: 0 }, deleted: { predictions: 5, feedback: 3 } });
+    expect(second.stderr.split('\n').filter((l) => l.length > 0)).toEqual([
+      expect.stringMatching(/^warning: 5 record\(s\) of predictions were deleted \(embedded.inputRetentionMs, embedded.retentionMs\) before archive read them; they are in no archive/),
+      expect.stringMatching(/^warning: 3 record\(s\) of feedback were deleted/),
+    ]);
+    expect(lines(outDir, 'gateway').map((l) => l.requestId)).toEqual([...Array.from({ length: 10 }, (_, i) => `req-${i}`), ...Array.from({ length: 5 }, (_, i) => `req-${15 + i}`)]);
+
+    const third = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(JSON.parse(third.stdout[0] as string)).toMatchObject({ records: { gateway: 0, business: 0 }, deleted: {} });
+    expect(third.stderr).toBe('');
+  });
+
   it('interleaves the partitions of a topic by event time, so replay can merge the files instead of sorting them', async () => {
     const log = await openEmbeddedLog(config);
     try {
