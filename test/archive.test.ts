@@ -2,7 +2,7 @@
  * `archive`: input topics → rolling gzip JSON-lines files in replay's format, sensitive attributes
  * protected unless --raw, undecodable records listed without content, and incremental runs.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -75,6 +75,14 @@ function lines(dir: string, prefix: string): Array<Record<string, unknown>> {
 }
 
 describe('sampleloop archive', () => {
+  it('refuses a data dir without an embedded log (exit 2) and creates nothing there', async () => {
+    const missing = join(root, 'mistyped');
+    const run = await runCli('archive', '--out-dir', join(root, 'archive'), '--data-dir', missing, '--raw');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`error [SL_USAGE]: no embedded log in ${missing} (nothing has run or been produced there); check --data-dir or dataDir\n`);
+    expect(existsSync(missing)).toBe(false);
+  });
+
   it('counts and warns about input deleted (trimmed) before it was archived, once, and archives what is left', async () => {
     const configFile = join(root, 'config.json');
     writeFileSync(configFile, JSON.stringify({ dataDir: config.dataDir, log: { level: 'silent' }, privacy: { keyFile: join(root, 'key'), keyEnv: 'SAMPLELOOP_ARCHIVE_TEST_UNUSED_KEY' } }));
