@@ -95,4 +95,12 @@ describe('models commands under the default trust policy', () => {
     expect(byLabel.code).toBe(1);
     expect(byLabel.stderr).toMatch(/version "evil" of "cancer" fails verification \(untrusted-signer/);
   });
+  it('models checkpoint --out into a missing directory: exit 2 naming the file, after printing the checkpoint', async () => {
+    const { dir, dataDir } = await trainedDataDir();
+    const target = join(dir, 'no-such-dir', 'checkpoint.json');
+    const run = await runCli('models', 'checkpoint', '--out', target, '--data-dir', dataDir);
+    expect(run.code).toBe(2);
+    expect(JSON.parse(run.stdout[0] as string)).toMatchObject({ format: 'sampleloop-ledger-checkpoint/1', heads: [{ category: 'cancer', version: '1' }] });
+    expect(run.stderr).toBe(`error [SL_USAGE]: cannot write the checkpoint to --out ${target}: ENOENT: no such file or directory, open '${target}' (it was printed above; check the path)\n`);
+  });
 });
