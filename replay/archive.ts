@@ -12,6 +12,7 @@ import type { DisplayRecord } from '../access/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import { decodeRecord, type InputSchemaName } from '../schemas/codec.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
+import { INGEST_HEADERS } from '../processors/input-protection.js';
 
 export type ArchiveKind = 'gateway' | 'business' | 'requests';
 
@@ -103,7 +104,7 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
         if (line === null) summary.tombstones++;
         else if (typeof line === 'object') {
           summary.skipped++;
-          skippedLines.push(JSON.stringify({ topic, partition, offset: record.offset, reason: line.reason }));
+          skippedLines.push(JSON.stringify({ topic, partition, offset: record.offset, reason: skipReason(record, line.reason) }));
         } else {
           await writer.write(line);
           summary.records[kind]++;
@@ -139,6 +140,13 @@ async function countDeleted(source: ArchiveSource, topic: string, partitions: nu
     }
   }
   return deleted;
+}
+
+/** Why a record is not archived; a line sealed by ingest protection says so rather than looking like foreign bytes. */
+function skipReason(record: DisplayRecord, decodeReason: string): string {
+  if (record.headers[INGEST_HEADERS.payload] !== 'sealed') return decodeReason;
+  const code = record.headers[INGEST_HEADERS.reasonCode];
+  return `sealed when it was produced: the line could not be parsed${code ? ` (${code})` : ''}; online it is a dead letter (consume dead-letters --unseal)`;
 }
 
 /** Event time of an archived record: the value's `timestamp` field, else the Kafka record's. */

@@ -75,6 +75,25 @@ function lines(dir: string, prefix: string): Array<Record<string, unknown>> {
 }
 
 describe('sampleloop archive', () => {
+  it('lists a line sealed by ingest protection as such in archive-skipped.jsonl, without its content', async () => {
+    const configFile = join(root, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: config.dataDir, log: { level: 'silent' }, privacy: { keyFile: join(root, 'key'), keyEnv: 'SAMPLELOOP_ARCHIVE_TEST_UNUSED_KEY' } }));
+    const input = join(root, 'predictions.jsonl');
+    writeFileSync(input, [JSON.stringify(prediction(1)), 'not json, Secret Name', JSON.stringify(prediction(2))].join('\n'));
+    expect((await runCli('produce', 'predictions', '--file', input, '-c', configFile)).code).toBe(0);
+    const outDir = join(root, 'archive');
+    const summary = await runArchive(config, { outDir, maxFileBytes: 1 << 20, raw: false, fromStart: false });
+    expect(summary).toMatchObject({ records: { gateway: 2 }, skipped: 1 });
+    const skipped = readFileSync(join(outDir, SKIPPED_FILE), 'utf8');
+    expect(JSON.parse(skipped)).toEqual({
+      topic: 'predictions',
+      partition: 0,
+      offset: 1,
+      reason: 'sealed when it was produced: the line could not be parsed (undecodable); online it is a dead letter (consume dead-letters --unseal)',
+    });
+    expect(skipped).not.toContain('Secret');
+  });
+
   it('refuses a data dir without an embedded log (exit 2) and creates nothing there', async () => {
     const missing = join(root, 'mistyped');
     const run = await runCli('archive', '--out-dir', join(root, 'archive'), '--data-dir', missing, '--raw');
