@@ -34,5 +34,10 @@ export function registerArchiveCommand(program: Command, out: (line: string) => 
         fromStart: opts.fromStart ?? false,
       });
       out(JSON.stringify(summary));
+      for (const [topic, n] of Object.entries(summary.deleted)) {
+        process.stderr.write(
+          `warning: ${n} record(s) of ${topic} were deleted (embedded.inputRetentionMs, embedded.retentionMs) before archive read them; they are in no archive and replay cannot rebuild their samples. Archive more often than embedded.inputRetentionMs, or set it to null (docs/operations.md)\n`,
+        );
+      }
     });
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { toDisplay } from '../access/embedded.js';
 import { httpAccess } from '../access/http.js';
 import { BearerTokens } from '../app/http-auth.js';
-import { openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
+import { logDirOf, openEmbeddedLog, privacyPolicyFor } from '../app/embedded.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import type { SampleloopConfig } from '../config/config.js';
 import { librdkafkaSettings } from '../app/kafka.js';
@@ -18,6 +18,10 @@ import { engineInfoPath, type EngineInfo } from './context.js';
 
 export async function runArchive(config: SampleloopConfig, options: { outDir: string; maxFileBytes: number; raw: boolean; fromStart: boolean }): Promise<ArchiveSummary> {
   if (existsSync(options.outDir) && !statSync(options.outDir).isDirectory()) throw new UsageError(`--out-dir ${options.outDir} is not a directory`);
+  // archive only reads: a mistyped --data-dir must not get an empty log (nor ask for a privacy key first)
+  if (config.mode !== 'kafka' && !existsSync(logDirOf(config.dataDir))) {
+    throw new UsageError(`no embedded log in ${config.dataDir} (nothing has run or been produced there); check --data-dir or dataDir`);
+  }
   mkdirSync(options.outDir, { recursive: true });
   const privacy = options.raw ? null : archivePrivacy(config);
   const topics = [
@@ -59,6 +63,7 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
         return partitions.get(topic);
       },
       read: (topic, partition, from, max) => access.read(topic, { partition, from, max }),
+      endOffset: async (topic, partition) => (await access.topics()).find((t) => t.topic === topic)?.endOffsets[partition] ?? 0,
     });
   }
   try {
@@ -67,6 +72,7 @@ async function withArchiveSource<T>(config: SampleloopConfig, fn: (source: Archi
     return await fn({
       partitions: (topic) => Promise.resolve(opened.topic(topic)?.partitions),
       read: (topic, partition, from, max) => Promise.resolve(opened.read(topic, partition, from, max).map((r) => toDisplay(r, registry))),
+      endOffset: (topic, partition) => Promise.resolve(opened.endOffset(topic, partition)),
     });
   } finally {
     await log.close();

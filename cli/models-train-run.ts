@@ -3,7 +3,7 @@ import type { LogAccess } from '../access/embedded.js';
 import { currentSnapshot, snapshotSamples } from '../access/samples.js';
 import { errorMessage, UsageError } from '../engine/errors.js';
 import { ModelError } from '../models/model-error.js';
-import { ledgerClient } from '../models/ledger.js';
+import { ledgerClient, ledgerKeysFor, trustPolicyFor } from '../models/ledger.js';
 import { fileSnapshot, trainOffline } from '../models/train-offline.js';
 import { buildTrainingSet, trainerSettingsFromConfig, type TrainingRow } from '../models/trainer-job.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
@@ -38,7 +38,9 @@ export async function trainCommand(opts: TrainCommandOptions, out: (line: string
   const fileData = fromFile ? await fileTrainingData(opts) : undefined;
   const outcome = await withLogAccess(config, async (access) => {
     const data = fileData ?? (await samplesTrainingData(access, config.topics.samples, opts.category, configuredClasses));
-    const ledger = ledgerClient(access, config.topics.models);
+    // signed with the configured key and checked against the trust policy, as the built-in trainer publishes:
+    // an unsigned version is one the predictor refuses, and the serving version is the one it serves
+    const ledger = ledgerClient(access, config.topics.models, opts.dryRun ? { trust: trustPolicyFor(config, { generate: false }) } : ledgerKeysFor(config, { generate: true }));
     const serving = await ledger.latest(opts.category);
     const result = await trainOffline({
       category: opts.category,

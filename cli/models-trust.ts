@@ -63,7 +63,13 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
       const checkpoint = buildCheckpoint(view.heads, config.topics.models, signer, Date.now());
       const text = JSON.stringify(checkpoint);
       out(text);
-      if (opts.out !== undefined) writeFileSync(opts.out, `${text}\n`);
+      if (opts.out !== undefined) {
+        try {
+          writeFileSync(opts.out, `${text}\n`);
+        } catch (err) {
+          throw new UsageError(`cannot write the checkpoint to --out ${opts.out}: ${errorMessage(err)} (it was printed above; check the path)`, { cause: err });
+        }
+      }
       if (opts.post !== undefined) await postCheckpoint(opts.post, text);
     });
 

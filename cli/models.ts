@@ -56,7 +56,7 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
     .option('--key <file>', 'sign with this Ed25519 private key (PEM, from "models keygen") instead of models.signing.keyFile')
     .option('--snapshot <json>', 'the training snapshot the model was trained on: the `snapshot` of a retrain-triggers record ({"topic", "offsets", "sampleCount"}) or the whole record, as JSON')
     .action(async (file: string, opts: CommonOptions & { category: string; version?: string; classes?: string; features?: string; trainer: string; metric?: Record<string, number>; snapshot?: string; key?: string }) => {
-      const [{ configFrom, withLogAccess }, { keyIdOf, ledgerKeysFor, publishVersion }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
+      const [{ configFrom, withLogAccess }, { keyIdOf, ledgerKeysFor, publishVersion, trustPolicyFor }] = await Promise.all([import('./context.js'), import('../models/ledger.js')]);
       const loaded = configFrom(opts);
       const config = opts.key === undefined ? loaded : { ...loaded, models: { ...loaded.models, signing: { keyFile: opts.key } } };
       const trainingSnapshot = opts.snapshot !== undefined ? parseSnapshot(opts.snapshot) : null;
@@ -92,7 +92,9 @@ export function registerModelsCommand(program: Command, out: (line: string) => v
             trainingSnapshot,
             createdAt: Date.now(),
           },
-          { topic: config.topics.models, ...ledgerKeysFor(config, { generate: true }) },
+          // the trust policy is the configuration's, never widened by --key: with models.trust.keys empty it
+          // trusts the configured signing key (the data dir's), so a --key it does not trust is refused
+          { topic: config.topics.models, signer: ledgerKeysFor(config, { generate: true }).signer, trust: trustPolicyFor(loaded, { generate: true }) },
         ),
       );
       const r = published.record;

@@ -12,6 +12,7 @@ import type { DisplayRecord } from '../access/embedded.js';
 import { UsageError } from '../engine/errors.js';
 import { decodeRecord, type InputSchemaName } from '../schemas/codec.js';
 import type { PrivacyPolicy } from '../processors/privacy.js';
+import { INGEST_HEADERS } from '../processors/input-protection.js';
 
 export type ArchiveKind = 'gateway' | 'business' | 'requests';
 
@@ -24,6 +25,13 @@ export interface ArchiveSource {
   partitions(topic: string): Promise<number | undefined>;
   /** Records at offsets >= `from`, values decoded (JSON as is, Avro through the registry). */
   read(topic: string, partition: number, from: number, max: number): Promise<DisplayRecord[]>;
+  /**
+   * The partition's end offset, for a log whose offsets have no gaps but deleted records (the embedded
+   * log): records between the archive's position and the first one still held were deleted before
+   * they could be archived (input trimming, retention) and are counted as `deleted`. Absent (Kafka,
+   * where transaction markers also take offsets): not counted.
+   */
+  endOffset?(topic: string, partition: number): Promise<number>;
 }
 
 export interface ArchiveOptions {
@@ -46,6 +54,12 @@ export interface ArchiveSummary {
   skipped: number;
   /** Tombstones (null values) are not archived. */
   tombstones: number;
+  /**
+   * Per topic, records deleted from the log (input trimming `embedded.inputRetentionMs`, retention)
+   * after the previous archive run's position and before this run could read them: they are in no
+   * archive. Only topics with such records are listed; embedded mode only.
+   */
+  deleted: Record<string, number>;
   missingTopics: string[];
 }
 
@@ -67,7 +81,7 @@ export function archiveFileName(kind: ArchiveKind, sequence: number): string {
 
 export async function archiveTopics(source: ArchiveSource, options: ArchiveOptions): Promise<ArchiveSummary> {
   const manifest = readManifest(options.outDir);
-  const summary: ArchiveSummary = { outDir: options.outDir, files: [], records: { gateway: 0, business: 0, requests: 0 }, skipped: 0, tombstones: 0, missingTopics: [] };
+  const summary: ArchiveSummary = { outDir: options.outDir, files: [], records: { gateway: 0, business: 0, requests: 0 }, skipped: 0, tombstones: 0, deleted: {}, missingTopics: [] };
   const skippedLines: string[] = [];
   for (const { topic, kind } of options.topics) {
     const partitions = await source.partitions(topic);
@@ -83,12 +97,14 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
       writeManifest(options.outDir, manifest);
     });
     try {
+      const deleted = await countDeleted(source, topic, partitions, positions);
+      if (deleted > 0) summary.deleted[topic] = deleted;
       for await (const { partition, record } of mergedByEventTime(source, topic, partitions, positions)) {
         const line = archiveLine(rawAvroValue(KIND_SCHEMA[kind], record.value), options.privacy);
         if (line === null) summary.tombstones++;
         else if (typeof line === 'object') {
           summary.skipped++;
-          skippedLines.push(JSON.stringify({ topic, partition, offset: record.offset, reason: line.reason }));
+          skippedLines.push(JSON.stringify({ topic, partition, offset: record.offset, reason: skipReason(record, line.reason) }));
         } else {
           await writer.write(line);
           summary.records[kind]++;
@@ -105,6 +121,32 @@ export async function archiveTopics(source: ArchiveSource, options: ArchiveOptio
   }
   if (skippedLines.length > 0) writeFileSync(join(options.outDir, SKIPPED_FILE), `${skippedLines.join('\n')}\n`, { flag: 'a' });
   return summary;
+}
+
+/**
+ * Records of the partitions between `positions` and the first record still held, on a log without
+ * offset gaps; moves `positions` past them, so the next run does not count them again.
+ */
+async function countDeleted(source: ArchiveSource, topic: string, partitions: number, positions: Record<string, number>): Promise<number> {
+  if (!source.endOffset) return 0;
+  let deleted = 0;
+  for (let p = 0; p < partitions; p++) {
+    const from = positions[String(p)] ?? 0;
+    const [first] = await source.read(topic, p, from, 1);
+    const firstHeld = first ? first.offset : await source.endOffset(topic, p);
+    if (firstHeld > from) {
+      deleted += firstHeld - from;
+      positions[String(p)] = firstHeld;
+    }
+  }
+  return deleted;
+}
+
+/** Why a record is not archived; a line sealed by ingest protection says so rather than looking like foreign bytes. */
+function skipReason(record: DisplayRecord, decodeReason: string): string {
+  if (record.headers[INGEST_HEADERS.payload] !== 'sealed') return decodeReason;
+  const code = record.headers[INGEST_HEADERS.reasonCode];
+  return `sealed when it was produced: the line could not be parsed${code ? ` (${code})` : ''}; online it is a dead letter (consume dead-letters --unseal)`;
 }
 
 /** Event time of an archived record: the value's `timestamp` field, else the Kafka record's. */

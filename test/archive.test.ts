@@ -2,7 +2,7 @@
  * `archive`: input topics → rolling gzip JSON-lines files in replay's format, sensitive attributes
  * protected unless --raw, undecodable records listed without content, and incremental runs.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -16,6 +16,7 @@ import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { schemaOf } from '../schemas/index.js';
 import { MANIFEST_FILE, SKIPPED_FILE } from '../replay/archive.js';
 import { HARNESS_PRIVACY_KEY, protectAsDocumented } from './helpers/engine-harness.js';
+import { runCli } from './helpers/cli-in-process.js';
 
 const T0 = Date.UTC(2026, 0, 5);
 
@@ -74,6 +75,72 @@ function lines(dir: string, prefix: string): Array<Record<string, unknown>> {
 }
 
 describe('sampleloop archive', () => {
+  it('lists a line sealed by ingest protection as such in archive-skipped.jsonl, without its content', async () => {
+    const configFile = join(root, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: config.dataDir, log: { level: 'silent' }, privacy: { keyFile: join(root, 'key'), keyEnv: 'SAMPLELOOP_ARCHIVE_TEST_UNUSED_KEY' } }));
+    const input = join(root, 'predictions.jsonl');
+    writeFileSync(input, [JSON.stringify(prediction(1)), 'not json, Secret Name', JSON.stringify(prediction(2))].join('\n'));
+    expect((await runCli('produce', 'predictions', '--file', input, '-c', configFile)).code).toBe(0);
+    const outDir = join(root, 'archive');
+    const summary = await runArchive(config, { outDir, maxFileBytes: 1 << 20, raw: false, fromStart: false });
+    expect(summary).toMatchObject({ records: { gateway: 2 }, skipped: 1 });
+    const skipped = readFileSync(join(outDir, SKIPPED_FILE), 'utf8');
+    expect(JSON.parse(skipped)).toEqual({
+      topic: 'predictions',
+      partition: 0,
+      offset: 1,
+      reason: 'sealed when it was produced: the line could not be parsed (undecodable); online it is a dead letter (consume dead-letters --unseal)',
+    });
+    expect(skipped).not.toContain('Secret');
+  });
+
+  it('refuses a data dir without an embedded log (exit 2) and creates nothing there', async () => {
+    const missing = join(root, 'mistyped');
+    const run = await runCli('archive', '--out-dir', join(root, 'archive'), '--data-dir', missing, '--raw');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`error [SL_USAGE]: no embedded log in ${missing} (nothing has run or been produced there); check --data-dir or dataDir\n`);
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it('counts and warns about input deleted (trimmed) before it was archived, once, and archives what is left', async () => {
+    const configFile = join(root, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: config.dataDir, log: { level: 'silent' }, privacy: { keyFile: join(root, 'key'), keyEnv: 'SAMPLELOOP_ARCHIVE_TEST_UNUSED_KEY' } }));
+    const outDir = join(root, 'archive');
+    const append = async (topic: string, values: Array<Record<string, unknown>>, deleteBefore?: number): Promise<void> => {
+      const log = await openEmbeddedLog(config);
+      try {
+        log.ensureTopic(topic);
+        log.append(values.map((v) => ({ topic, key: Buffer.from(String(v.requestId)), value: Buffer.from(JSON.stringify(v)), timestamp: T0, headers: {} })));
+        if (deleteBefore !== undefined) log.deleteBefore(topic, 0, deleteBefore);
+      } finally {
+        await log.close();
+      }
+    };
+    const feedback = (i: number): Record<string, unknown> => ({ requestId: `req-${i}`, timestamp: T0 + i * 1000 + 500, correct: true });
+    await append('predictions', Array.from({ length: 10 }, (_, i) => prediction(i)));
+    await append('feedback', Array.from({ length: 4 }, (_, i) => feedback(i)));
+    const first = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout[0] as string)).toMatchObject({ records: { gateway: 10, business: 4 }, deleted: {} });
+    expect(first.stderr).toBe('');
+
+    // input trimming deletes processed records before the next archive run: 5 new predictions, every new feedback
+    await append('predictions', Array.from({ length: 10 }, (_, i) => prediction(10 + i)), 15);
+    await append('feedback', Array.from({ length: 3 }, (_, i) => feedback(4 + i)), 7);
+    const second = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout[0] as string)).toMatchObject({ records: { gateway: 5, business: 0 }, deleted: { predictions: 5, feedback: 3 } });
+    expect(second.stderr.split('\n').filter((l) => l.length > 0)).toEqual([
+      expect.stringMatching(/^warning: 5 record\(s\) of predictions were deleted \(embedded.inputRetentionMs, embedded.retentionMs\) before archive read them; they are in no archive/),
+      expect.stringMatching(/^warning: 3 record\(s\) of feedback were deleted/),
+    ]);
+    expect(lines(outDir, 'gateway').map((l) => l.requestId)).toEqual([...Array.from({ length: 10 }, (_, i) => `req-${i}`), ...Array.from({ length: 5 }, (_, i) => `req-${15 + i}`)]);
+
+    const third = await runCli('archive', '--out-dir', outDir, '-c', configFile);
+    expect(JSON.parse(third.stdout[0] as string)).toMatchObject({ records: { gateway: 0, business: 0 }, deleted: {} });
+    expect(third.stderr).toBe('');
+  });
+
   it('interleaves the partitions of a topic by event time, so replay can merge the files instead of sorting them', async () => {
     const log = await openEmbeddedLog(config);
     try {
