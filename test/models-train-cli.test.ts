@@ -121,8 +121,10 @@ describe('models train --from <file>', () => {
     const out = JSON.parse(run.stdout[0] as string) as { published: boolean; features: string[]; metrics: Record<string, number> };
     expect(out.published).toBe(false);
     expect(out.features).toEqual(['radius', 'texture', 'area']);
-    const { inHoldout } = await import('../models/holdout.js');
-    expect(out.metrics.holdoutSize).toBe(train.filter((_, i) => inHoldout(`patient-${i}`, 0.2)).length);
+    // the holdout is stratified: per class, the rows whose IDs hash lowest
+    const { splitHoldout } = await import('../models/training-set.js');
+    const byId = train.map((r, i) => ({ requestId: `patient-${i}`, features: {}, vector: [], label: r.label }));
+    expect(out.metrics.holdoutSize).toBe(splitHoldout(byId, 0.2).holdout.length);
   });
 
   it('refuses too small a file with exit code 1 and the reason, publishing nothing', async () => {
@@ -141,11 +143,18 @@ describe('models train --from <file>', () => {
     const good = join(dir, 'good.csv');
     writeCsv(good, cancer.featureNames, train);
     expect((await runCli('models', 'train', '--category', 'c', '--from', good, '--data-dir', dataDir)).code).toBe(0);
-    // the same rows with the labels of the training rows flipped (the holdout rows, chosen by line number, kept):
-    // the candidate learns the opposite and loses to version 1 on the holdout
-    const { inHoldout } = await import('../models/holdout.js');
+    // the same rows and labels (so the same stratified holdout, chosen by line number and label), but every
+    // training row carries the features of a row of the other class: the candidate learns the opposite
+    // and loses to version 1 on the holdout
+    const { splitHoldout } = await import('../models/training-set.js');
+    const held = new Set(splitHoldout(train.map((r, i) => ({ requestId: `row-${i + 2}`, features: {}, vector: [], label: r.label })), 0.2).holdout.map((r) => r.requestId));
+    const ofClass = (label: string) => train.filter((r) => r.label === label);
     const flipped = join(dir, 'flipped.csv');
-    writeCsv(flipped, cancer.featureNames, train.map((r, i) => (inHoldout(`row-${i + 2}`, 0.2) ? r : { ...r, label: r.label === 'benign' ? 'malignant' : 'benign' })));
+    writeCsv(flipped, cancer.featureNames, train.map((r, i) => {
+      if (held.has(`row-${i + 2}`)) return r;
+      const others = ofClass(r.label === 'benign' ? 'malignant' : 'benign');
+      return { ...r, features: (others[i % others.length] as typeof r).features };
+    }));
     const run = await runCli('models', 'train', '--category', 'c', '--from', flipped, '--data-dir', dataDir);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/not published \(candidate-worse\): candidate 0\.\d+ < serving version 1 0\.9\d+ on \d+ holdout rows/);
