@@ -3,7 +3,7 @@ import type { LogAccess } from '../access/embedded.js';
 import { currentSnapshot, snapshotSamples } from '../access/samples.js';
 import { errorMessage, UsageError } from '../engine/errors.js';
 import { ModelError } from '../models/model-error.js';
-import { ledgerClient } from '../models/ledger.js';
+import { ledgerClient, ledgerKeysFor } from '../models/ledger.js';
 import { fileSnapshot, trainOffline } from '../models/train-offline.js';
 import { buildTrainingSet, trainerSettingsFromConfig, type TrainingRow } from '../models/trainer-job.js';
 import type { TrainingSnapshot } from '../schemas/types.js';
@@ -38,7 +38,9 @@ export async function trainCommand(opts: TrainCommandOptions, out: (line: string
   const fileData = fromFile ? await fileTrainingData(opts) : undefined;
   const outcome = await withLogAccess(config, async (access) => {
     const data = fileData ?? (await samplesTrainingData(access, config.topics.samples, opts.category, configuredClasses));
-    const ledger = ledgerClient(access, config.topics.models);
+    // signed with the publisher's key and read under the trust policy, as the built-in trainer does:
+    // an unsigned version would be published but never served (the predictor refuses it)
+    const ledger = ledgerClient(access, config.topics.models, ledgerKeysFor(config, { generate: true }));
     const serving = await ledger.latest(opts.category);
     const result = await trainOffline({
       category: opts.category,

@@ -67,6 +67,11 @@ describe('models train --from <file>', () => {
     expect(v.metrics.trainSize! + v.metrics.holdoutSize!).toBe(train.length);
     expect(v.metrics.holdoutAccuracy).toBeGreaterThan(0.93);
     expect(JSON.parse(trained.stdout[0] as string)).toMatchObject({ category: 'cancer', version: '1', published: true, modelSha256: v.modelSha256 });
+    // signed with the data dir's key, so the engine's default trust policy serves it
+    const listed = await runCli('models', 'list', '--json', '--data-dir', dataDir);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout[0] as string)).toMatchObject({ category: 'cancer', version: '1', verified: true, serving: true });
+    expect(JSON.parse(listed.stdout[0] as string).signerKeyId).toMatch(/.+/);
 
     // evaluate: the same numbers as onnxruntime's own predictions on the test rows, computed here
     const evaluated = await runCli('models', 'evaluate', '--category', 'cancer', '--from', testFile, '--json', '--data-dir', dataDir);
