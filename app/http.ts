@@ -59,6 +59,12 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * No coercion: a string where a number belongs (or a number where a string belongs) is a 400, not
+ * converted. Query strings are text, so routes declare their numeric parameters as digit strings.
+ */
+export const HTTP_AJV_OPTIONS = { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } } as const;
+
 /** One fastify server: /metrics (Prometheus), /healthz, in embedded mode the topic API, and the app's plugins. */
 export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 'port'>): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
@@ -68,8 +74,7 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
     // No line per request: request bodies may hold sensitive attributes, and the volume would drown the engine's log.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.bodyLimitBytes,
-    // No coercion: a string where a number belongs (or a number where a string belongs) is a 400, not converted.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    ajv: HTTP_AJV_OPTIONS,
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode ?? 500;
