@@ -156,5 +156,9 @@ function tlsFiles(tls: { certFile: string; keyFile: string }): { cert: Buffer; k
 /** The message of a failed request: a validation error names the field ("body/inputs/0/name must be string"). */
 function errorText(err: FastifyError): string {
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `${err.message} (the route's body limit; see http.bodyLimitBytes / http.topicsBodyLimitBytes)`;
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    // curl -d and Python's urllib send application/x-www-form-urlencoded unless told otherwise
+    return `${err.message}: this route reads JSON; send "content-type: application/json" (with curl: -H 'content-type: application/json')`;
+  }
   return err.message;
 }

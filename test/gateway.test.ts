@@ -157,6 +157,12 @@ describe('the gateway (embedded)', () => {
       expect(res.body.error, what).toMatch(message);
       expect(JSON.stringify(res.body), what).not.toMatch(/Customer Seventeen|900123/);
     }
+    // curl -d without -H sends a form content type: 415 saying which one to send
+    for (const path of [INFER, '/v1/feedback']) {
+      const form = await engine.post(path, good, { 'content-type': 'application/x-www-form-urlencoded' });
+      expect(form.status, path).toBe(415);
+      expect(form.body.error, path).toMatch(/send "content-type: application\/json"/);
+    }
     const pinned = await engine.post('/v2/models/breast-cancer/versions/1/infer', good);
     expect(pinned.status).toBe(200);
   });
