@@ -12,7 +12,7 @@ import { kafkaGateway, type Gateway } from '../../app/gateway/index.js';
 import { startHttpServer, type HttpServer } from '../../app/http.js';
 import { parseConfig } from '../../config/config.js';
 import { silentLogger } from '../../engine/logger.js';
-import { publishVersion } from '../../models/ledger.js';
+import { ledgerKeysFor, publishVersion } from '../../models/ledger.js';
 import { ConfluentSchemaRegistry } from '../../schemas/confluent-registry.js';
 import type { LabeledSample, Prediction } from '../../schemas/types.js';
 import { digits, oipRequest, onnxOf } from '../helpers/gateway-harness.js';
@@ -45,8 +45,10 @@ describe.skipIf(endpoints === null)('the gateway on Kafka', () => {
     const test = createTestApp(kafka, 'gateway', PARTITIONS);
     apps.push(test);
     const access = kafkaAccess({ 'bootstrap.servers': kafka.bootstrap }, new ConfluentSchemaRegistry({ url: kafka.registryUrl }), silentLogger(), { partitions: PARTITIONS, replicationFactor: 1 });
+    // signed with the key the instances trust by default: the test app's data dir's generated key
+    const keys = ledgerKeysFor(parseConfig(test.config({ instanceId: 'gw-1' })), { generate: true });
     const publish = (version: string, rows: number): Promise<unknown> =>
-      publishVersion(access, { category: 'digits', version, onnx: onnxOf(digits, version, rows), featureNames: digits.featureNames, classes: digits.classes, createdAt: Date.now() }, { topic: test.topics.models });
+      publishVersion(access, { category: 'digits', version, onnx: onnxOf(digits, version, rows), featureNames: digits.featureNames, classes: digits.classes, createdAt: Date.now() }, { topic: test.topics.models, ...keys });
     await publish('1', 200);
 
     for (const instanceId of ['gw-1', 'gw-2']) {
