@@ -1,7 +1,7 @@
 /** What `models evaluate` does: the ledger's ONNX bytes, run by onnxruntime as the predictor does, on a labeled file. */
 import { ModelError } from '../models/model-error.js';
 import { evaluate, evaluationLines, type ScoredRow } from '../models/evaluation.js';
-import { modelBytes, readLedger } from '../models/ledger.js';
+import { modelBytes, readLedger, trustPolicyFor } from '../models/ledger.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { pickVersion } from './models-version.js';
@@ -19,7 +19,7 @@ export interface EvaluateOptions extends CommonOptions {
 
 export async function evaluateCommand(opts: EvaluateOptions, out: (line: string) => void): Promise<void> {
   const config = configFrom(opts);
-  const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
+  const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })), { readOnly: true });
   const version = pickVersion(view, opts.category, opts.version);
   const table = await readLabeledTable(opts.from, { label: opts.label, features: version.featureNames, delimiter: opts.delimiter, ...(opts.format ? { format: opts.format } : {}) });
   const model = await loadOnnxModel(modelBytes(version), { featureNames: version.featureNames, classes: version.classes });

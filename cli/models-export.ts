@@ -1,7 +1,7 @@
 /** What `models export` does: a version's ONNX bytes and the sidecar JSON that `models publish` reads. */
 import { writeFileSync } from 'node:fs';
 import { errorMessage, UsageError } from '../engine/errors.js';
-import { modelBytes, readLedger } from '../models/ledger.js';
+import { modelBytes, readLedger, trustPolicyFor } from '../models/ledger.js';
 import { configFrom, withLogAccess, type CommonOptions } from './context.js';
 import { pickVersion } from './models-version.js';
 
@@ -18,7 +18,7 @@ export function sidecarPath(onnxPath: string): string {
 
 export async function exportCommand(opts: ExportOptions, out: (line: string) => void): Promise<void> {
   const config = configFrom(opts);
-  const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models), { readOnly: true });
+  const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trustPolicyFor(config, { generate: false })), { readOnly: true });
   const v = pickVersion(view, opts.category, opts.version);
   const bytes = modelBytes(v);
   const sidecar = sidecarPath(opts.out);

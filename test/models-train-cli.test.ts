@@ -14,7 +14,7 @@ import { openEmbeddedLog } from '../app/embedded.js';
 import { parseConfig } from '../config/config.js';
 import { loadDataset } from '../models/datasets/index.js';
 import { evaluate, rocAuc } from '../models/evaluation.js';
-import { modelBytes, readLedger } from '../models/ledger.js';
+import { modelBytes, publishVersion, readLedger } from '../models/ledger.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
@@ -238,6 +238,27 @@ describe('models export', () => {
     expect(copy.modelSha256).toBe(v1!.modelSha256);
     expect(copy.featureNames).toEqual(v1!.featureNames);
     expect(copy.classes).toEqual(v1!.classes);
+
+    // a record the engine does not trust (unsigned, appended by someone without the key) chains onto
+    // version 1: export and evaluate still take the serving version, as the gateway does
+    const log = await openEmbeddedLog(parseConfig({ dataDir }));
+    try {
+      await publishVersion(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))), { category: 'cancer', version: '2', onnx: modelBytes(v1!), featureNames: v1!.featureNames, classes: v1!.classes, metrics: {}, trainer: 'outsider', createdAt: Date.now() });
+    } finally {
+      await log.close();
+    }
+    const afterOutsider = join(dir, 'serving.onnx');
+    const servingExport = await runCli('models', 'export', '--category', 'cancer', '--out', afterOutsider, '--data-dir', dataDir);
+    expect(servingExport.code).toBe(0);
+    expect(JSON.parse(servingExport.stdout[0] as string)).toMatchObject({ version: '1' });
+    const outsider = await runCli('models', 'export', '--category', 'cancer', '--version', '2', '--out', afterOutsider, '--data-dir', dataDir);
+    expect(outsider.code).toBe(1);
+    expect(outsider.stderr).toContain('fails verification (unsigned');
+    const testFile = join(dir, 'test.csv');
+    writeCsv(testFile, cancer.featureNames, test);
+    const evaluated = await runCli('models', 'evaluate', '--category', 'cancer', '--from', testFile, '--json', '--data-dir', dataDir);
+    expect(evaluated.code).toBe(0);
+    expect(JSON.parse(evaluated.stdout[0] as string)).toMatchObject({ version: '1' });
 
     const unknown = await runCli('models', 'export', '--category', 'cancer', '--version', '9', '--out', second, '--data-dir', dataDir);
     expect(unknown.code).toBe(2);
