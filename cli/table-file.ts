@@ -48,6 +48,11 @@ export async function readTable(path: string, options: TableReadOptions, onRow: 
       ...(options.afterChunk ? { afterChunk: options.afterChunk } : {}),
     },
     (record) => {
+      // a bad header (a file without one: its first data row, with repeated values, taken as names) would
+      // put every row's cells under the wrong or merged columns: refuse the file before any row is used
+      if (record.error !== undefined && record.header) {
+        throw new UsageError(`${path}, line ${record.line}: ${record.error}; the first row must name the columns (a header row), each once`);
+      }
       if (record.error !== undefined) onBad({ line: record.line, reason: record.error });
       else onRow({ line: record.line, fields: flatten(record.fields) });
     },

@@ -325,3 +325,32 @@ describe('produce requests --format csv', () => {
     });
   });
 });
+
+describe('a CSV without a header row', () => {
+  it('is refused (exit 2) by models train, models evaluate and produce requests, before any row is used', async () => {
+    // digits' pixels are small integers: the first data row, taken as the header, repeats names
+    const digits = loadDataset('digits');
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const file = join(dir, 'digits-no-header.csv');
+    writeFileSync(file, digits.rows.slice(0, 300).map((r) => [...r.features, r.label].join(',')).join('\n') + '\n');
+    const message = /digits-no-header\.csv, line 1: the CSV header names column "0" twice; the first row must name the columns \(a header row\), each once/;
+
+    const trained = await runCli('models', 'train', '--category', 'd', '--from', file, '--label', '0', '--data-dir', dataDir);
+    expect(trained.code).toBe(2);
+    expect(trained.stderr).toMatch(message);
+    expect(await ledgerOf(dataDir)).toEqual([]);
+
+    const produced = await runCli('produce', 'requests', '--file', file, '--category', 'd', '--data-dir', dataDir);
+    expect(produced.code).toBe(2);
+    expect(produced.stderr).toMatch(message);
+    expect((await runCli('consume', 'requests', '--data-dir', dataDir)).stdout).toEqual([]);
+
+    const good = join(dir, 'train.csv');
+    writeCsv(good, cancer.featureNames, train);
+    expect((await runCli('models', 'train', '--category', 'c', '--from', good, '--data-dir', dataDir)).code).toBe(0);
+    const evaluated = await runCli('models', 'evaluate', '--category', 'c', '--from', file, '--label', '0', '--data-dir', dataDir);
+    expect(evaluated.code).toBe(2);
+    expect(evaluated.stderr).toMatch(message);
+  });
+});
