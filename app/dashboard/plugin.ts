@@ -67,7 +67,9 @@ export function dashboardPlugin(collector: DashboardCollector): FastifyPluginAsy
   const assets = pageAssets();
   return async (app) => {
     for (const [url, asset] of assets) {
-      app.get(url, async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
+      // the page and its scripts hold no data and a browser cannot send a bearer token when it opens a
+      // page: they are public; the page sends the token (from #token=...) with every /api/v1 call
+      app.get(url, { config: { auth: 'public' } }, async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
     }
     app.get('/api/v1/overview', async () => views.overview(collector));
     app.get<WindowRequest>('/api/v1/series/traffic', { schema: { querystring: windowQuery } }, async (request) => views.traffic(collector, windowOf(request.query)));
