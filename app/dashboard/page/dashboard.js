@@ -40,12 +40,12 @@
   // With http.tokensFile the API needs an admin token: open the page as /#token=<token>. The fragment
   // never leaves the browser; the token is kept for this tab only and removed from the address bar.
   const token = (function () {
-    const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
     if (match) {
-      sessionStorage.setItem('sampleloop-token', decodeURIComponent(match[1]));
-      history.replaceState(null, '', location.pathname + location.search);
+      window.sessionStorage.setItem('sampleloop-token', decodeURIComponent(match[1]));
+      window.history.replaceState(null, '', window.location.pathname + window.location.search);
     }
-    return sessionStorage.getItem('sampleloop-token');
+    return window.sessionStorage.getItem('sampleloop-token');
   })();
 
   async function get(path) {
