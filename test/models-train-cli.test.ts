@@ -211,6 +211,19 @@ describe('models train --from samples', () => {
     expect(v?.trainingSnapshot).toEqual({ topic: 'samples', offsets: [{ partition: 0, offset: train.length + 10 }], sampleCount: train.length });
     expect(v!.metrics.trainSize! + v!.metrics.holdoutSize!).toBe(train.length);
     expect(v!.metrics.holdoutAccuracy).toBeGreaterThan(0.93);
+
+    // the same samples exported and trained on from the file: the export's own columns (revision,
+    // timestamps, ...) are not features, and rows are identified by requestId, so the holdout is the same
+    for (const ext of ['csv', 'jsonl']) {
+      const exported = join(dir, `samples.${ext}`);
+      expect((await runCli('export', 'samples', '--category', 'cancer', '--out', exported, '--data-dir', dataDir)).code).toBe(0);
+      const fromFile = await runCli('models', 'train', '--category', 'cancer', '--from', exported, '--dry-run', '--data-dir', dataDir);
+      expect(fromFile.code, fromFile.stderr).toBe(0);
+      const out = JSON.parse(fromFile.stdout[0] as string) as { features: string[]; metrics: Record<string, number> };
+      expect([...out.features].sort()).toEqual([...cancer.featureNames].sort());
+      expect(out.metrics.holdoutSize).toBe(v!.metrics.holdoutSize);
+      expect(out.metrics.trainSize).toBe(v!.metrics.trainSize);
+    }
   });
 });
 
