@@ -176,6 +176,9 @@ describe('the gateway (embedded)', () => {
     expect(meta.parameters.classes).toEqual(digits.classes);
     expect((await fetch(`${engine.url}/v2/models/digits/ready`)).status).toBe(200);
     expect((await fetch(`${engine.url}/v2/models/loans/ready`)).status).toBe(404);
+    // the version-pinned readiness of OIP: the serving version is ready, another is not
+    expect(await (await fetch(`${engine.url}/v2/models/digits/versions/1/ready`)).json()).toEqual({ name: 'digits', version: '1', ready: true });
+    expect((await fetch(`${engine.url}/v2/models/digits/versions/9/ready`)).status).toBe(404);
     expect((await fetch(`${engine.url}/v2/models/loans`)).status).toBe(400);
     expect(await (await fetch(`${engine.url}/v2/health/live`)).json()).toEqual({ live: true });
     expect(await (await fetch(`${engine.url}/v2/health/ready`)).json()).toEqual({ ready: true });
