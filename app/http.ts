@@ -88,6 +88,8 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
   const tokens = options.tokens;
   if (tokens) {
     app.addHook('onRequest', async (request, reply) => {
+      // no route matched: the 404 names no data, and a 401 would tell a caller with a good token that it is wrong
+      if (request.routeOptions.url === undefined) return;
       const scope = (request.routeOptions.config as { auth?: string } | undefined)?.auth ?? 'admin';
       if (scope === 'public') return;
       const token = bearerToken(request.headers.authorization);

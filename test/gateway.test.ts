@@ -267,6 +267,10 @@ describe('bearer tokens', () => {
       expect((await engine.post('/v1/feedback', { requestId: ok.body.id, correct: true }, bearer(tokens.feedback[0]!))).status).toBe(200);
       expect((await fetch(`${engine.url}/topics`)).status).toBe(401);
       expect((await fetch(`${engine.url}/topics`, { headers: bearer(tokens.topics[0]!) })).status).toBe(200);
+      // a route that does not exist is a 404 saying so, not a 401 blaming a good token
+      const missing = await fetch(`${engine.url}/v2/models/breast-cancer/nothing-here`, { headers: bearer(tokens.infer[0]!) });
+      expect(missing.status).toBe(404);
+      expect(((await missing.json()) as { error: string }).error).toMatch(/^no route GET \/v2\/models\/breast-cancer\/nothing-here/);
       expect((await fetch(`${engine.url}/healthz`)).status).toBe(200);
       expect((await fetch(`${engine.url}/metrics`)).status).toBe(200);
       expect((await fetch(`${engine.url}/v2/health/ready`)).status).toBe(200);
