@@ -59,6 +59,12 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * No coercion: a string where a number belongs (or a number where a string belongs) is a 400, not
+ * converted. Query strings are text, so routes declare their numeric parameters as digit strings.
+ */
+export const HTTP_AJV_OPTIONS = { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } } as const;
+
 /** One fastify server: /metrics (Prometheus), /healthz, in embedded mode the topic API, and the app's plugins. */
 export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 'port'>): Promise<FastifyInstance> {
   const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
@@ -68,8 +74,7 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
     // No line per request: request bodies may hold sensitive attributes, and the volume would drown the engine's log.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.bodyLimitBytes,
-    // No coercion: a string where a number belongs (or a number where a string belongs) is a 400, not converted.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    ajv: HTTP_AJV_OPTIONS,
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode ?? 500;
@@ -83,6 +88,8 @@ export async function buildHttpServer(options: Omit<HttpServerOptions, 'host' | 
   const tokens = options.tokens;
   if (tokens) {
     app.addHook('onRequest', async (request, reply) => {
+      // no route matched: the 404 names no data, and a 401 would tell a caller with a good token that it is wrong
+      if (request.routeOptions.url === undefined) return;
       const scope = (request.routeOptions.config as { auth?: string } | undefined)?.auth ?? 'admin';
       if (scope === 'public') return;
       const token = bearerToken(request.headers.authorization);
@@ -151,5 +158,9 @@ function tlsFiles(tls: { certFile: string; keyFile: string }): { cert: Buffer; k
 /** The message of a failed request: a validation error names the field ("body/inputs/0/name must be string"). */
 function errorText(err: FastifyError): string {
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `${err.message} (the route's body limit; see http.bodyLimitBytes / http.topicsBodyLimitBytes)`;
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    // curl -d and Python's urllib send application/x-www-form-urlencoded unless told otherwise
+    return `${err.message}: this route reads JSON; send "content-type: application/json" (with curl: -H 'content-type: application/json')`;
+  }
   return err.message;
 }

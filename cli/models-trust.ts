@@ -5,21 +5,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { errorMessage, UsageError } from '../engine/errors.js';
-import {
-  buildCheckpoint,
-  LedgerError,
-  ledgerSignerFor,
-  parseCheckpoint,
-  readLedger,
-  signingKeyFile,
-  trustPolicyFor,
-  trustWarnings,
-  verifyCheckpoint,
-  writeKeyPair,
-  type CheckedVersion,
-  type Checkpoint,
-} from '../models/ledger.js';
-import { configFrom, withLogAccess, type CommonOptions } from './context.js';
+import type { CheckedVersion, Checkpoint } from '../models/ledger.js';
+import type { CommonOptions } from './context.js';
+
+/** The ledger and the configuration load when an action runs: \`--help\` stays light (test/cli-startup.test.ts). */
+async function deps(): Promise<typeof import('../models/ledger.js') & typeof import('./context.js')> {
+  const [ledger, context] = await Promise.all([import('../models/ledger.js'), import('./context.js')]);
+  return { ...ledger, ...context };
+}
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -31,7 +24,8 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
   withCommon(models.command('keygen').description('write a new Ed25519 key pair for signing model versions and checkpoints (private key mode 0600, public key <file>.pub)'))
     .option('--out <file>', 'private key file to write (default: models.signing.keyFile, else <data-dir>/model-signing.key); never overwritten')
     .option('--name <name>', 'name of the key in the printed trust-policy entry', 'publisher')
-    .action((opts: CommonOptions & { out?: string; name: string }) => {
+    .action(async (opts: CommonOptions & { out?: string; name: string }) => {
+      const { configFrom, signingKeyFile, writeKeyPair } = await deps();
       const file = opts.out ?? signingKeyFile(configFrom(opts)).file;
       let written;
       try {
@@ -50,6 +44,7 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
     .option('--out <file>', 'also write it to this file')
     .option('--post <url>', 'also POST it (application/json) to this URL, e.g. an audit store or a ticketing webhook')
     .action(async (opts: CommonOptions & { out?: string; post?: string }) => {
+      const { buildCheckpoint, configFrom, ledgerSignerFor, readLedger, trustPolicyFor, withLogAccess } = await deps();
       const config = configFrom(opts);
       const trust = trustPolicyFor(config, { generate: false });
       const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trust), { readOnly: true });
@@ -76,8 +71,9 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
   withCommon(models.command('verify').description("check every version's ONNX bytes, record hash, chain link and signature against the trust policy; exit 1 naming each version that fails"))
     .option('--checkpoint <file>', 'also prove that the ledger extends this checkpoint (from "models checkpoint"): no checkpointed head rewritten or lost')
     .action(async (opts: CommonOptions & { checkpoint?: string }) => {
+      const { configFrom, LedgerError, parseCheckpoint, readLedger, trustPolicyFor, trustWarnings, verifyCheckpoint, withLogAccess } = await deps();
       const config = configFrom(opts);
-      const checkpoint = opts.checkpoint !== undefined ? readCheckpoint(opts.checkpoint) : undefined;
+      const checkpoint = opts.checkpoint !== undefined ? readCheckpoint(opts.checkpoint, parseCheckpoint) : undefined;
       for (const warning of trustWarnings(config)) process.stderr.write(`warning: ${warning}\n`);
       const trust = trustPolicyFor(config, { generate: false });
       const view = await withLogAccess(config, (access) => readLedger(access, config.topics.models, trust), { readOnly: true });
@@ -101,7 +97,7 @@ export function registerModelTrustCommands(models: Command, out: (line: string) 
     });
 }
 
-function readCheckpoint(file: string): Checkpoint {
+function readCheckpoint(file: string, parseCheckpoint: (text: string) => Checkpoint): Checkpoint {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -116,6 +112,7 @@ function readCheckpoint(file: string): Checkpoint {
 }
 
 async function postCheckpoint(url: string, body: string): Promise<void> {
+  const { LedgerError } = await deps();
   let response: Response;
   try {
     response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(30_000) });

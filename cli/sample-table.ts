@@ -9,8 +9,9 @@ import type { LabeledSample } from '../schemas/types.js';
 
 export type SampleFormat = 'parquet' | 'csv' | 'jsonl';
 
-export const FIXED_COLUMNS = ['requestId', 'category', 'label', 'labelSource', 'predictedLabel', 'modelVersion', 'origin', 'revision', 'requestTimestamp', 'feedbackTimestamp'] as const;
-export const ATTRIBUTE_PREFIX = 'attributes.';
+import { ATTRIBUTE_PREFIX, FEATURE_PREFIX, FIXED_COLUMNS } from './sample-layout.js';
+
+export { ATTRIBUTE_PREFIX, FIXED_COLUMNS };
 
 export interface SampleColumns {
   /** Feature keys, natural order; each is a column of that name (`feature.<name>` if it collides with a fixed column). */
@@ -28,7 +29,7 @@ export function sampleColumns(samples: readonly LabeledSample[]): SampleColumns 
   }
   const fixed = new Set<string>(FIXED_COLUMNS);
   return {
-    features: [...featureKeys].sort(naturalCompare).map((key) => ({ key, column: fixed.has(key) || key.startsWith(ATTRIBUTE_PREFIX) ? `feature.${key}` : key })),
+    features: [...featureKeys].sort(naturalCompare).map((key) => ({ key, column: fixed.has(key) || key.startsWith(ATTRIBUTE_PREFIX) ? `${FEATURE_PREFIX}${key}` : key })),
     attributes: [...attributeKeys].sort(naturalCompare).map((key) => ({ key, column: `${ATTRIBUTE_PREFIX}${key}` })),
   };
 }

@@ -8,6 +8,7 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { UsageError } from '../engine/errors.js';
 import { describeFile, type LineFormat } from '../replay/input/files.js';
 import { readArchiveRecords } from '../replay/input/lines.js';
+import { exportedFeature, isSampleExport } from './sample-layout.js';
 
 /** One row: its fields by column (CSV cells are strings; JSON lines keep their types). */
 export interface TableRow {
@@ -48,6 +49,11 @@ export async function readTable(path: string, options: TableReadOptions, onRow: 
       ...(options.afterChunk ? { afterChunk: options.afterChunk } : {}),
     },
     (record) => {
+      // a bad header (a file without one: its first data row, with repeated values, taken as names) would
+      // put every row's cells under the wrong or merged columns: refuse the file before any row is used
+      if (record.error !== undefined && record.header) {
+        throw new UsageError(`${path}, line ${record.line}: ${record.error}; the first row must name the columns (a header row), each once`);
+      }
       if (record.error !== undefined) onBad({ line: record.line, reason: record.error });
       else onRow({ line: record.line, fields: flatten(record.fields) });
     },
@@ -113,16 +119,28 @@ export async function readLabeledTable(
   for (const r of rows) for (const k of Object.keys(r.fields)) columns.add(k);
   if (!columns.has(options.label)) throw new UsageError(`${path} has no column "${options.label}" (--label); its columns are ${[...columns].join(', ')}`);
   if (options.id !== undefined && !columns.has(options.id)) throw new UsageError(`${path} has no column "${options.id}" (--id)`);
-  let featureNames: string[];
+  // a file written by `export samples`: its fixed columns (revision, timestamps, the predicted label...)
+  // and attributes are not features, `feature.<name>` columns are feature <name>, and rows are
+  // identified by requestId (so the holdout is the one the built-in trainer would choose)
+  const fromExport = isSampleExport(columns) && !(options.features && options.features.length > 0);
+  const idColumn = options.id ?? (fromExport ? 'requestId' : undefined);
+  let featureColumns: string[];
   if (options.features && options.features.length > 0) {
     const missing = options.features.filter((f) => !columns.has(f));
     if (missing.length > 0) throw new UsageError(`${path} has no column(s) ${missing.map((m) => `"${m}"`).join(', ')} (--features)`);
-    featureNames = [...options.features];
+    featureColumns = [...options.features];
   } else {
-    const excluded = new Set([options.label, ...(options.id !== undefined ? [options.id] : []), ...(options.exclude ?? [])]);
-    featureNames = [...columns].filter((c) => !excluded.has(c) && rows.every((r) => r.fields[c] === undefined || r.fields[c] === '' || numericCell(r.fields[c]) !== undefined) && rows.some((r) => numericCell(r.fields[c]) !== undefined));
-    if (featureNames.length === 0) throw new UsageError(`${path} has no numeric column besides the label "${options.label}": pass --features`);
+    const excluded = new Set([options.label, ...(idColumn !== undefined ? [idColumn] : []), ...(options.exclude ?? [])]);
+    featureColumns = [...columns].filter(
+      (c) =>
+        !excluded.has(c) &&
+        (!fromExport || exportedFeature(c) !== undefined) &&
+        rows.every((r) => r.fields[c] === undefined || r.fields[c] === '' || numericCell(r.fields[c]) !== undefined) &&
+        rows.some((r) => numericCell(r.fields[c]) !== undefined),
+    );
+    if (featureColumns.length === 0) throw new UsageError(`${path} has no numeric column besides the label "${options.label}": pass --features`);
   }
+  const featureNames = fromExport ? featureColumns.map((c) => exportedFeature(c) as string) : featureColumns;
   const out: LabeledTable = { featureNames, rows: [], skipped };
   for (const r of rows) {
     const label = textCell(r.fields[options.label]);
@@ -132,7 +150,7 @@ export async function readLabeledTable(
     }
     const vector: number[] = [];
     let bad: string | undefined;
-    for (const f of featureNames) {
+    for (const f of featureColumns) {
       const x = numericCell(r.fields[f]);
       if (x === undefined) {
         bad = `feature "${f}" is missing or not a number`;
@@ -144,7 +162,7 @@ export async function readLabeledTable(
       skipped.push({ line: r.line, reason: bad });
       continue;
     }
-    const id = options.id !== undefined ? textCell(r.fields[options.id]) : undefined;
+    const id = idColumn !== undefined ? textCell(r.fields[idColumn]) : undefined;
     out.rows.push({ id: id ?? `row-${r.line}`, line: r.line, vector, label: label.trim() });
   }
   return out;

@@ -12,7 +12,7 @@ import { parseConfig } from '../config/config.js';
 import { directAccess } from '../access/embedded.js';
 import { openEmbeddedLog, startEmbeddedApp } from '../app/embedded.js';
 import { silentLogger } from '../engine/logger.js';
-import { publishVersion } from '../models/ledger.js';
+import { ledgerKeysFor, publishVersion } from '../models/ledger.js';
 import { decodeFramed } from '../schemas/codec.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
@@ -42,7 +42,7 @@ describe('the gateway under kill -9', () => {
     await publishVersion(
       directAccess(setup.log, setup.registry),
       { category: cancer.name, version: '1', onnx: onnxOf(cancer, '1'), featureNames: cancer.featureNames, classes: cancer.classes, metrics: {}, trainer: 'test', createdAt: Date.now() },
-      { topic: config.topics.models },
+      { topic: config.topics.models, ...ledgerKeysFor(config, { generate: true }) }, // signed: the gateway serves only trusted versions
     );
     await setup.close();
 

@@ -157,6 +157,12 @@ describe('the gateway (embedded)', () => {
       expect(res.body.error, what).toMatch(message);
       expect(JSON.stringify(res.body), what).not.toMatch(/Customer Seventeen|900123/);
     }
+    // curl -d without -H sends a form content type: 415 saying which one to send
+    for (const path of [INFER, '/v1/feedback']) {
+      const form = await engine.post(path, good, { 'content-type': 'application/x-www-form-urlencoded' });
+      expect(form.status, path).toBe(415);
+      expect(form.body.error, path).toMatch(/send "content-type: application\/json"/);
+    }
     const pinned = await engine.post('/v2/models/breast-cancer/versions/1/infer', good);
     expect(pinned.status).toBe(200);
   });
@@ -170,6 +176,9 @@ describe('the gateway (embedded)', () => {
     expect(meta.parameters.classes).toEqual(digits.classes);
     expect((await fetch(`${engine.url}/v2/models/digits/ready`)).status).toBe(200);
     expect((await fetch(`${engine.url}/v2/models/loans/ready`)).status).toBe(404);
+    // the version-pinned readiness of OIP: the serving version is ready, another is not
+    expect(await (await fetch(`${engine.url}/v2/models/digits/versions/1/ready`)).json()).toEqual({ name: 'digits', version: '1', ready: true });
+    expect((await fetch(`${engine.url}/v2/models/digits/versions/9/ready`)).status).toBe(404);
     expect((await fetch(`${engine.url}/v2/models/loans`)).status).toBe(400);
     expect(await (await fetch(`${engine.url}/v2/health/live`)).json()).toEqual({ live: true });
     expect(await (await fetch(`${engine.url}/v2/health/ready`)).json()).toEqual({ ready: true });
@@ -258,6 +267,10 @@ describe('bearer tokens', () => {
       expect((await engine.post('/v1/feedback', { requestId: ok.body.id, correct: true }, bearer(tokens.feedback[0]!))).status).toBe(200);
       expect((await fetch(`${engine.url}/topics`)).status).toBe(401);
       expect((await fetch(`${engine.url}/topics`, { headers: bearer(tokens.topics[0]!) })).status).toBe(200);
+      // a route that does not exist is a 404 saying so, not a 401 blaming a good token
+      const missing = await fetch(`${engine.url}/v2/models/breast-cancer/nothing-here`, { headers: bearer(tokens.infer[0]!) });
+      expect(missing.status).toBe(404);
+      expect(((await missing.json()) as { error: string }).error).toMatch(/^no route GET \/v2\/models\/breast-cancer\/nothing-here/);
       expect((await fetch(`${engine.url}/healthz`)).status).toBe(200);
       expect((await fetch(`${engine.url}/metrics`)).status).toBe(200);
       expect((await fetch(`${engine.url}/v2/health/ready`)).status).toBe(200);

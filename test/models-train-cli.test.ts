@@ -14,7 +14,7 @@ import { openEmbeddedLog } from '../app/embedded.js';
 import { parseConfig } from '../config/config.js';
 import { loadDataset } from '../models/datasets/index.js';
 import { evaluate, rocAuc } from '../models/evaluation.js';
-import { modelBytes, readLedger } from '../models/ledger.js';
+import { modelBytes, publishVersion, readLedger } from '../models/ledger.js';
 import { loadOnnxModel } from '../models/onnx-runtime.js';
 import { splitHoldout, type TrainingRow } from '../models/training-set.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
@@ -73,6 +73,11 @@ describe('models train --from <file>', () => {
     expect(v.metrics.trainSize! + v.metrics.holdoutSize!).toBe(train.length);
     expect(v.metrics.holdoutAccuracy).toBeGreaterThan(0.93);
     expect(JSON.parse(trained.stdout[0] as string)).toMatchObject({ category: 'cancer', version: '1', published: true, modelSha256: v.modelSha256 });
+    // signed with the data dir's key, so the engine's default trust policy serves it
+    const listed = await runCli('models', 'list', '--json', '--data-dir', dataDir);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout[0] as string)).toMatchObject({ category: 'cancer', version: '1', verified: true, serving: true });
+    expect(JSON.parse(listed.stdout[0] as string).signerKeyId).toMatch(/.+/);
 
     // evaluate: the same numbers as onnxruntime's own predictions on the test rows, computed here
     const evaluated = await runCli('models', 'evaluate', '--category', 'cancer', '--from', testFile, '--json', '--data-dir', dataDir);
@@ -205,6 +210,19 @@ describe('models train --from samples', () => {
     expect(v?.trainingSnapshot).toEqual({ topic: 'samples', offsets: [{ partition: 0, offset: train.length + 10 }], sampleCount: train.length });
     expect(v!.metrics.trainSize! + v!.metrics.holdoutSize!).toBe(train.length);
     expect(v!.metrics.holdoutAccuracy).toBeGreaterThan(0.93);
+
+    // the same samples exported and trained on from the file: the export's own columns (revision,
+    // timestamps, ...) are not features, and rows are identified by requestId, so the holdout is the same
+    for (const ext of ['csv', 'jsonl']) {
+      const exported = join(dir, `samples.${ext}`);
+      expect((await runCli('export', 'samples', '--category', 'cancer', '--out', exported, '--data-dir', dataDir)).code).toBe(0);
+      const fromFile = await runCli('models', 'train', '--category', 'cancer', '--from', exported, '--dry-run', '--data-dir', dataDir);
+      expect(fromFile.code, fromFile.stderr).toBe(0);
+      const out = JSON.parse(fromFile.stdout[0] as string) as { features: string[]; metrics: Record<string, number> };
+      expect([...out.features].sort()).toEqual([...cancer.featureNames].sort());
+      expect(out.metrics.holdoutSize).toBe(v!.metrics.holdoutSize);
+      expect(out.metrics.trainSize).toBe(v!.metrics.trainSize);
+    }
   });
 });
 
@@ -232,6 +250,27 @@ describe('models export', () => {
     expect(copy.modelSha256).toBe(v1!.modelSha256);
     expect(copy.featureNames).toEqual(v1!.featureNames);
     expect(copy.classes).toEqual(v1!.classes);
+
+    // a record the engine does not trust (unsigned, appended by someone without the key) chains onto
+    // version 1: export and evaluate still take the serving version, as the gateway does
+    const log = await openEmbeddedLog(parseConfig({ dataDir }));
+    try {
+      await publishVersion(directAccess(log, new LocalSchemaRegistry(rocksRegistryStorage(log.db))), { category: 'cancer', version: '2', onnx: modelBytes(v1!), featureNames: v1!.featureNames, classes: v1!.classes, metrics: {}, trainer: 'outsider', createdAt: Date.now() });
+    } finally {
+      await log.close();
+    }
+    const afterOutsider = join(dir, 'serving.onnx');
+    const servingExport = await runCli('models', 'export', '--category', 'cancer', '--out', afterOutsider, '--data-dir', dataDir);
+    expect(servingExport.code).toBe(0);
+    expect(JSON.parse(servingExport.stdout[0] as string)).toMatchObject({ version: '1' });
+    const outsider = await runCli('models', 'export', '--category', 'cancer', '--version', '2', '--out', afterOutsider, '--data-dir', dataDir);
+    expect(outsider.code).toBe(1);
+    expect(outsider.stderr).toContain('fails verification (unsigned');
+    const testFile = join(dir, 'test.csv');
+    writeCsv(testFile, cancer.featureNames, test);
+    const evaluated = await runCli('models', 'evaluate', '--category', 'cancer', '--from', testFile, '--json', '--data-dir', dataDir);
+    expect(evaluated.code).toBe(0);
+    expect(JSON.parse(evaluated.stdout[0] as string)).toMatchObject({ version: '1' });
 
     const unknown = await runCli('models', 'export', '--category', 'cancer', '--version', '9', '--out', second, '--data-dir', dataDir);
     expect(unknown.code).toBe(2);
@@ -296,5 +335,34 @@ describe('produce requests --format csv', () => {
       expect(r.attributes).toEqual({ channel: channels[i % 3] });
       expect(r.source).toBe('file');
     });
+  });
+});
+
+describe('a CSV without a header row', () => {
+  it('is refused (exit 2) by models train, models evaluate and produce requests, before any row is used', async () => {
+    // digits' pixels are small integers: the first data row, taken as the header, repeats names
+    const digits = loadDataset('digits');
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const file = join(dir, 'digits-no-header.csv');
+    writeFileSync(file, digits.rows.slice(0, 300).map((r) => [...r.features, r.label].join(',')).join('\n') + '\n');
+    const message = /digits-no-header\.csv, line 1: the CSV header names column "0" twice; the first row must name the columns \(a header row\), each once/;
+
+    const trained = await runCli('models', 'train', '--category', 'd', '--from', file, '--label', '0', '--data-dir', dataDir);
+    expect(trained.code).toBe(2);
+    expect(trained.stderr).toMatch(message);
+    expect(await ledgerOf(dataDir)).toEqual([]);
+
+    const produced = await runCli('produce', 'requests', '--file', file, '--category', 'd', '--data-dir', dataDir);
+    expect(produced.code).toBe(2);
+    expect(produced.stderr).toMatch(message);
+    expect((await runCli('consume', 'requests', '--data-dir', dataDir)).stdout).toEqual([]);
+
+    const good = join(dir, 'train.csv');
+    writeCsv(good, cancer.featureNames, train);
+    expect((await runCli('models', 'train', '--category', 'c', '--from', good, '--data-dir', dataDir)).code).toBe(0);
+    const evaluated = await runCli('models', 'evaluate', '--category', 'c', '--from', file, '--label', '0', '--data-dir', dataDir);
+    expect(evaluated.code).toBe(2);
+    expect(evaluated.stderr).toMatch(message);
   });
 });

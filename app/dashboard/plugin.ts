@@ -14,17 +14,38 @@ const PAGE_FILES: Record<string, string> = {
 };
 const CONTENT_TYPES: Record<string, string> = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
 
+// Query values arrive as text and the engine's server does not coerce types (app/http.ts), so the
+// schemas take digit strings and the handlers turn them into numbers.
+const digitString = (description: string) => ({ type: 'string', pattern: '^[0-9]{1,15}$', description }) as const;
+
 const windowQuery = {
   type: 'object',
   properties: {
-    from: { type: 'integer', minimum: 0, description: 'oldest slot to return, ms since the epoch' },
-    step: { type: 'integer', minimum: 1, description: 'step of the series in ms (rounded to whole slots)' },
+    from: digitString('oldest slot to return, ms since the epoch'),
+    step: digitString('step of the series in ms (rounded to whole slots), at least 1'),
   },
   additionalProperties: false,
 } as const;
 
 interface WindowRequest {
-  Querystring: { from?: number; step?: number };
+  Querystring: { from?: string; step?: string };
+}
+
+class QueryError extends Error {
+  readonly statusCode = 400;
+}
+
+function windowOf(query: WindowRequest['Querystring']): views.WindowQuery {
+  const step = query.step === undefined ? undefined : Number(query.step);
+  if (step === 0) throw new QueryError('querystring/step must be at least 1 (ms)');
+  return { ...(query.from !== undefined ? { from: Number(query.from) } : {}), ...(step !== undefined ? { step } : {}) };
+}
+
+function limitOf(limit: string | undefined, fallback: number): number {
+  if (limit === undefined) return fallback;
+  const n = Number(limit);
+  if (n < 1 || n > 1000) throw new QueryError('querystring/limit must be between 1 and 1000');
+  return n;
 }
 
 function pageAssets(): Map<string, { body: Buffer; type: string }> {
@@ -46,19 +67,21 @@ export function dashboardPlugin(collector: DashboardCollector): FastifyPluginAsy
   const assets = pageAssets();
   return async (app) => {
     for (const [url, asset] of assets) {
-      app.get(url, async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
+      // the page and its scripts hold no data and a browser cannot send a bearer token when it opens a
+      // page: they are public; the page sends the token (from #token=...) with every /api/v1 call
+      app.get(url, { config: { auth: 'public' } }, async (_request, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
     }
     app.get('/api/v1/overview', async () => views.overview(collector));
-    app.get<WindowRequest>('/api/v1/series/traffic', { schema: { querystring: windowQuery } }, async (request) => views.traffic(collector, request.query));
-    app.get<WindowRequest>('/api/v1/series/outcomes', { schema: { querystring: windowQuery } }, async (request) => views.outcomes(collector, request.query));
-    app.get<WindowRequest>('/api/v1/series/label-delay', { schema: { querystring: windowQuery } }, async (request) => views.labelDelay(collector, request.query));
-    app.get<WindowRequest>('/api/v1/series/accuracy', { schema: { querystring: windowQuery } }, async (request) => views.accuracy(collector, request.query));
-    app.get<WindowRequest>('/api/v1/series/runtime', { schema: { querystring: windowQuery } }, async (request) => views.runtime(collector, request.query));
+    app.get<WindowRequest>('/api/v1/series/traffic', { schema: { querystring: windowQuery } }, async (request) => views.traffic(collector, windowOf(request.query)));
+    app.get<WindowRequest>('/api/v1/series/outcomes', { schema: { querystring: windowQuery } }, async (request) => views.outcomes(collector, windowOf(request.query)));
+    app.get<WindowRequest>('/api/v1/series/label-delay', { schema: { querystring: windowQuery } }, async (request) => views.labelDelay(collector, windowOf(request.query)));
+    app.get<WindowRequest>('/api/v1/series/accuracy', { schema: { querystring: windowQuery } }, async (request) => views.accuracy(collector, windowOf(request.query)));
+    app.get<WindowRequest>('/api/v1/series/runtime', { schema: { querystring: windowQuery } }, async (request) => views.runtime(collector, windowOf(request.query)));
     app.get('/api/v1/ledger', async () => views.ledger(collector));
-    app.get<{ Querystring: { limit?: number } }>(
+    app.get<{ Querystring: { limit?: string } }>(
       '/api/v1/dead-letters',
-      { schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } }, additionalProperties: false } } },
-      async (request) => views.deadLetters(collector, request.query.limit ?? collector.settings.recentDeadLetters),
+      { schema: { querystring: { type: 'object', properties: { limit: digitString('how many, 1..1000') }, additionalProperties: false } } },
+      async (request) => views.deadLetters(collector, limitOf(request.query.limit, collector.settings.recentDeadLetters)),
     );
   };
 }

@@ -155,11 +155,17 @@ export function gatewayRoutes(deps: GatewayDeps): HttpPlugin {
     };
     app.get('/v2/models/:category', { schema: { params: categoryParams }, config: { auth: 'infer' } }, metadata);
     app.get('/v2/models/:category/versions/:version', { schema: { params: versionParams }, config: { auth: 'infer' } }, metadata);
-    app.get<{ Params: { category: string } }>('/v2/models/:category/ready', { schema: { params: categoryParams }, config: { auth: 'infer' } }, async (request, reply) => {
+    // OIP: GET v2/models/{name}[/versions/{version}]/ready; only the serving version is ready
+    const ready = async (request: FastifyRequest<{ Params: { category: string; version?: string } }>, reply: FastifyReply) => {
       report(await models.refresh(), logger);
-      const served = models.resolve(request.params.category);
-      return served ? { name: request.params.category, version: served.version, ready: true } : reply.status(404).send({ error: `no model serves category "${request.params.category}"` });
-    });
+      const { category, version } = request.params;
+      const served = models.resolve(category);
+      if (!served) return reply.status(404).send({ error: `no model serves category "${category}"` });
+      if (version !== undefined && version !== served.version) return reply.status(404).send({ error: `model ${category} has no version "${version}" being served (serving: ${served.version})` });
+      return { name: category, version: served.version, ready: true };
+    };
+    app.get('/v2/models/:category/ready', { schema: { params: categoryParams }, config: { auth: 'infer' } }, ready);
+    app.get('/v2/models/:category/versions/:version/ready', { schema: { params: versionParams }, config: { auth: 'infer' } }, ready);
     app.get('/v2', { config: { auth: 'public' } }, () => ({ name: 'sampleloop', extensions: [] }));
     app.get('/v2/health/live', { config: { auth: 'public' } }, () => ({ live: true }));
     app.get('/v2/health/ready', { config: { auth: 'public' } }, (_request, reply) => (deps.ready() ? { ready: true } : reply.status(503).send({ ready: false })));

@@ -8,7 +8,7 @@ import type { ArchiveFile, LineFormat } from './files.js';
 /** One record of an archive file: its fields by column / key, or why it could not be read. */
 export type RawRecord =
   | { line: number; format: LineFormat; fields: Record<string, unknown>; error?: undefined }
-  | { line: number; format: LineFormat; fields?: undefined; error: string; reasonCode: 'undecodable' | 'oversize' };
+  | { line: number; format: LineFormat; fields?: undefined; error: string; reasonCode: 'undecodable' | 'oversize'; /** the CSV header itself is bad: every row of the file is read under it */ header?: true };
 
 export interface ReadOptions {
   /** CSV field delimiter (default `,`). */
@@ -141,8 +141,8 @@ class RecordParser {
     else this.csvLine(text, line);
   }
 
-  error(line: number, message: string, reasonCode: 'undecodable' | 'oversize' = 'undecodable'): void {
-    this.onRecord({ line, format: this.format ?? 'jsonl', error: message, reasonCode });
+  error(line: number, message: string, reasonCode: 'undecodable' | 'oversize' = 'undecodable', header = false): void {
+    this.onRecord({ line, format: this.format ?? 'jsonl', error: message, reasonCode, ...(header ? { header: true as const } : {}) });
   }
 
   end(): void {
@@ -174,8 +174,8 @@ class RecordParser {
       this.header = record.cells.map((c) => c.trim());
       const seen = new Set<string>();
       for (const column of this.header) {
-        if (column === '' || column === '__proto__') this.error(record.line, `the CSV header has an invalid column name ${JSON.stringify(column)}`);
-        else if (seen.has(column)) this.error(record.line, `the CSV header names column "${column}" twice`);
+        if (column === '' || column === '__proto__') this.error(record.line, `the CSV header has an invalid column name ${JSON.stringify(column)}`, 'undecodable', true);
+        else if (seen.has(column)) this.error(record.line, `the CSV header names column "${column}" twice`, 'undecodable', true);
         seen.add(column);
       }
       return;

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { directAccess, type LogAccess } from '../../access/embedded.js';
 import { DashboardCollector } from '../../app/dashboard/collector.js';
 import { dashboardPlugin } from '../../app/dashboard/plugin.js';
+import { HTTP_AJV_OPTIONS } from '../../app/http.js';
 import { EmbeddedLog } from '../../engine/embedded/log.js';
 import { EngineMetrics } from '../../engine/metrics.js';
 import { loadDataset } from '../../models/datasets/index.js';
@@ -48,7 +49,8 @@ describe('dashboard API', () => {
       { resolutionMs: 1000, retentionMs: 60_000, recentDeadLetters: 2, ledgerRefreshMs: 60_000 },
     );
     collector.start();
-    app = Fastify();
+    // the engine's server settings (no type coercion), as `run` serves the plugin
+    app = Fastify({ ajv: HTTP_AJV_OPTIONS });
     await app.register(dashboardPlugin(collector));
   });
   afterEach(async () => {
@@ -134,6 +136,7 @@ describe('dashboard API', () => {
     expect(t.categories).toEqual({ digits: { predictions: [3, 0, 0, 0, 0], feedback: [0, 0, 2, 0, 1], samples: [0, 0, 2, 0, 1] } });
     const coarse = await get('/api/v1/series/traffic?step=2000');
     expect(coarse.t).toEqual([T0, T0 + 2000, T0 + 4000]);
+    expect((await get(`/api/v1/series/traffic?from=${T0 + 2000}`)).t).toEqual([T0 + 2000, T0 + 3000, T0 + 4000]);
     expect((coarse.categories as Record<string, { predictions: number[] }>).digits?.predictions).toEqual([1.5, 0, 0]);
 
     const out = await get('/api/v1/series/outcomes');
@@ -162,7 +165,12 @@ describe('dashboard API', () => {
       { at: T0 + 4200, reason: 'undecodable', stage: 'decode-feedback', topology: 'samples', topic: 'feedback', partition: 0, offset: 2 },
       { at: T0 + 4200, reason: 'undecodable', stage: 'decode-feedback', topology: 'samples', topic: 'feedback', partition: 0, offset: 1 },
     ]);
+    const one = await get('/api/v1/dead-letters?limit=1');
+    expect(one.recent).toEqual([{ at: T0 + 4200, reason: 'undecodable', stage: 'decode-feedback', topology: 'samples', topic: 'feedback', partition: 0, offset: 2 }]);
+    expect((await get('/api/v1/dead-letters?limit=1000')).recent).toHaveLength(2);
     expect((await app.inject({ method: 'GET', url: '/api/v1/dead-letters?limit=0' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/api/v1/dead-letters?limit=1001' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/api/v1/series/traffic?step=0' })).statusCode).toBe(400);
     expect((await app.inject({ method: 'GET', url: '/api/v1/series/traffic?step=abc' })).statusCode).toBe(400);
   });
 

@@ -14,7 +14,7 @@ import { startHttpServer, type HttpServer, type HttpServerOptions } from '../../
 import { silentLogger } from '../../engine/logger.js';
 import { EngineMetrics } from '../../engine/metrics.js';
 import { loadDataset, type Dataset } from '../../models/datasets/index.js';
-import { publishVersion } from '../../models/ledger.js';
+import { ledgerKeysFor, publishVersion } from '../../models/ledger.js';
 import { defaultTrainOptions, trainLogistic } from '../../models/logistic-regression.js';
 import { exportOnnx } from '../../models/onnx-export.js';
 import { decodeFramed } from '../../schemas/codec.js';
@@ -81,7 +81,7 @@ export async function startGatewayEngine(configInput: ConfigInput = {}, http: Pa
     url,
     metrics,
     publish: async (dataset, version, onnx = onnxOf(dataset, version)) => {
-      await publishVersion(access, { category: dataset.name, version, onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: {}, trainer: 'test', createdAt: Date.now() }, { topic: config.topics.models });
+      await publishVersion(access, { category: dataset.name, version, onnx, featureNames: dataset.featureNames, classes: dataset.classes, metrics: {}, trainer: 'test', createdAt: Date.now() }, { topic: config.topics.models, ...ledgerKeysFor(config, { generate: true }) }); // signed: the gateway serves only trusted versions
     },
     post: async (path, body, headers = {}) => {
       const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });

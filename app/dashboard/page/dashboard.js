@@ -37,8 +37,22 @@
     return categoryColors.get(category);
   }
 
+  // With http.tokensFile the API needs an admin token: open the page as /#token=<token>. The fragment
+  // never leaves the browser; the token is kept for this tab only and removed from the address bar.
+  const token = (function () {
+    const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+    if (match) {
+      window.sessionStorage.setItem('sampleloop-token', decodeURIComponent(match[1]));
+      window.history.replaceState(null, '', window.location.pathname + window.location.search);
+    }
+    return window.sessionStorage.getItem('sampleloop-token');
+  })();
+
   async function get(path) {
-    const res = await fetch(path, { headers: { accept: 'application/json' } });
+    const headers = { accept: 'application/json' };
+    if (token) headers.authorization = 'Bearer ' + token;
+    const res = await fetch(path, { headers });
+    if (res.status === 401) throw new Error(path + ': HTTP 401: this engine needs a token; open the page as /#token=<an admin token of http.tokensFile>');
     if (!res.ok) throw new Error(path + ': HTTP ' + res.status);
     return res.json();
   }
