@@ -44,7 +44,11 @@ export interface TopicSummary {
 
 /** What the CLI does with the embedded log, either directly or through a running engine's HTTP API. */
 export interface LogAccess {
-  produce(topic: string, jsonLines: string, options?: { keyField?: string; createPartitions?: number }): Promise<{ appended: number }>;
+  /**
+   * `appendedBefore`: records of the same input that earlier calls appended (a large input goes in
+   * pieces), so that an error can say what is safe to send again.
+   */
+  produce(topic: string, jsonLines: string, options?: { keyField?: string; createPartitions?: number; appendedBefore?: number }): Promise<{ appended: number }>;
   read(topic: string, options?: ReadOptions): Promise<DisplayRecord[]>;
   topics(): Promise<TopicSummary[]>;
   stores(): Promise<StoreSummary[]>;

@@ -47,7 +47,10 @@ export function httpAccess(baseUrl: string, options: { produceChunkChars?: numbe
         before = (await call<TopicSummary[]>('/topics')).find((t) => t.topic === topic)?.endOffsets ?? [];
       } catch (err) {
         if (err instanceof UsageError) throw err;
-        throw new LogError(`the running engine at ${baseUrl} did not answer (${errorMessage(err)}): nothing was sent, nothing appended; start the engine again (or stop it for good so that produce writes to the data dir directly) and re-run`, { cause: err, retriable: true });
+        const before = produceOptions.appendedBefore ?? 0;
+        const done = before === 0 ? 'nothing was sent, nothing appended' : `the first ${before} record(s) were appended and confirmed, nothing after them`;
+        const rerun = before === 0 ? 're-run' : `re-run with only the lines after the first ${before}`;
+        throw new LogError(`the running engine at ${baseUrl} did not answer (${errorMessage(err)}): ${done}; start the engine again (or stop it for good so that produce writes to the data dir directly) and ${rerun}`, { cause: err, retriable: true });
       }
       const path = `/topics/${encodeURIComponent(topic)}/records?keyField=${encodeURIComponent(produceOptions.keyField ?? 'requestId')}${produceOptions.createPartitions ? `&partitions=${produceOptions.createPartitions}` : ''}`;
       let appended = 0;
@@ -56,7 +59,7 @@ export function httpAccess(baseUrl: string, options: { produceChunkChars?: numbe
           appended += (await call<{ appended: number }>(path, { method: 'POST', body: chunk })).appended;
         } catch (err) {
           if (err instanceof UsageError) throw err;
-          throw connectionLost(baseUrl, topic, before, appended, err);
+          throw connectionLost(baseUrl, topic, before, (produceOptions.appendedBefore ?? 0) + appended, err);
         }
       }
       return { appended };
@@ -104,7 +107,7 @@ function connectionLost(baseUrl: string, topic: string, endOffsetsBefore: number
   const earlier =
     appendedBefore === 0
       ? 'Nothing was appended unless the engine wrote the whole batch in the instant before it went away: '
-      : `The first ${appendedBefore} record(s) were appended and confirmed (large inputs go in pieces of about ${PRODUCE_CHUNK_CHARS / 1024 / 1024} MiB); of the rest nothing was appended unless the engine wrote the whole piece in the instant before it went away: `;
+      : `The first ${appendedBefore} record(s) were appended and confirmed (large inputs go in pieces, each appended all or nothing); of the rest nothing was appended unless the engine wrote the whole piece in the instant before it went away: `;
   const rerun =
     appendedBefore === 0
       ? 'Re-running the same produce is safe once the engine (or no engine) holds the data dir again'

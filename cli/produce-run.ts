@@ -62,7 +62,7 @@ export async function produceJsonLines(
       const nl = bytes.indexOf(0x0a, end);
       end = nl < 0 ? bytes.length : nl + 1;
     }
-    const result = await access.produce(topic, bytes.toString('utf8', start, end), { keyField: options.keyField, createPartitions: options.createPartitions });
+    const result = await access.produce(topic, bytes.toString('utf8', start, end), { keyField: options.keyField, createPartitions: options.createPartitions, appendedBefore: appended });
     appended += result.appended;
     start = end;
     if (start < bytes.length) progress.report(appended, start, bytes.length);
@@ -113,7 +113,7 @@ export async function produceTable(access: LogAccess, topic: string, file: strin
     if (pending.length === 0) return;
     const text = pending.join('\n');
     pending = [];
-    appended += (await access.produce(topic, text, { keyField: 'requestId', createPartitions: options.createPartitions })).appended;
+    appended += (await access.produce(topic, text, { keyField: 'requestId', createPartitions: options.createPartitions, appendedBefore: appended })).appended;
     progress?.report(appended, fileBytes, totalBytes);
   };
   await readTable(

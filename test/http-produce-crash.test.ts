@@ -71,7 +71,7 @@ describe('produce through a running engine that is killed mid-request', () => {
     const r = await producing;
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/^error[^\n]*: fetch failed\s*$/m);
-    expect(r.stderr).toMatch(/^error \[SL_LOG\]: the (connection to the running engine at http:\/\/127\.0\.0\.1:\d+ broke before it answered|running engine at http:\/\/127\.0\.0\.1:\d+ did not answer)/);
+    expect(r.stderr).toMatch(/^error \[SL_LOG\]: the (connection to the running engine at http:\/\/127\.0\.0\.1:\d+ broke before it answered|running engine at http:\/\/127\.0\.0\.1:\d+ did not answer)/m);
     expect(r.stderr).not.toContain('Crash Person');
     // Input goes in pieces of about 4 MiB, each appended all or nothing: the message says how many
     // records were confirmed before the cut, and the data dir holds exactly those.
