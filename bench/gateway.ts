@@ -24,7 +24,7 @@ import { packageRoot } from '../config/paths.js';
 import { silentLogger } from '../engine/logger.js';
 import { EngineMetrics } from '../engine/metrics.js';
 import { loadDataset } from '../models/datasets/index.js';
-import { publishVersion } from '../models/ledger.js';
+import { ledgerKeysFor, publishVersion } from '../models/ledger.js';
 import { defaultTrainOptions, trainLogistic } from '../models/logistic-regression.js';
 import { exportOnnx } from '../models/onnx-export.js';
 
@@ -48,7 +48,7 @@ async function serveGateway(): Promise<void> {
   const app = await startEmbeddedApp(config, { logger: silentLogger(), metrics });
   const cancer = loadDataset('breast-cancer');
   const onnx = exportOnnx(trainLogistic(cancer.rows, cancer.featureNames, cancer.classes, defaultTrainOptions), { version: '1', category: cancer.name });
-  await publishVersion(directAccess(app.log, app.registry), { category: cancer.name, version: '1', onnx, featureNames: cancer.featureNames, classes: cancer.classes, metrics: {}, trainer: 'bench', createdAt: Date.now() }, { topic: config.topics.models });
+  await publishVersion(directAccess(app.log, app.registry), { category: cancer.name, version: '1', onnx, featureNames: cancer.featureNames, classes: cancer.classes, metrics: {}, trainer: 'bench', createdAt: Date.now() }, { topic: config.topics.models, ...ledgerKeysFor(config, { generate: true }) });
   const gateway = await embeddedGateway({ config, models: app.models!, registry: app.registry, privacy: app.privacy, logger: silentLogger(), metrics, ready: () => true, log: app.log });
   const http = await startHttpServer({ host: '127.0.0.1', port: 0, metrics, logger: silentLogger(), routes: { health: () => ({ healthy: true, details: {} }) }, plugins: [gateway.plugin] });
   const controller = new AbortController();
@@ -105,6 +105,8 @@ interface Row {
 
 async function measure(server: Row['server'], url: string, body: string, connections: number, seconds: number, rate?: number): Promise<Row> {
   const result = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: seconds, ...(rate ? { overallRate: rate } : {}) });
+  // a benchmark of error answers measures nothing: stop instead of recording it
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${server} at c=${connections}: ${result.non2xx} non-2xx answers and ${result.errors} errors; the figures would not be of the gateway answering`);
   return {
     server,
     connections,
