@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { engineInfoPath } from '../cli/context.js';
-import { main } from '../cli/main.js';
 import { parseConfig } from '../config/config.js';
 import { directAccess } from '../access/embedded.js';
 import { openEmbeddedLog, startEmbeddedApp, type EmbeddedApp } from '../app/embedded.js';
@@ -24,6 +23,7 @@ import { loadOnnxModel } from '../models/onnx-runtime.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import type { Prediction } from '../schemas/types.js';
+import { runCli } from './helpers/cli-in-process.js';
 
 const SKLEARN_ONNX = join(packageRoot(), 'models', 'sklearn', 'breast-cancer-sklearn.onnx');
 const sidecar = JSON.parse(readFileSync(join(packageRoot(), 'models', 'sklearn', 'breast-cancer-sklearn.json'), 'utf8')) as { featureNames: string[]; classes: string[] };
@@ -42,26 +42,7 @@ afterEach(() => {
   while (dirs.length > 0) rmSync(dirs.pop() as string, { recursive: true, force: true });
 });
 
-interface CliRun {
-  code: number;
-  stdout: string[];
-  stderr: string;
-}
-
-async function cli(...args: string[]): Promise<CliRun> {
-  const stdout: string[] = [];
-  let stderr = '';
-  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(['node', 'sampleloop', ...args], (line) => stdout.push(line));
-    return { code, stdout, stderr };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const cli = runCli;
 
 function digitsOnnx(rows: number, version: string): Uint8Array {
   const model = trainLogistic(digits.rows.slice(0, rows), digits.featureNames, digits.classes, { ...defaultTrainOptions, maxIterations: 40 });

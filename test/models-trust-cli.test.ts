@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { directAccess, type LogAccess } from '../access/embedded.js';
 import { openEmbeddedLog } from '../app/embedded.js';
-import { main } from '../cli/main.js';
 import { loadConfig } from '../config/config.js';
 import { decodeEntry, encodeEntry, KEY_RECORD, partitionPrefix, recordKey } from '../engine/embedded/log-codec.js';
 import { loadDataset } from '../models/datasets/index.js';
@@ -23,6 +22,7 @@ import { encodeFramed } from '../schemas/codec.js';
 import { rocksRegistryStorage } from '../schemas/registry-storage.js';
 import { LocalSchemaRegistry } from '../schemas/registry.js';
 import type { ModelVersion } from '../schemas/types.js';
+import { runCli } from './helpers/cli-in-process.js';
 
 const digits = loadDataset('digits');
 const T0 = 1_750_000_000_000;
@@ -38,20 +38,7 @@ afterEach(() => {
   while (dirs.length > 0) rmSync(dirs.pop() as string, { recursive: true, force: true });
 });
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string[]; stderr: string }> {
-  const stdout: string[] = [];
-  let stderr = '';
-  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(['node', 'sampleloop', ...args], (line) => stdout.push(line));
-    return { code, stdout, stderr };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const cli = runCli;
 
 function modelFile(dir: string, rows: number, name: string): string {
   const model = trainLogistic(digits.rows.slice(0, rows), digits.featureNames, digits.classes, { ...defaultTrainOptions, maxIterations: 30 });
