@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, startCli, waitFor } from './helpers/cli-process.js';
+import { cli, waitFor, startEngine as startEngineIn } from './helpers/cli-process.js';
 import { ensureBuilt } from './helpers/dist.js';
 import { EmbeddedLog } from '../engine/embedded/log.js';
 
@@ -37,22 +37,7 @@ describe('day-2 operations', () => {
     rmSync(base, { recursive: true, force: true });
   });
 
-  /** Starts `run` on dataDir and returns its URL and a stop function (SIGTERM, resolves the exit code). */
-  async function startEngine(dataDir: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
-    const engine = startCli(['run', '--data-dir', dataDir, '--http-port', '0'], env);
-    children.push(engine);
-    engine.stderr!.resume();
-    const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
-    const infoPath = join(dataDir, 'engine.json');
-    const info = await waitFor('engine.json', () => (existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { url: string }) : undefined));
-    return {
-      url: info.url,
-      stop: async () => {
-        engine.kill('SIGTERM');
-        return exited;
-      },
-    };
-  }
+  const startEngine = (dataDir: string, env: Record<string, string> = {}): ReturnType<typeof startEngineIn> => startEngineIn(dataDir, children, env);
 
   it('exports sampleloop_consumer_lag on a scrape of /metrics alone, current with the log', async () => {
     const dataDir = join(base, 'lag');

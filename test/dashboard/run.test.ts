@@ -1,10 +1,10 @@
 /** `sampleloop run` (the compiled CLI, embedded mode) serves the dashboard on its HTTP port, or only the metrics with dashboard.enabled false. */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, startCli, waitFor } from '../helpers/cli-process.js';
+import { cli, waitFor, startEngine as startEngineIn } from '../helpers/cli-process.js';
 import { ensureBuilt } from '../helpers/dist.js';
 
 const T0 = Date.UTC(2026, 0, 5, 9, 0, 0);
@@ -32,21 +32,7 @@ describe('sampleloop run serves the dashboard', () => {
     rmSync(base, { recursive: true, force: true });
   });
 
-  async function startEngine(dataDir: string, env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
-    const engine = startCli(['run', '--data-dir', dataDir, '--http-port', '0'], env);
-    children.push(engine);
-    engine.stderr!.resume();
-    const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
-    const infoPath = join(dataDir, 'engine.json');
-    const info = await waitFor('engine.json', () => (existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { url: string }) : undefined));
-    return {
-      url: info.url,
-      stop: async () => {
-        engine.kill('SIGTERM');
-        return exited;
-      },
-    };
-  }
+  const startEngine = (dataDir: string, env: Record<string, string> = {}): ReturnType<typeof startEngineIn> => startEngineIn(dataDir, children, env);
 
   async function produce(dataDir: string): Promise<void> {
     const predictions = ['a', 'b'].map((id) => JSON.stringify(prediction(id))).join('\n');

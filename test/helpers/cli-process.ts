@@ -1,5 +1,6 @@
 /** Running the compiled CLI (`bin/sampleloop.js`) as a child process, for end-to-end tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT } from './dist.js';
@@ -61,4 +62,24 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(150);
   }
+}
+
+/**
+ * Starts `run` on dataDir (any free HTTP port) and waits for its engine.json; `children` collects the
+ * process so the suite can kill it in afterAll. `stop` sends SIGTERM and resolves the exit code.
+ */
+export async function startEngine(dataDir: string, children: ChildProcess[], env: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const engine = startCli(['run', '--data-dir', dataDir, '--http-port', '0'], env);
+  children.push(engine);
+  engine.stderr!.resume();
+  const exited = new Promise<number | null>((resolve) => engine.once('exit', (code) => resolve(code)));
+  const infoPath = join(dataDir, 'engine.json');
+  const info = await waitFor('engine.json', () => (existsSync(infoPath) ? (JSON.parse(readFileSync(infoPath, 'utf8')) as { url: string }) : undefined));
+  return {
+    url: info.url,
+    stop: async () => {
+      engine.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
